@@ -1,0 +1,53 @@
+"""Best-of-N: sample n traces, score them with the verifier, and select.
+
+select="max" returns the answer of the best-scored trace; select="weighted" is weighted
+majority voting: scores summed per (mathematically equal) answer.
+"""
+
+from __future__ import annotations
+
+from tts.context import Context
+from tts.errors import BudgetExceeded
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.types import Problem, Result
+from verifiers.voting import vote
+
+from .sampling import sample
+
+SELECT = ("max", "weighted")
+
+
+@register("strategy", "best_of_n")
+class BestOfN(Strategy):
+    name = "best_of_n"
+
+    def __init__(self, n: int = 8, select: str = "max"):
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+        self.n = n
+        self.select = select
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        traces, stopped = await sample(ctx, self.n)
+        if not traces:
+            return Result(problem.id, None, stopped_by=stopped)
+        try:
+            scores = [s.value for s in await ctx.score(traces)]
+        except BudgetExceeded:
+            # No budget left to score: the best answer we can still give is the majority one.
+            answer, tally = await vote([t.answer for t in traces])
+            return Result(problem.id, answer, traces, stopped_by="budget", telemetry={"votes": tally})
+        if self.select == "max":
+            best = max(range(len(traces)), key=lambda i: scores[i])  # first of equals wins
+            return Result(problem.id, traces[best].answer, traces, stopped_by=stopped)
+        answer, tally = await vote([t.answer for t in traces], scores)
+        return Result(problem.id, answer, traces, stopped_by=stopped, telemetry={"votes": tally})
+
+
+@register("strategy", "weighted_majority")
+def weighted_majority(n: int = 8) -> BestOfN:
+    """Weighted majority voting: Best-of-N with scores summed per answer."""
+    return BestOfN(n, select="weighted")

@@ -1,0 +1,26 @@
+"""Self-consistency (Wang et al., 2023): sample n reasoning paths, return the majority answer."""
+
+from __future__ import annotations
+
+from tts.context import Context
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.types import Problem, Result
+from verifiers.voting import vote
+
+from .sampling import sample
+
+
+@register("strategy", "self_consistency")
+class SelfConsistency(Strategy):
+    name = "self_consistency"
+
+    def __init__(self, n: int = 8):
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self.n = n
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        traces, stopped = await sample(ctx, self.n, logprobs=None)  # voting needs no logprobs
+        answer, tally = await vote([t.answer for t in traces])
+        return Result(problem.id, answer, traces, stopped_by=stopped, telemetry={"votes": tally})

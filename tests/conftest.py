@@ -1,0 +1,42 @@
+"""Session fixtures: a tiny random-weight model built offline and ONE vLLM CPU engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).parent))  # tiny_models, scripted
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "gsm8k_test.jsonl").exists():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from tiny_models import build_llama
+
+    return build_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+async def vllm_generator(tiny_model_dir):
+    from tts.vllm_generator import VLLMGenerator
+
+    gen = VLLMGenerator(
+        str(tiny_model_dir), seed=0, enforce_eager=True, max_model_len=2048, log_stats=True
+    )
+    yield gen
+    await gen.close()

@@ -1,0 +1,70 @@
+"""A deterministic scripted generator: a FAKE backend for pure algorithm tests only.
+
+It replays given completions in order (cycling), one "token" per whitespace-separated word,
+honouring max_tokens and stop strings, and reports usage the way real backends do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from tts.interfaces import Generator
+from tts.types import GenRequest, Trace, Usage
+
+
+class ScriptedGenerator(Generator):
+    def __init__(self, completions: list[str | tuple[str, float]], logprob: float = -0.5, num_params: int = 1000, delay: float = 0.0):
+        self.completions = completions
+        self.logprob = logprob
+        self.model = "scripted"
+        self.num_params = num_params
+        self.delay = delay
+        self.calls = 0
+        self._next = 0
+
+    async def count_prompt_tokens(self, req: GenRequest) -> int:
+        words = sum(len(m["content"].split()) for m in req.messages) + len(req.prefix.split())
+        return words + 2 * len(req.messages)
+
+    def _one(self, req: GenRequest) -> Trace:
+        item = self.completions[self._next % len(self.completions)]
+        self._next += 1
+        text, logprob = item if isinstance(item, tuple) else (item, self.logprob)
+        finish = "stop"
+        for s in req.stop:
+            if s in text:
+                text = text[: text.index(s)]
+        words = text.split(" ")
+        if len(words) > req.max_tokens:
+            words, finish = words[: req.max_tokens], "length"
+        n = len(words) if text else 0
+        lp = [logprob] * n
+        top = [[logprob, logprob - 1.0][: req.logprobs] for _ in range(n)] if req.logprobs else []
+        return Trace(" ".join(words), n, finish, lp if req.logprobs is not None else [], top, prefix=req.prefix)
+
+    async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        traces = [self._one(req) for _ in range(req.n)]
+        prompt = await self.count_prompt_tokens(req)
+        return traces, Usage(
+            prompt_tokens=prompt * req.n,
+            cached_tokens=prompt * (req.n - 1),
+            completion_tokens=sum(t.num_tokens for t in traces),
+        )
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
+        self.calls += 1
+        full = self._one(req)
+        words = full.text.split(" ")
+        prompt = await self.count_prompt_tokens(req)
+        trace = Trace("", 0, prefix=req.prefix)
+        for i, _ in enumerate(words[: full.num_tokens], 1):
+            await asyncio.sleep(self.delay)
+            trace.text = " ".join(words[:i])
+            trace.num_tokens = i
+            if i == full.num_tokens:
+                trace.finish_reason = full.finish_reason
+            yield trace, Usage(prompt_tokens=prompt, completion_tokens=i)

@@ -1,0 +1,180 @@
+"""Core: usage, budget, accountant, context, runner, store. Algorithm-level, on the scripted
+(fake) generator; the real-engine tests are in test_vllm_generator.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scripted import ScriptedGenerator
+
+import tts
+from strategies import BestOfN, SelfConsistency, weighted_majority
+from tts.context import Accountant, Context
+from tts.errors import BudgetExceeded, TTSError
+from tts.store import ResultStore
+from tts.types import Budget, GenRequest, Problem, Usage
+from verifiers import Confidence
+
+P = Problem("p1", "What is one half?", answer="1/2")
+
+
+def ctx_for(gen, budget=None, verifier=None, max_tokens=50):
+    acc = Accountant(budget, gen.num_params, None)
+    return Context(P, gen, acc, verifier=verifier, sampling=tts.Sampling(max_tokens=max_tokens))
+
+
+def test_usage_arithmetic_and_budget_caps():
+    u = Usage(prompt_tokens=10, cached_tokens=4, completion_tokens=5, verifier_tokens=2, generator_calls=1)
+    assert (u + u).completion_tokens == 10 and (u - u).prompt_tokens == 0
+    assert u.total_tokens == 17 and u.calls == 1
+    assert Budget(total_tokens=16).exceeded_by(u) == "total_tokens"
+    assert Budget(total_tokens=17).exceeded_by(u) is None
+    assert Usage.from_dict(u.to_dict()) == u
+
+
+async def test_accountant_refuses_before_dispatch():
+    gen = ScriptedGenerator(["a b c"])
+    ctx = ctx_for(gen, Budget(completion_tokens=10), max_tokens=20)
+    with pytest.raises(BudgetExceeded) as e:
+        await ctx.generate(ctx.request(1))
+    assert e.value.cap == "completion_tokens"
+    assert gen.calls == 0 and ctx.usage.completion_tokens == 0
+
+
+async def test_affordable_and_flops():
+    gen = ScriptedGenerator(["a b c"], num_params=1000)
+    ctx = ctx_for(gen, Budget(completion_tokens=50), max_tokens=20)
+    assert await ctx.affordable(ctx.request(8)) == 2
+    traces = await ctx.generate(ctx.request(2))
+    assert [t.num_tokens for t in traces] == [3, 3]
+    u = ctx.usage
+    assert u.completion_tokens == 6 and u.generator_calls == 1
+    assert u.generator_flops == 2 * 1000 * (u.prompt_tokens - u.cached_tokens + 6)
+
+
+async def test_stream_is_charged_up_to_where_it_stopped():
+    gen = ScriptedGenerator(["one two three four five six"])
+    ctx = ctx_for(gen)
+    seen = 0
+    agen = ctx.stream(ctx.request(1))
+    async for t in agen:
+        seen = t.num_tokens
+        if seen == 3:
+            break
+    await agen.aclose()
+    assert ctx.usage.completion_tokens == 3 and ctx.usage.generator_calls == 1
+    assert ctx.accountant._reserved == Usage()
+
+
+async def test_self_consistency_groups_equivalent_answers():
+    gen = ScriptedGenerator(["so \\boxed{3}", "thus \\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{3}", "\\boxed{1/2}"])
+    r = await tts.solve(P, SelfConsistency(5), generator=gen)
+    assert r.answer in ("\\frac{1}{2}", "0.5", "1/2")
+    assert sorted(r.telemetry["votes"].values()) == [2.0, 3.0]
+    assert r.stopped_by == "done" and len(r.traces) == 5
+
+
+async def test_best_of_n_and_weighted_majority_select_differently():
+    completions = [("\\boxed{7}", -3.0), ("\\boxed{7}", -3.0), ("\\boxed{9}", -0.1)]
+    best = await tts.solve(P, BestOfN(3), generator=ScriptedGenerator(completions), verifier=Confidence())
+    assert best.answer == "9"
+    # weighted: 7 gets 2 * e^-3 ~ 0.10, 9 gets e^-0.1 ~ 0.90
+    w = await tts.solve(P, weighted_majority(3), generator=ScriptedGenerator(completions), verifier=Confidence())
+    assert w.answer == "9"
+    many7 = [("\\boxed{7}", -0.2)] * 3 + [("\\boxed{9}", -0.1)]
+    w2 = await tts.solve(P, weighted_majority(4), generator=ScriptedGenerator(many7), verifier=Confidence())
+    assert w2.answer == "7"
+    sc = await tts.solve(P, SelfConsistency(3), generator=ScriptedGenerator(completions))
+    assert sc.answer == "7"
+
+
+async def test_confidence_requires_logprobs():
+    gen = ScriptedGenerator(["\\boxed{1}"])
+    ctx = ctx_for(gen, verifier=Confidence())
+    traces = await ctx.generate(ctx.request(1, logprobs=None))
+    with pytest.raises(TTSError, match="logprobs"):
+        await ctx.score(traces)
+
+
+def test_no_answer_is_none_not_a_crash():
+    r = tts.solve_sync(P, SelfConsistency(2), generator=ScriptedGenerator(["no answer here"]))
+    assert r.answer is None and r.stopped_by == "done"
+
+
+STRATEGIES = [lambda n: BestOfN(n), lambda n: weighted_majority(n), lambda n: SelfConsistency(n)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 2),
+    n=st.integers(1, 12),
+    max_tokens=st.integers(1, 30),
+    lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5),
+    cap=st.sampled_from(["completion_tokens", "total_tokens", "calls", "flops"]),
+    value=st.integers(0, 400),
+)
+def test_no_run_ever_exceeds_its_budget(which, n, max_tokens, lengths, cap, value):
+    completions = [(" ".join(["w"] * k) + " \\boxed{1}", -0.3) for k in lengths]
+    gen = ScriptedGenerator(completions, num_params=10)
+    budget = Budget(**{cap: value * (20 if cap == "flops" else 1) if cap != "calls" else value % 4})
+    r = tts.solve_sync(
+        P, STRATEGIES[which](n), generator=gen, verifier=Confidence(), budget=budget,
+        sampling=tts.Sampling(max_tokens=max_tokens),
+    )
+    assert budget.exceeded_by(r.usage) is None, (budget, r.usage)
+    if len(r.traces) < n:
+        assert r.stopped_by == "budget"
+
+
+async def test_run_many_is_bounded_and_ordered():
+    gen = ScriptedGenerator(["\\boxed{1}"], delay=0.01)
+    live = peak = 0
+    orig = gen.generate
+
+    async def counting(req):
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        try:
+            return await orig(req)
+        finally:
+            live -= 1
+
+    gen.generate = counting
+    problems = [Problem(f"q{i}", f"question {i}") for i in range(20)]
+    seen = []
+    rs = await tts.run_many(problems, SelfConsistency(2), generator=gen, concurrency=4, on_result=lambda r: seen.append(r.problem_id))
+    assert [r.problem_id for r in rs] == [p.id for p in problems]
+    assert sorted(seen) == sorted(p.id for p in problems)
+    assert peak == 4
+
+
+def test_config_hash_identifies_configuration():
+    gen = ScriptedGenerator(["\\boxed{1}"])
+    a = tts.solve_sync(P, SelfConsistency(2), generator=gen)
+    b = tts.solve_sync(P, SelfConsistency(2), generator=gen, seed=3)
+    c = tts.solve_sync(P, SelfConsistency(3), generator=gen)
+    assert a.config_hash == b.config_hash != c.config_hash
+    assert json.loads(json.dumps(a.record()))["problem_id"] == "p1"
+
+
+def test_store_resumes_repairs_and_never_duplicates(tmp_path):
+    path = tmp_path / "r.jsonl"
+    s = ResultStore(path)
+    rec = {"problem_id": "a", "config_hash": "h", "seed": 0, "usage": {}}
+    s.append(rec)
+    s.append(rec)
+    with open(path, "ab") as f:
+        f.write(b'{"problem_id": "b", "config_h')  # a crash mid-write
+    s2 = ResultStore(path)
+    assert s2.done(("a", "h", 0)) and not s2.done(("b", "h", 0))
+    assert path.read_text().count("\n") == 1
+    s2.append({**rec, "problem_id": "b"})
+    assert len(ResultStore(path).records) == 2
+    path.write_text('{"problem_id": "a", "config_hash": "h", "seed": 0}\nnot json\n')
+    with pytest.raises(TTSError, match=r"r.jsonl:2"):
+        ResultStore(path)

@@ -1,0 +1,37 @@
+"""Answer extraction from model text (no evaluation of model output, ever: pure string work)."""
+
+from __future__ import annotations
+
+import re
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} in `text` (nested braces kept), or None."""
+    last = None
+    for m in _BOXED.finditer(text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            last = text[m.end() : i - 1]
+    return normalize(last) if last is not None else None
+
+
+_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+
+
+def normalize(answer: str) -> str | None:
+    """Cheap canonical form used to group answers before any symbolic comparison."""
+    a = answer.strip().strip("$").strip()
+    a = _TEXT.sub(r"\1", a)
+    a = a.replace("\\!", "").replace("\\,", "").replace("\\ ", "").replace("\\left", "").replace("\\right", "")
+    a = a.replace("dfrac", "frac").replace("tfrac", "frac")
+    a = re.sub(r"\s+", " ", a).rstrip(".").strip()
+    if re.fullmatch(r"-?[\d,]+(\.\d+)?", a) and "," in a and re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", a):
+        a = a.replace(",", "")  # 1,000 -> 1000 (thousands separators, not tuples)
+    if re.fullmatch(r"-?\d+\.\d+", a):
+        a = a.rstrip("0").rstrip(".")  # 72.00 -> 72
+    return a or None

@@ -1,0 +1,196 @@
+"""`tts bench`: run a strategy over a benchmark, append one record per problem, resume, report.
+
+Everything cheap is validated before the engine starts (task, strategy, parameters, data), and
+problems already in the output file for this configuration are skipped, so re-running the same
+command after a crash or Ctrl-C finishes the job without redoing or duplicating anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import Sampling
+from .errors import TTSError
+from .registry import lookup
+from .runner import config_hash, describe, run_many
+from .store import ResultStore
+from .types import Budget, Problem, Result
+
+# Strategies that select by score get this verifier unless one is named.
+DEFAULT_VERIFIER = {"best_of_n": "confidence", "weighted_majority": "confidence"}
+
+
+@dataclass
+class BenchConfig:
+    task: str
+    strategy: str
+    n: int = 8
+    params: dict[str, Any] = field(default_factory=dict)
+    verifier: str | None = None
+    model: str | None = None  # None: the embedded default model
+    backend: str = "vllm"
+    base_urls: list[str] = field(default_factory=list)
+    data: str | None = None
+    limit: int | None = None
+    out: str | None = None
+    seed: int = 0
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    budget: dict[str, float] = field(default_factory=dict)
+    concurrency: int = 64
+    max_model_len: int = 4096
+    enforce_eager: bool = False
+
+
+def build_strategy(name: str, n: int, params: dict[str, Any]) -> Any:
+    factory = lookup("strategy", name)
+    accepted = inspect.signature(factory).parameters
+    kwargs = {"n": n, **params} if "n" in accepted else dict(params)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TTSError(
+            f"strategy '{name}' takes no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}"
+        )
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise TTSError(f"strategy '{name}': {e}") from None
+
+
+def build_budget(caps: dict[str, float]) -> Budget | None:
+    if not caps:
+        return None
+    valid = set(Budget.__dataclass_fields__)
+    bad = sorted(set(caps) - valid)
+    if bad:
+        raise TTSError(f"unknown budget cap {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
+    return Budget(**caps)  # type: ignore[arg-type]
+
+
+def build_generator(cfg: BenchConfig) -> Any:
+    if cfg.backend == "vllm":
+        from .models import resolve_model
+        from .vllm_generator import VLLMGenerator
+
+        path = resolve_model(cfg.model)
+        return VLLMGenerator(
+            path,
+            name=cfg.model or _default_model_name(),
+            seed=cfg.seed,
+            max_model_len=cfg.max_model_len,
+            enforce_eager=cfg.enforce_eager,
+        )
+    if cfg.backend == "openai":
+        from .openai_generator import OpenAIGenerator
+
+        if not cfg.model or not cfg.base_urls:
+            raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
+        return OpenAIGenerator(cfg.model, cfg.base_urls)
+    raise TTSError(f"unknown backend '{cfg.backend}'; valid: openai, vllm")
+
+
+def _default_model_name() -> str:
+    from .models import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
+    """pass@N (any sample right) and maj@N (the majority answer right) over the samples."""
+    from verifiers.voting import vote
+
+    answers = [t.answer for t in result.traces]
+    if problem.answer is None or not answers:
+        return {}
+    majority, _ = await vote(answers)
+    distinct = {a for a in answers if a is not None}
+    graded = {a: await task.grade(problem, a) for a in distinct}
+    return {
+        "n_samples": len(answers),
+        "pass_at_n": any(graded.values()),
+        "maj_at_n": graded.get(majority, False) if majority is not None else False,
+    }
+
+
+async def bench(cfg: BenchConfig, progress: Any = None) -> tuple[ResultStore, str, list[Problem]]:
+    """Run (or resume) a benchmark; returns the store, the config hash and the problems."""
+    task = lookup("task", cfg.task)()
+    strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
+    verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
+    verifier = lookup("verifier", verifier_name)() if verifier_name else None
+    budget = build_budget(cfg.budget)
+    if cfg.backend not in ("vllm", "openai"):
+        raise TTSError(f"unknown backend '{cfg.backend}'; valid: openai, vllm")
+    sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
+    problems = task.load(cfg.data, limit=cfg.limit)
+    store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl")
+
+    model_name = cfg.model or _default_model_name()
+    chash = config_hash(**describe(strategy, model_name, verifier, budget, sampling, task))
+    todo = [p for p in problems if not store.done((p.id, chash, cfg.seed))]
+    if progress is not None:
+        progress.start(len(problems), len(problems) - len(todo))
+    if not todo:
+        return store, chash, problems
+
+    generator = build_generator(cfg)
+    try:
+        async def on_result(r: Result) -> None:
+            problem = by_id[r.problem_id]
+            rec = r.record()
+            rec.update(await grade_all(task, problem, r))
+            rec["gold"] = problem.answer
+            rec["model"] = model_name
+            rec["task"] = cfg.task
+            rec["finished_at"] = time.time()
+            store.append(rec)
+            if progress is not None:
+                progress.advance(rec)
+
+        by_id = {p.id: p for p in todo}
+        await run_many(
+            todo,
+            strategy,
+            generator=generator,
+            verifier=verifier,
+            budget=budget,
+            sampling=sampling,
+            task=task,
+            seed=cfg.seed,
+            concurrency=cfg.concurrency,
+            on_result=on_result,
+        )
+    finally:
+        await generator.close()
+    return store, chash, problems
+
+
+def summarize(
+    records: Sequence[dict[str, Any]], wall: float | None = None, fresh: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Accuracy, pass@N / maj@N where defined, mean tokens per problem, and the throughput of
+    this invocation (`fresh` records generated in `wall` seconds)."""
+    k = len(records)
+    if k == 0:
+        return {"problems": 0}
+    mean = lambda key: sum(r["usage"][key] for r in records) / k  # noqa: E731
+    out: dict[str, Any] = {
+        "problems": k,
+        "accuracy": sum(bool(r.get("correct")) for r in records) / k,
+        "mean_completion_tokens": mean("completion_tokens"),
+        "mean_total_tokens": mean("total_tokens"),
+        "mean_wall_seconds": mean("wall_seconds"),
+        "stopped_by_budget": sum(r.get("stopped_by") == "budget" for r in records),
+    }
+    if all("pass_at_n" in r for r in records):
+        out["pass_at_n"] = sum(r["pass_at_n"] for r in records) / k
+        out["maj_at_n"] = sum(r["maj_at_n"] for r in records) / k
+    if wall:
+        out["wall_seconds"] = wall
+        out["tokens_per_second"] = sum(r["usage"]["completion_tokens"] for r in fresh) / wall
+    return out

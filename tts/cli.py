@@ -1,0 +1,167 @@
+"""The `tts` command: `tts bench ...`, `tts models prepare|list`.
+
+User mistakes print one line (`error: ...`) and exit 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+from .errors import TTSError
+
+
+def _kv(items: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise TTSError(f"{what} '{item}' must look like KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _scalar(v.strip())
+    return out
+
+
+def _scalar(v: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(v.lower(), v)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tts", description="Test-time scaling of LLM reasoning on vLLM.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    b = sub.add_parser("bench", help="run a strategy over a benchmark (resumable)")
+    b.add_argument("--task", required=True, help="gsm8k | math500 | aime24 | aime25")
+    b.add_argument("--strategy", required=True, help="best_of_n | self_consistency | weighted_majority")
+    b.add_argument("-n", type=int, default=8, help="samples per problem (default 8)")
+    b.add_argument("--param", action="append", default=[], metavar="K=V", help="another strategy parameter")
+    b.add_argument("--verifier", help="scorer for selection (default: confidence where one is needed)")
+    b.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
+    b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server)")
+    b.add_argument("--base-url", action="append", default=[], help="server URL (repeat for replicas)")
+    b.add_argument("--data", help="local JSONL file instead of the dataset hub")
+    b.add_argument("--limit", type=int, help="first N problems")
+    b.add_argument("--out", help="results JSONL (default results/<task>_<strategy>.jsonl)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--temperature", type=float, default=0.7)
+    b.add_argument("--top-p", type=float, default=1.0)
+    b.add_argument("--max-tokens", type=int, default=1024, help="per sample")
+    b.add_argument("--budget", action="append", default=[], metavar="CAP=V",
+                   help="per-problem cap, e.g. total_tokens=20000 (caps: completion_tokens, total_tokens, "
+                   "verifier_tokens, calls, flops, wall_seconds)")
+    b.add_argument("--concurrency", type=int, default=64, help="problems in flight")
+    b.add_argument("--max-model-len", type=int, default=4096)
+    b.add_argument("--enforce-eager", action="store_true", help="skip graph capture (faster start)")
+
+    m = sub.add_parser("models", help="embedded models")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    prep = msub.add_parser("prepare", help="build an embedded model folder (once; cached)")
+    prep.add_argument("name", nargs="?", help="embedded model name (default: the default model)")
+    prep.add_argument("--force", action="store_true")
+    msub.add_parser("list", help="embedded model names")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "bench":
+            return _bench(args)
+        return _models(args)
+    except TTSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import DEFAULT_MODEL, EMBEDDED, prepare
+
+    if args.models_cmd == "list":
+        for name in EMBEDDED:
+            print(name + ("  (default)" if name == DEFAULT_MODEL else ""))
+        return 0
+    print(prepare(args.name or DEFAULT_MODEL, force=args.force))
+    return 0
+
+
+class _Progress:
+    """A rich progress bar fed by `bench` as records land."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+        )
+        self.fresh: list[dict[str, Any]] = []
+        self.tokens = 0
+
+    def start(self, total: int, done: int) -> None:
+        self.bar.start()
+        self.id = self.bar.add_task("solving", total=total, completed=done, stats="")
+
+    def advance(self, rec: dict[str, Any]) -> None:
+        self.fresh.append(rec)
+        self.tokens += rec["usage"]["completion_tokens"]
+        acc = sum(bool(r["correct"]) for r in self.fresh) / len(self.fresh)
+        self.bar.update(self.id, advance=1, stats=f"acc {acc:.2f}  {self.tokens} tokens")
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchConfig, bench, summarize
+
+    cfg = BenchConfig(
+        task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
+        verifier=args.verifier, model=args.model, backend=args.backend, base_urls=args.base_url,
+        data=args.data, limit=args.limit, out=args.out, seed=args.seed,
+        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+        budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
+        max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    progress = _Progress()
+    t0 = time.perf_counter()
+    try:
+        store, chash, problems = asyncio.run(bench(cfg, progress))
+    except KeyboardInterrupt:
+        progress.stop()
+        print(f"interrupted: {len(progress.fresh)} new records kept in {cfg.out or 'results/'}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        if hasattr(progress, "id"):
+            progress.stop()
+    wall = time.perf_counter() - t0
+    ids = {p.id for p in problems}
+    records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
+    _print_summary(cfg, summarize(records, wall if progress.fresh else None, progress.fresh), store, len(progress.fresh))
+    return 0
+
+
+def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{cfg.task} / {cfg.strategy} n={cfg.n}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in s.items():
+        t.add_row(k.replace("_", " "), f"{v:.3f}" if isinstance(v, float) else str(v))
+    Console().print(t)
+    print(f"{fresh} new records; {len(store.records)} in {store.path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

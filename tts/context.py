@@ -1,0 +1,245 @@
+"""The accountant and the context a strategy works through.
+
+Every generator and verifier call of a strategy goes through `Context`, whose `Accountant`
+checks the worst case of the call against the budget *before* dispatch (counting calls still in
+flight as reserved), and charges what the backend reports afterwards. Strategies never count
+tokens themselves, and no run can go over its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answers import extract_boxed
+from .errors import BudgetExceeded
+from .interfaces import Generator, Verifier
+from .types import Budget, GenRequest, Problem, Score, Trace, Usage
+
+
+@dataclass(slots=True)
+class Sampling:
+    """Run-wide sampling defaults; a strategy overrides fields per request."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 1024
+
+
+class Accountant:
+    """Charges calls to a Usage and refuses the ones that could exceed the Budget."""
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        generator_params: int | None = None,
+        verifier_params: int | None = None,
+    ):
+        self.budget = budget or Budget()
+        self.usage = Usage()
+        self._reserved = Usage()
+        self._gen_params = generator_params or 0
+        self._ver_params = verifier_params or 0
+        self._start = time.perf_counter()
+
+    # -- FLOPs ---------------------------------------------------------------------------
+    def generator_flops(self, prompt: int, cached: int, completion: int) -> float:
+        return 2.0 * self._gen_params * (prompt - cached + completion)
+
+    def verifier_flops(self, tokens: int) -> float:
+        return 2.0 * self._ver_params * tokens
+
+    # -- budget ----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def remaining_seconds(self) -> float | None:
+        cap = self.budget.wall_seconds
+        return None if cap is None else cap - self.elapsed()
+
+    def _check(self, worst: Usage) -> None:
+        projected = self.usage + self._reserved + worst
+        projected.wall_seconds = self.elapsed()
+        cap = self.budget.exceeded_by(projected)
+        if cap is not None:
+            raise BudgetExceeded(cap, f"cap {getattr(self.budget, cap)}, this call could reach {_value(projected, cap)}")
+        rem = self.remaining_seconds()
+        if rem is not None and rem <= 0:
+            raise BudgetExceeded("wall_seconds")
+
+    def worst_generation(self, prompt_tokens: int, n: int, max_tokens: int) -> Usage:
+        """The most an n-sample call can cost: each sample prefills its prompt (none of it
+        assumed cached) and runs to max_tokens."""
+        prompt, completion = n * prompt_tokens, n * max_tokens
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            generator_calls=1,
+            generator_flops=self.generator_flops(prompt, 0, completion),
+        )
+
+    def worst_verification(self, tokens: int) -> Usage:
+        return Usage(verifier_tokens=tokens, verifier_calls=1, verifier_flops=self.verifier_flops(tokens))
+
+    @contextlib.contextmanager
+    def reserve(self, worst: Usage):
+        """Check `worst` fits, hold it as reserved while the call runs, then release it."""
+        self._check(worst)
+        self._reserved = self._reserved + worst
+        try:
+            yield
+        finally:
+            self._reserved = self._reserved - worst
+
+    def charge_generation(self, usage: Usage) -> None:
+        usage.generator_flops = self.generator_flops(
+            usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens
+        )
+        self.usage = self.usage + usage
+
+    def charge_verification(self, tokens: int, calls: int = 1) -> None:
+        self.usage = self.usage + Usage(
+            verifier_tokens=tokens, verifier_calls=calls, verifier_flops=self.verifier_flops(tokens)
+        )
+
+    def finish(self) -> Usage:
+        self.usage.wall_seconds = self.elapsed()
+        return self.usage
+
+
+def _value(usage: Usage, cap: str) -> float:
+    return {"calls": usage.calls, "flops": usage.flops, "total_tokens": usage.total_tokens}.get(
+        cap, getattr(usage, cap, 0)
+    )
+
+
+@dataclass
+class Context:
+    """What a strategy sees while solving one problem."""
+
+    problem: Problem
+    generator: Generator
+    accountant: Accountant
+    verifier: Verifier | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    system_prompt: str | None = None
+    extract: Callable[[str], str | None] = extract_boxed
+    seed: int = 0
+    telemetry: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    @property
+    def usage(self) -> Usage:
+        return self.accountant.usage
+
+    def request(self, n: int = 1, **overrides: Any) -> GenRequest:
+        """A request for `n` samples of this problem with the run's sampling defaults."""
+        msgs = (
+            self.problem.messages(self.system_prompt)
+            if self.system_prompt is not None
+            else self.problem.messages()
+        )
+        base = dict(
+            messages=msgs,
+            n=n,
+            max_tokens=self.sampling.max_tokens,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            logprobs=self.verifier.logprobs if self.verifier is not None else None,
+        )
+        base.update(overrides)
+        return GenRequest(**base)
+
+    async def affordable(self, req: GenRequest) -> int:
+        """The largest n' <= req.n whose worst case fits the budget now (0 if none does)."""
+        prompt = await self.generator.count_prompt_tokens(req)
+        lo, hi = 0, req.n
+        while lo < hi:  # binary search: the worst case grows monotonically with n
+            mid = (lo + hi + 1) // 2
+            try:
+                self.accountant._check(self.accountant.worst_generation(prompt, mid, req.max_tokens))
+                lo = mid
+            except BudgetExceeded:
+                hi = mid - 1
+        return lo
+
+    def _finish_traces(self, traces: Sequence[Trace]) -> None:
+        for t in traces:
+            if t.answer is None and t.finish_reason is not None:
+                t.answer = self.extract(t.text)
+
+    async def generate(self, req: GenRequest) -> list[Trace]:
+        """`req.n` traces, answers extracted; raises BudgetExceeded if they might not fit."""
+        acc = self.accountant
+        prompt = await self.generator.count_prompt_tokens(req)
+        worst = acc.worst_generation(prompt, req.n, req.max_tokens)
+        with acc.reserve(worst):
+            try:
+                async with _deadline(acc.remaining_seconds()):
+                    traces, usage = await self.generator.generate(req)
+            except TimeoutError:
+                # The engine aborted the call at the wall-clock cap; how far it got is unknown,
+                # so charge the worst case we reserved (an upper bound, never an undercount).
+                acc.charge_generation(worst)
+                raise BudgetExceeded("wall_seconds") from None
+        usage.generator_calls = 1
+        acc.charge_generation(usage)
+        self._finish_traces(traces)
+        return traces
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[Trace]:
+        """One growing sample; charged as it grows, so an abandoned stream is charged only up
+        to where it was abandoned (closing the iterator aborts the backend request)."""
+        acc = self.accountant
+        prompt = await self.generator.count_prompt_tokens(req)
+        worst = acc.worst_generation(prompt, 1, req.max_tokens)
+        charged = Usage(generator_calls=1)
+        acc.charge_generation(Usage(generator_calls=1))
+        with acc.reserve(worst):
+            agen = self.generator.stream(req)
+            try:
+                async with _deadline(acc.remaining_seconds()):
+                    async for trace, usage in agen:
+                        delta = Usage(
+                            prompt_tokens=usage.prompt_tokens - charged.prompt_tokens,
+                            cached_tokens=usage.cached_tokens - charged.cached_tokens,
+                            completion_tokens=usage.completion_tokens - charged.completion_tokens,
+                        )
+                        acc.charge_generation(delta)
+                        charged = charged + delta
+                        if trace.finished:
+                            self._finish_traces([trace])
+                        yield trace
+            except TimeoutError:
+                raise BudgetExceeded("wall_seconds") from None
+            finally:
+                await agen.aclose()
+
+    async def score(self, traces: list[Trace]) -> list[Score]:
+        """Score traces with the context's verifier; sets each trace's `score`."""
+        if self.verifier is None:
+            raise ValueError("this strategy needs a verifier; pass verifier=... (e.g. Confidence())")
+        acc = self.accountant
+        worst = acc.worst_verification(await self.verifier.estimate_tokens(self.problem, traces))
+        with acc.reserve(worst):
+            scores = await self.verifier.score(self.problem, traces)
+        acc.charge_verification(sum(s.tokens for s in scores))
+        for t, s in zip(traces, scores):
+            t.score = s.value
+        return scores
+
+
+@contextlib.asynccontextmanager
+async def _deadline(seconds: float | None):
+    if seconds is None:
+        yield
+    else:
+        async with asyncio.timeout(max(seconds, 0.0)):
+            yield

