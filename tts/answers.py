@@ -27,7 +27,9 @@ def normalize(answer: str) -> str | None:
     """Cheap canonical form used to group answers before any symbolic comparison."""
     a = answer.strip().strip("$").strip()
     a = _TEXT.sub(r"\1", a)
-    a = a.replace("\\!", "").replace("\\,", "").replace("\\ ", "").replace("\\left", "").replace("\\right", "")
+    # Drop thin spaces (\! \, and backslash-space) but keep LaTeX row breaks (\\), as in matrices.
+    a = re.sub(r"\\\\|\\[!, ]", lambda m: m.group() if m.group() == "\\\\" else "", a)
+    a = a.replace("\\left", "").replace("\\right", "")
     a = a.replace("dfrac", "frac").replace("tfrac", "frac")
     a = re.sub(r"\s+", " ", a).rstrip(".").strip()
     if re.fullmatch(r"-?[\d,]+(\.\d+)?", a) and "," in a and re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", a):

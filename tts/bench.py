@@ -117,8 +117,12 @@ async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, An
     }
 
 
-async def bench(cfg: BenchConfig, progress: Any = None) -> tuple[ResultStore, str, list[Problem]]:
-    """Run (or resume) a benchmark; returns the store, the config hash and the problems."""
+async def bench(
+    cfg: BenchConfig, progress: Any = None, generator: Any = None
+) -> tuple[ResultStore, str, list[Problem]]:
+    """Run (or resume) a benchmark; returns the store, the config hash and the problems.
+
+    A `generator` passed in is used as is and left open (else one is built from `cfg`)."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
     verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
@@ -138,10 +142,12 @@ async def bench(cfg: BenchConfig, progress: Any = None) -> tuple[ResultStore, st
     if not todo:
         return store, chash, problems
 
-    generator = build_generator(cfg)
+    owned = generator is None
+    generator = generator or build_generator(cfg)
     try:
         async def on_result(r: Result) -> None:
             problem = by_id[r.problem_id]
+            r.config_hash = chash  # the bench's description is authoritative (model as named)
             rec = r.record()
             rec.update(await grade_all(task, problem, r))
             rec["gold"] = problem.answer
@@ -166,7 +172,8 @@ async def bench(cfg: BenchConfig, progress: Any = None) -> tuple[ResultStore, st
             on_result=on_result,
         )
     finally:
-        await generator.close()
+        if owned:
+            await generator.close()
     return store, chash, problems
 
 

@@ -126,20 +126,19 @@ class MathVerifyPool:
         return w
 
     def _acquire(self) -> _Worker:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("MathVerifyPool is closed")
-            try:
-                return self._idle.get_nowait()
-            except queue.Empty:
-                if len(self._live) < self.workers:
-                    return self._spawn()
-        while True:  # all busy: wait for one to come back (or its replacement)
-            try:
-                return self._idle.get(timeout=1.0)
-            except queue.Empty:
+        while True:  # an idle worker, else a new one while under `workers`, else wait for one
+            with self._lock:
                 if self._closed:
-                    raise RuntimeError("MathVerifyPool is closed") from None
+                    raise RuntimeError("MathVerifyPool is closed")
+                try:
+                    return self._idle.get_nowait()
+                except queue.Empty:
+                    if len(self._live) < self.workers:
+                        return self._spawn()
+            try:
+                return self._idle.get(timeout=0.5)
+            except queue.Empty:
+                pass
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
@@ -148,28 +147,42 @@ class MathVerifyPool:
             if not self._closed:
                 self._idle.put(self._spawn())  # start now: it warms up while callers go on
 
+    def _start(self, w: _Worker) -> None:
+        """Wait for a fresh worker's hello. A worker that cannot start is a setup problem, not a
+        "no": raise (and do not respawn) rather than silently grading everything wrong."""
+        try:
+            kind, msg = w.conn.recv() if w.conn.poll(self.startup_timeout) else ("error", "timeout")
+        except (EOFError, OSError):
+            kind, msg = "died", ""
+        if kind == "ready":
+            w.ready = True
+            return
+        w.kill()
+        with self._lock:
+            self._live.discard(w)
+        if kind == "died":  # typically: spawn re-imported an unguarded main script, which crashed
+            raise TTSError("a math-verify worker process died while starting; if you run a script, "
+                           "put its top-level code under `if __name__ == '__main__':` (workers are "
+                           "spawned and re-import the main module)")
+        raise TTSError(f"math-verify cannot run in a worker ({msg}); check that `import math_verify` "
+                       "works, or install it: pip install 'math-verify[antlr4_13_2]'")
+
     def _run(self, a: str, b: str) -> bool:
         w = self._acquire()
         try:
             if not w.ready:
-                if not w.conn.poll(self.startup_timeout):
-                    raise TTSError(f"a math-verify worker did not start in {self.startup_timeout:.0f} s; "
-                                   "check that `import math_verify` works in this environment")
-                kind, msg = w.conn.recv()
-                if kind == "error":
-                    raise TTSError(f"math-verify cannot run ({msg}); install it: "
-                                   "pip install 'math-verify[antlr4_13_2]'")
-                w.ready = True
+                self._start(w)
             w.conn.send((a, b))
             if not w.conn.poll(self.timeout):  # hung in sympy: kill it, the answer is "no"
                 self._replace(w)
                 return False
             ok = w.conn.recv()[1]
-        except (EOFError, OSError):  # the worker died (crash, or close() under us)
+        except (EOFError, OSError):  # the worker crashed on this input (or close() ran under us)
             self._replace(w)
             return False
-        except BaseException:
-            self._replace(w)
+        except BaseException:  # start failed (already dropped), or interrupted mid-call
+            if w in self._live:
+                self._replace(w)
             raise
         self._idle.put(w)
         return ok

@@ -154,10 +154,13 @@ class OpenAIGenerator(Generator):
         )
         traces = [self._trace(c, req) for c in sorted(resp.choices, key=lambda c: c.index)]
         if any(t.num_tokens < 0 for t in traces):
-            # No per-choice count from the server: exact for n=1, split by text length otherwise.
-            total_chars = sum(len(t.text) for t in traces) or 1
-            for t in traces:
-                t.num_tokens = round(usage.completion_tokens * len(t.text) / total_chars)
+            # No per-choice count from the server: exact for n=1, else split by text length (+1
+            # for the end token, so an empty text still counts) with the sum kept exact.
+            weights = [len(t.text) + 1 for t in traces]
+            left = usage.completion_tokens
+            for t, w in zip(traces, weights):
+                t.num_tokens = left if t is traces[-1] else usage.completion_tokens * w // sum(weights)
+                left -= t.num_tokens
         if not u:
             usage.completion_tokens = sum(t.num_tokens for t in traces)
         return traces, usage

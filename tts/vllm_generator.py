@@ -184,7 +184,9 @@ class VLLMGenerator(Generator):
         return f"tts-{os.getpid()}-{next(self._ids)}"
 
     async def close(self) -> None:
-        self.engine.shutdown()
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.shutdown()  # now, while the interpreter is whole (vLLM's __del__ is noisy at exit)
 
 
 def _finish(reason: str | None) -> Any:

