@@ -6,8 +6,6 @@ errors and timeouts, over the next replica each time, then one `TTSError` that s
 
 With `vllm=True` we use vLLM's server extensions:
 - `continue_final_message` to continue a partial assistant message (`GenRequest.prefix`);
-- `return_token_ids` for exact per-choice token counts when neither logprobs (one entry per
-  token) nor `usage` (exact for n=1) give them;
 - `continuous_usage_stats`, so every streamed chunk carries the completion tokens so far;
 - `POST /tokenize` (at the server root, not under /v1) to count prompt tokens exactly.
 Cached prompt tokens come from `usage.prompt_tokens_details.cached_tokens`, which vLLM reports
@@ -134,9 +132,16 @@ class OpenAIGenerator(Generator):
 
     # -- generation ----------------------------------------------------------------------------
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        """n samples as n single-sample requests, as VLLMGenerator does: the server prefills
+        each sample's prompt anyway (its usage for n>1 counts the prompt once), single requests
+        report every sample's prompt, cached and completion tokens exactly, and replicas share
+        one prompt's samples round-robin."""
+        one = req.replace(n=1)
+        done = await asyncio.gather(*(self._sample(one) for _ in range(req.n)))
+        return [t for t, _ in done], sum((u for _, u in done), Usage())
+
+    async def _sample(self, req: GenRequest) -> tuple[Trace, Usage]:
         kw = self._kwargs(req)
-        if self.vllm and req.n > 1 and req.logprobs is None:
-            kw.setdefault("extra_body", {})["return_token_ids"] = True
         tried: list[str] = []
         async with self._sem:
             for attempt in itertools.count():
@@ -146,34 +151,14 @@ class OpenAIGenerator(Generator):
                     break
                 except openai.APIError as e:
                     await self._retry_or_raise(e, url, attempt, tried)
-        u = resp.usage
-        usage = Usage(
-            prompt_tokens=u.prompt_tokens if u else 0,
-            cached_tokens=_cached(u),
-            completion_tokens=u.completion_tokens if u else 0,
-        )
-        traces = [self._trace(c, req) for c in sorted(resp.choices, key=lambda c: c.index)]
-        if any(t.num_tokens < 0 for t in traces):
-            # No per-choice count from the server: exact for n=1, else split by text length (+1
-            # for the end token, so an empty text still counts) with the sum kept exact.
-            weights = [len(t.text) + 1 for t in traces]
-            left = usage.completion_tokens
-            for t, w in zip(traces, weights):
-                t.num_tokens = left if t is traces[-1] else usage.completion_tokens * w // sum(weights)
-                left -= t.num_tokens
-        if not u:
-            usage.completion_tokens = sum(t.num_tokens for t in traces)
-        return traces, usage
-
-    def _trace(self, c: Any, req: GenRequest) -> Trace:
-        t = Trace(text=c.message.content or "", num_tokens=-1, finish_reason=_finish(c.finish_reason), prefix=req.prefix)
-        ids = (c.model_extra or {}).get("token_ids")
+        c, u = resp.choices[0], resp.usage
+        t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix)
         content = _add_logprobs(t, c.logprobs, req.logprobs)
-        if ids is not None:
-            t.num_tokens = len(ids)
-        elif content is not None:
-            t.num_tokens = len(content)
-        return t
+        # usage is exact for one sample; without it, one logprob entry per token, else the
+        # UTF-8 byte count (an upper bound for byte-level BPE: never an undercount).
+        t.num_tokens = u.completion_tokens if u else len(content) if content is not None else len(t.text.encode())
+        prompt = u.prompt_tokens if u else await self.count_prompt_tokens(req)
+        return t, Usage(prompt_tokens=prompt, cached_tokens=_cached(u), completion_tokens=t.num_tokens)
 
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         """Yields the same Trace object, grown in place (copy it to keep a snapshot), as the
@@ -204,7 +189,7 @@ class OpenAIGenerator(Generator):
                             if chunk.usage:
                                 usage.prompt_tokens = chunk.usage.prompt_tokens
                                 usage.cached_tokens = _cached(chunk.usage)
-                                usage.completion_tokens = trace.num_tokens = chunk.usage.completion_tokens or 0
+                                trace.num_tokens = chunk.usage.completion_tokens or 0
                             usage.completion_tokens = trace.num_tokens
                             if new and trace.finish_reason is None:
                                 yielded = True
