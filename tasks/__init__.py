@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import difflib
-
-from tts.errors import TTSError
+from tts.registry import lookup
 
 from .aime import AIME24, AIME25
 from .base import Task
@@ -21,11 +19,7 @@ TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH500, AIME24, AIME
 
 def get_task(name: str) -> Task:
     """The task called `name`, or a TTSError listing the valid names."""
-    if name not in TASKS:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise TTSError(f"unknown task '{name}'{hint}; valid tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]()
+    return lookup("task", name)()
 
 
 __all__ = ["AIME24", "AIME25", "GSM8K", "MATH500", "TASKS", "Task", "get_task"]

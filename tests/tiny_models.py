@@ -28,7 +28,9 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(path: Path) -> None:
+def build_tokenizer(path: Path, extra_special: tuple[str, ...] = ()) -> None:
+    """Train the tiny byte-level BPE tokenizer into `path`; `extra_special` adds special tokens
+    (single ids, never split), e.g. a PRM's step token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -37,7 +39,7 @@ def build_tokenizer(path: Path) -> None:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=SPECIAL,
+        special_tokens=SPECIAL + list(extra_special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_CORPUS * 20, trainer)
@@ -47,6 +49,7 @@ def build_tokenizer(path: Path) -> None:
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
+        additional_special_tokens=list(extra_special) or None,
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(path)
@@ -88,4 +91,56 @@ def build_llama(path: str | Path, hidden: int = 128, layers: int = 2, seed: int 
     model.save_pretrained(path, safe_serialization=True)
     gen = {"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     (path / "generation_config.json").write_text(json.dumps(gen))
+    return path
+
+
+def build_qwen2_prm(
+    path: str | Path, hidden: int = 128, layers: int = 2, seed: int = 0, step_token: str | None = "<extra_0>"
+) -> Path:
+    """A tiny random Qwen2.5-Math-PRM lookalike in `path` (returns the path; idempotent).
+
+    transformers has no class for vLLM's `Qwen2ForProcessRewardModel`, so the folder is written
+    by hand: a Qwen2 config with that architecture and 2 labels, and one safetensors file holding
+    the Qwen2 body (`model.*`) and the score head vLLM's qwen2_rm.py loads (`score.0` Linear
+    hidden->hidden, ReLU, `score.2` Linear hidden->2, both with bias). The tokenizer has
+    `step_token` as one special token (None: a tokenizer without it, to test the error).
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2Model
+
+    path = Path(path)
+    if (path / "config.json").exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(path, extra_special=(step_token,) if step_token else ())
+    tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        # head dim = hidden / heads = 32: vLLM's CPU attention kernels reject less.
+        num_attention_heads=hidden // 32,
+        num_key_value_heads=max(1, hidden // 64),
+        max_position_embeddings=4096,
+        bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+        num_labels=2,
+    )
+    body = Qwen2Model(config)
+    tensors = {f"model.{k}": v.contiguous() for k, v in body.state_dict().items() if "rotary_emb" not in k}
+    for i, (n_in, n_out) in ((0, (hidden, hidden)), (2, (hidden, 2))):
+        lin = torch.nn.Linear(n_in, n_out)
+        # A wider head than init scale, so the two labels' probabilities spread out.
+        tensors[f"score.{i}.weight"] = (lin.weight.detach() * 4.0).contiguous()
+        tensors[f"score.{i}.bias"] = lin.bias.detach().contiguous()
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    cfg = config.to_dict()
+    cfg["architectures"] = ["Qwen2ForProcessRewardModel"]
+    (path / "config.json").write_text(json.dumps(cfg, indent=2))
     return path

