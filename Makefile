@@ -9,7 +9,7 @@ GSM8K := $(wildcard $(SHARED_DATA)/gsm8k_test.jsonl)
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test model bench-overhead clean
+.PHONY: install demo test model bench-overhead bank clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,13 @@ test: install
 
 bench-overhead: model
 	$(PY) benchmarks/overhead.py
+
+# The real GSM8K trace bank for replay (100 problems x 32 samples, top-5 logprobs): hours of CPU;
+# resumable (re-run to continue). Lives outside git.
+BANK_DIR ?= $(HOME)/.cache/ttscale/banks
+bank: model
+	$(VENV)/bin/tts record --task gsm8k --data $(SHARED_DATA)/gsm8k_test.jsonl --limit 100 -n 32 --logprobs 5 \
+		--max-tokens 512 --out $(BANK_DIR)/gsm8k_qwen05b_100x32
 
 clean:
 	rm -rf $(VENV) results

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from tts.context import Context
-from tts.errors import BudgetExceeded
+from tts.errors import BudgetExceeded, TTSError
 from tts.types import FinishReason, Problem, Result, Step, StoppedBy, Trace
 from verifiers.voting import vote
 
@@ -115,6 +115,16 @@ def validate_select(select: str) -> str:
     return select
 
 
+def validate_steps(max_steps: int, delimiter: str, step_tokens: int | None) -> None:
+    """The parameters every step-level search takes (checked when the strategy is built)."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if not isinstance(delimiter, str) or not delimiter:
+        raise ValueError("the step delimiter must be a non-empty string")
+    if step_tokens is not None and step_tokens < 1:
+        raise ValueError(f"step_tokens must be >= 1 or None, got {step_tokens}")
+
+
 def validate_width(n: int, beam_width: int) -> None:
     if n < 1 or beam_width < 1:
         raise ValueError(f"n ({n}) and beam_width ({beam_width}) must be >= 1")
@@ -133,10 +143,11 @@ class StepSearch:
         max_steps: int = 40,
         step_tokens: int | None = None,
     ):
-        if not delimiter:
-            raise ValueError("the step delimiter must be a non-empty string")
-        if max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        validate_steps(max_steps, delimiter, step_tokens)
+        if ctx.verifier is None:
+            raise TTSError(
+                "step-level search needs a verifier to score steps; pass verifier=... (a process reward model)"
+            )
         self.ctx = ctx
         self.delimiter = delimiter
         self.max_steps = max_steps
@@ -155,7 +166,9 @@ class StepSearch:
         if parent is None:
             solution, depth, path_tokens = "", 0, 0
         else:
-            solution, depth, path_tokens = parent.prefix + text, parent.depth + 1, parent.path_tokens + tokens
+            # An empty step (the model stopped at once) adds nothing, not even a delimiter.
+            solution = parent.prefix + text if text else parent.solution
+            depth, path_tokens = parent.depth + 1, parent.path_tokens + tokens
         node = Node(
             id=len(self.nodes),
             parent=parent,
@@ -246,7 +259,8 @@ class StepSearch:
                     continue
                 rollouts[n.id].append(traces[0])
                 self.lookahead_samples += 1
-                if step_finish(traces[0], self.ctx.extract) is None and n.depth + len(rollouts[n.id]) < self.max_steps:
+                ended = step_finish(traces[0], self.ctx.extract) is not None
+                if not ended and n.depth + len(rollouts[n.id]) < self.max_steps:
                     still.append(n)
             live = still
         return rollouts
@@ -289,12 +303,13 @@ class StepSearch:
 
     # -- selection and the result --------------------------------------------------------
     async def choose(self, candidates: Sequence[Node], select: str) -> tuple[str | None, dict]:
-        """The final answer: the candidate with the highest aggregate score ("max", the first of
-        equals wins), or weighted majority voting over the candidates' answers ("weighted")."""
+        """The final answer: the candidate with the highest aggregate score ("max"; among equals
+        one with an answer, then the first), or weighted majority voting over the candidates'
+        answers ("weighted")."""
         if not candidates:
             return None, {}
         if select == "max":
-            best = max(candidates, key=lambda n: rank_key(n.value))
+            best = max(candidates, key=lambda n: (rank_key(n.value), self.answer(n) is not None))
             return self.answer(best), {}
         weights = [max(rank_key(n.value), 0.0) for n in candidates]
         answer, tally = await vote([self.answer(n) for n in candidates], weights)

@@ -40,3 +40,11 @@ async def vllm_generator(tiny_model_dir):
     )
     yield gen
     await gen.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2.5-Math-PRM lookalike (vLLM's Qwen2ForProcessRewardModel)."""
+    from tiny_models import build_qwen2_prm
+
+    return build_qwen2_prm(tmp_path_factory.mktemp("models") / "tiny-qwen2-prm")

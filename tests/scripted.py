@@ -14,9 +14,17 @@ from tts.types import GenRequest, Trace, Usage
 
 
 class ScriptedGenerator(Generator):
-    def __init__(self, completions: list[str | tuple[str, float]], logprob: float = -0.5, num_params: int = 1000, delay: float = 0.0):
+    def __init__(
+        self,
+        completions: list[str | tuple[str, float]],
+        logprob: float = -0.5,
+        num_params: int = 1000,
+        delay: float = 0.0,
+        top: list[tuple[str, float]] | None = None,
+    ):
         self.completions = completions
         self.logprob = logprob
+        self.top = top  # (token, logprob) pairs every position reports as its top-k, if given
         self.model = "scripted"
         self.num_params = num_params
         self.delay = delay
@@ -41,7 +49,15 @@ class ScriptedGenerator(Generator):
         n = len(words) if text else 0
         lp = [logprob] * n
         top = [[logprob, logprob - 1.0][: req.logprobs] for _ in range(n)] if req.logprobs else []
-        return Trace(" ".join(words), n, finish, lp if req.logprobs is not None else [], top, prefix=req.prefix)
+        tokens: list[list[str]] = []
+        if req.logprobs and self.top is not None:
+            rows = sorted(self.top, key=lambda x: x[1], reverse=True)[: req.logprobs]
+            top = [[lp for _, lp in rows] for _ in range(n)]
+            tokens = [[tok for tok, _ in rows] for _ in range(n)]
+        return Trace(
+            " ".join(words), n, finish, lp if req.logprobs is not None else [], top,
+            prefix=req.prefix, top_tokens=tokens,
+        )
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
         self.calls += 1

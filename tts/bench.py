@@ -20,8 +20,14 @@ from .runner import config_hash, describe, run_many
 from .store import ResultStore
 from .types import Budget, Problem, Result
 
-# Strategies that select by score get this verifier unless one is named.
-DEFAULT_VERIFIER = {"best_of_n": "confidence", "weighted_majority": "confidence"}
+# Strategies that need scores get this verifier unless one is named: confidence from the
+# model's own logprobs for selection, and the generator as its own step judge for search (so
+# both run with no reward model installed).
+DEFAULT_VERIFIER = {
+    "best_of_n": "confidence",
+    "weighted_majority": "confidence",
+    **{s: "llm_judge" for s in ("beam_search", "dvts", "astar", "particle_filter")},
+}
 
 
 @dataclass
@@ -31,6 +37,7 @@ class BenchConfig:
     n: int = 8
     params: dict[str, Any] = field(default_factory=dict)
     verifier: str | None = None
+    verifier_model: str | None = None  # the reward model a PRM verifier loads
     model: str | None = None  # None: the embedded default model
     backend: str = "vllm"
     base_urls: list[str] = field(default_factory=list)
@@ -50,7 +57,9 @@ class BenchConfig:
 def build_strategy(name: str, n: int, params: dict[str, Any]) -> Any:
     factory = lookup("strategy", name)
     accepted = inspect.signature(factory).parameters
-    kwargs = {"n": n, **params} if "n" in accepted else dict(params)
+    # -n sets the strategy's size: its `n`, else its first parameter (n_particles, k, ...).
+    size = "n" if "n" in accepted else next(iter(accepted), None)
+    kwargs = {size: n, **params} if size else dict(params)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TTSError(
@@ -60,6 +69,16 @@ def build_strategy(name: str, n: int, params: dict[str, Any]) -> Any:
         return factory(**kwargs)
     except (TypeError, ValueError) as e:
         raise TTSError(f"strategy '{name}': {e}") from None
+
+
+def build_verifier(name: str | None, cfg: BenchConfig, generator: Any) -> Any:
+    """The named verifier; a reward model gets `cfg.verifier_model`, a judge the generator."""
+    if name is None:
+        return None
+    factory = lookup("verifier", name)
+    accepted = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in (("model", cfg.verifier_model), ("generator", generator)) if k in accepted}
+    return factory(**kwargs)
 
 
 def build_budget(caps: dict[str, float]) -> Budget | None:
@@ -126,7 +145,8 @@ async def bench(
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
     verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
-    verifier = lookup("verifier", verifier_name)() if verifier_name else None
+    if verifier_name is not None:
+        lookup("verifier", verifier_name)  # an unknown name fails now, before the engine starts
     budget = build_budget(cfg.budget)
     if cfg.backend not in ("vllm", "openai"):
         raise TTSError(f"unknown backend '{cfg.backend}'; valid: openai, vllm")
@@ -135,7 +155,9 @@ async def bench(
     store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl")
 
     model_name = cfg.model or _default_model_name()
-    chash = config_hash(**describe(strategy, model_name, verifier, budget, sampling, task))
+    described = describe(strategy, model_name, None, budget, sampling, task)
+    described["verifier"] = verifier_name and {"name": verifier_name, "model": cfg.verifier_model}
+    chash = config_hash(**described)
     todo = [p for p in problems if not store.done((p.id, chash, cfg.seed))]
     if progress is not None:
         progress.start(len(problems), len(problems) - len(todo))
@@ -144,9 +166,12 @@ async def bench(
 
     owned = generator is None
     generator = generator or build_generator(cfg)
-    if progress is not None:
-        progress.ready()  # the engine is up: throughput is measured from here
+    verifier = None
     try:
+        verifier = build_verifier(verifier_name, cfg, generator)
+        if progress is not None:
+            progress.ready()  # the engines are up: throughput is measured from here
+
         async def on_result(r: Result) -> None:
             problem = by_id[r.problem_id]
             r.config_hash = chash  # the bench's description is authoritative (model as named)
@@ -174,9 +199,19 @@ async def bench(
             on_result=on_result,
         )
     finally:
+        if verifier is not None and verifier is not generator:
+            await _close(verifier)
         if owned:
             await generator.close()
     return store, chash, problems
+
+
+async def _close(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if close is not None:
+        maybe = close()
+        if inspect.isawaitable(maybe):
+            await maybe
 
 
 def summarize(

@@ -40,10 +40,14 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run a strategy over a benchmark (resumable)")
     b.add_argument("--task", required=True, help="gsm8k | math500 | aime24 | aime25")
-    b.add_argument("--strategy", required=True, help="best_of_n | self_consistency | weighted_majority")
-    b.add_argument("-n", type=int, default=8, help="samples per problem (default 8)")
+    b.add_argument("--strategy", required=True, help="best_of_n | self_consistency | weighted_majority | "
+                   "beam_search | dvts | astar | particle_filter")
+    b.add_argument("-n", type=int, default=8, help="the strategy's size: samples, beams' n, particles, "
+                   "or A*'s samples per expansion (default 8)")
     b.add_argument("--param", action="append", default=[], metavar="K=V", help="another strategy parameter")
-    b.add_argument("--verifier", help="scorer for selection (default: confidence where one is needed)")
+    b.add_argument("--verifier", help="scorer: confidence | llm_judge | qwen_prm | math_shepherd_prm "
+                   "(default: confidence for selection, llm_judge for step search)")
+    b.add_argument("--verifier-model", help="the reward model folder or hub id a PRM verifier loads")
     b.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
     b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server)")
     b.add_argument("--base-url", action="append", default=[], help="server URL (repeat for replicas)")
@@ -68,6 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("name", nargs="?", help="embedded model name (default: the default model)")
     prep.add_argument("--force", action="store_true")
     msub.add_parser("list", help="embedded model names")
+
+    r = sub.add_parser("record", help="record a trace bank: N samples per problem, for replay (resumable)")
+    r.add_argument("--task", help="gsm8k | math500 | aime24 | aime25")
+    r.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
+    r.add_argument("-n", type=int, default=8, help="samples per problem (default 8)")
+    r.add_argument("--logprobs", type=int, help="record per-token logprobs and the top-k (k >= 0)")
+    r.add_argument("--prm", help="process reward model to score each sample's steps (needs verifiers/prm.py)")
+    r.add_argument("--data", help="local JSONL file instead of the dataset hub")
+    r.add_argument("--limit", type=int, help="first N problems")
+    r.add_argument("--out", required=True, help="bank folder (created, or resumed if it holds this configuration)")
+    r.add_argument("--max-tokens", type=int, default=1024, help="per sample")
+    r.add_argument("--temperature", type=float, default=0.7)
+    r.add_argument("--top-p", type=float, default=1.0)
+    r.add_argument("--seed", type=int, default=0, help="engine seed")
+    r.add_argument("--concurrency", type=int, default=64, help="problems in flight")
+    r.add_argument("--max-model-len", type=int, default=4096)
+    r.add_argument("--import-math100", metavar="FILE", help="instead: import the math100 samples file into --out")
     return p
 
 
@@ -76,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "bench":
             return _bench(args)
+        if args.cmd == "record":
+            return _record(args)
         return _models(args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -129,7 +152,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(
         task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
-        verifier=args.verifier, model=args.model, backend=args.backend, base_urls=args.base_url,
+        verifier=args.verifier, verifier_model=args.verifier_model, model=args.model, backend=args.backend, base_urls=args.base_url,
         data=args.data, limit=args.limit, out=args.out, seed=args.seed,
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
         budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
@@ -166,6 +189,12 @@ def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
         t.add_row(k.replace("_", " "), f"{v:.3f}" if isinstance(v, float) else str(v))
     Console().print(t)
     print(f"{fresh} new records; {len(store.records)} in {store.path}")
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .record import run_record_command
+
+    return run_record_command(args)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ class Accountant:
         cap = self.budget.wall_seconds
         return None if cap is None else cap - self.elapsed()
 
-    def _check(self, worst: Usage) -> None:
+    def check(self, worst: Usage) -> None:
+        """Raise BudgetExceeded if `worst`, on top of what is used and reserved, could go over."""
         projected = self.usage + self._reserved + worst
         projected.wall_seconds = self.elapsed()
         cap = self.budget.exceeded_by(projected)
@@ -89,7 +90,7 @@ class Accountant:
     @contextlib.contextmanager
     def reserve(self, worst: Usage):
         """Check `worst` fits, hold it as reserved while the call runs, then release it."""
-        self._check(worst)
+        self.check(worst)
         self._reserved = self._reserved + worst
         try:
             yield
@@ -164,7 +165,7 @@ class Context:
         while lo < hi:  # binary search: the worst case grows monotonically with n
             mid = (lo + hi + 1) // 2
             try:
-                self.accountant._check(self.accountant.worst_generation(prompt, mid, req.max_tokens))
+                self.accountant.check(self.accountant.worst_generation(prompt, mid, req.max_tokens))
                 lo = mid
             except BudgetExceeded:
                 hi = mid - 1
@@ -201,8 +202,8 @@ class Context:
         prompt = await self.generator.count_prompt_tokens(req)
         worst = acc.worst_generation(prompt, 1, req.max_tokens)
         charged = Usage(generator_calls=1)
-        acc.charge_generation(Usage(generator_calls=1))
         with acc.reserve(worst):
+            acc.charge_generation(Usage(generator_calls=1))  # dispatched: a call, whatever follows
             agen = self.generator.stream(req)
             try:
                 async with _deadline(acc.remaining_seconds()):

@@ -205,6 +205,19 @@ class OpenAIGenerator(Generator):
                 yield trace, usage
                 return
 
+    async def post(self, route: str, body: dict[str, Any]) -> Any:
+        """POST `body` (JSON) to `route` at the server root, outside /v1 (vLLM's "/pooling",
+        "/tokenize", ...), with generation's replica rotation and retry policy; the JSON reply."""
+        tried: list[str] = []
+        async with self._sem:
+            for attempt in itertools.count():
+                url, client = self._pick()
+                root = url.rstrip("/").removesuffix("/v1")
+                try:
+                    return await client.post(f"{root}{route}", cast_to=object, body=body)
+                except openai.APIError as e:
+                    await self._retry_or_raise(e, url, attempt, tried)
+
     # -- prompt tokens ---------------------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:
         """Exact via vLLM's /tokenize (cached by prompt), else an upper bound."""
@@ -253,7 +266,9 @@ def _add_logprobs(t: Trace, lp: Any, k: int | None) -> list | None:
     for c in content or ():
         t.logprobs.append(c.logprob)
         if k:
-            t.top_logprobs.append(sorted((x.logprob for x in c.top_logprobs), reverse=True)[:k])
+            top = sorted(c.top_logprobs, key=lambda x: x.logprob, reverse=True)[:k]
+            t.top_logprobs.append([x.logprob for x in top])
+            t.top_tokens.append([x.token for x in top])
     return content
 
 

@@ -52,7 +52,10 @@ class Trace:
 
     `logprobs[i]` is the log-probability of the i-th generated token; `top_logprobs[i]` the
     log-probabilities of the k most likely tokens at that position (requested with
-    `GenRequest.logprobs=k`). Both are empty unless asked for.
+    `GenRequest.logprobs=k`). Both are empty unless asked for. `token_ids` are the generated
+    token ids where the backend reports them (vLLM in process does; empty otherwise).
+    `top_tokens[i]` are the strings of the tokens in `top_logprobs[i]`, in the same order
+    (filled by the vLLM and OpenAI generators with the top logprobs; empty otherwise).
     """
 
     text: str
@@ -64,6 +67,8 @@ class Trace:
     answer: str | None = None
     score: float | None = None
     prefix: str = ""  # partial assistant text this trace continued (step-level search)
+    token_ids: list[int] = field(default_factory=list)
+    top_tokens: list[list[str]] = field(default_factory=list)  # aligned with top_logprobs
 
     @property
     def finished(self) -> bool:

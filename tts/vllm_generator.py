@@ -163,6 +163,7 @@ class VLLMGenerator(Generator):
             parts.append(o.text)
             trace.text = "".join(parts)
             trace.num_tokens += len(o.token_ids)
+            trace.token_ids.extend(o.token_ids)
             if req.logprobs is not None and o.logprobs:
                 self._add_logprobs(trace, o.token_ids, o.logprobs, req.logprobs)
             if o.finish_reason is not None:
@@ -177,6 +178,7 @@ class VLLMGenerator(Generator):
             num_tokens=len(o.token_ids),
             finish_reason=_finish(o.finish_reason),
             prefix=req.prefix,
+            token_ids=list(o.token_ids),
         )
         if req.logprobs is not None and o.logprobs:
             self._add_logprobs(t, o.token_ids, o.logprobs, req.logprobs)
@@ -188,7 +190,9 @@ class VLLMGenerator(Generator):
             t.logprobs.append(row[tok].logprob)
             if k > 0:
                 # vLLM adds the sampled token to the top-k when it is not among them: keep rank <= k.
-                t.top_logprobs.append(sorted((lp.logprob for lp in row.values() if lp.rank <= k), reverse=True))
+                top = sorted((lp for lp in row.values() if lp.rank <= k), key=lambda lp: lp.logprob, reverse=True)
+                t.top_logprobs.append([lp.logprob for lp in top])
+                t.top_tokens.append([lp.decoded_token or "" for lp in top])
 
     def _rid(self) -> str:
         return f"tts-{os.getpid()}-{next(self._ids)}"

@@ -1,0 +1,88 @@
+"""Diverse verifier tree search (DVTS), as search-and-learn defines it
+(huggingface/search-and-learn, src/sal/search/diverse_verifier_tree_search.py; Beeching et al.,
+2024, "Scaling test-time compute with open models").
+
+- n // beam_width independent subtrees start from the problem. In every iteration each open
+  subtree expands its current path beam_width times (all subtrees' requests go out together),
+  the candidates are scored (with an optional greedy look-ahead, as in beam search), and the
+  subtree moves to its best candidate by the reward of the latest step: greedy within a
+  subtree, diverse across subtrees.
+- A subtree stops when its chosen step completes the path (see `step_search`), at max_steps,
+  or when the budget runs out.
+- Final answer: search-and-learn keeps, per subtree, all beam_width candidates of its last
+  expansion and picks the highest-scored. We do the same over those candidates that are
+  finished paths (a partial candidate is not a solution), by aggregate score (select="max") or
+  weighted majority voting (select="weighted"). At a budget stop with nothing finished, the
+  best-scored open path answers.
+"""
+
+from __future__ import annotations
+
+from tts.context import Context
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.types import Problem, Result
+
+from .step_search import (
+    DEFAULT_DELIMITER,
+    Node,
+    StepSearch,
+    rank_key,
+    validate_select,
+    validate_steps,
+    validate_width,
+)
+
+
+@register("strategy", "dvts")
+class DVTS(Strategy):
+    name = "dvts"
+
+    def __init__(
+        self,
+        n: int = 8,
+        beam_width: int = 4,
+        max_steps: int = 40,
+        lookahead: int = 0,
+        delimiter: str = DEFAULT_DELIMITER,
+        select: str = "max",
+        step_tokens: int | None = None,
+    ):
+        validate_width(n, beam_width)
+        validate_steps(max_steps, delimiter, step_tokens)
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        self.n = n
+        self.beam_width = beam_width
+        self.max_steps = max_steps
+        self.lookahead = lookahead
+        self.delimiter = delimiter
+        self.select = validate_select(select)
+        self.step_tokens = step_tokens
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+        m = self.n // self.beam_width
+        heads: list[Node] = [s.root] * m  # each subtree's current path
+        last: list[list[Node]] = [[] for _ in range(m)]  # each subtree's last expansion
+        live = list(range(m))
+        chosen: list[list[int]] = []
+        while live:
+            groups = await s.expand([(heads[i], self.beam_width) for i in live])
+            children = [c for g in groups for c in g]
+            rollouts = await s.lookahead(children, self.lookahead)
+            await s.score(children, rollouts)
+            picked, still = [], []
+            for i, group in zip(live, groups):
+                if not group:  # the budget refused this subtree's expansion
+                    continue
+                last[i] = group
+                heads[i] = max(group, key=lambda c: rank_key(c.reward))  # first of equals wins
+                picked.append(heads[i].id)
+                if not heads[i].complete:
+                    still.append(i)
+            chosen.append(picked)
+            live = [] if s.stopped == "budget" else still
+        paths = [c for group in last for c in group if c.complete] or s.best_partial(heads)
+        answer, extra = await s.choose(paths, self.select)
+        return s.result(problem, answer, paths, subtrees=m, chosen=chosen, **extra)

@@ -1,0 +1,145 @@
+"""Particle filtering and particle Gibbs over reasoning steps (Puri et al., 2025, "A Probabilistic
+Inference Approach to Inference-Time Scaling of LLMs using Particle-Based Monte Carlo Methods",
+arXiv 2502.01618), following its reference code (probabilistic-inference-scaling,
+src/sal/search/particle_gibbs.py, `particle_gibbs_kernel` with resample_inactive=False, and
+its successor Red-Hat-AI-Innovation-Team/its_hub, its_hub/algorithms/particle_gibbs.py).
+
+One filtering run with N particles:
+
+1. every particle starts from the problem and takes one step (one request, n = N); each new
+   step is scored by the PRM, r = the reward of the particle's latest step;
+2. while some particle is unfinished: the unfinished particles are resampled. Their weights are
+   w = softmax(logit(r) / softmax_temp), logit(r) = log r - log(1 - r) with r clipped to
+   [eps, 1 - eps]; as many indices as there are unfinished particles are drawn with
+   replacement (multinomial, `ctx.rng.choices`, so a run is reproducible from its seed) and
+   each unfinished particle is replaced by the drawn one. Finished particles are kept as
+   they are. Then every unfinished particle takes one more step (particles sharing a partial
+   solution share one request) and is scored.
+3. A particle finishes as a path completes (see `step_search`), at max_steps, or at a budget
+   stop.
+
+Particle Gibbs (gibbs_iterations > 0): after each run one particle is drawn as the reference
+with probability softmax(logit(r) / softmax_temp) over the final particles. The next run uses
+N - 1 free particles plus the reference: at resampling step t the reference's ancestor at step
+t (its partial solution truncated to t steps, or all of it when shorter) joins the pool with
+its reward at that step, so it can be drawn (a drawn copy continues from the truncated
+solution), and the reference itself is kept unchanged to the end of the run. (The reference
+code reads the reference's reward one step ahead, rewards[step]; we compare equal depths, as
+its_hub's fix of that comparison intends.)
+
+Final answer over the last run's particles (the reference included): the particle with the
+highest aggregate PRM score (select="max") or weighted majority voting by that score
+(select="weighted_vote"; "weighted" is accepted too). Duplicated particles count once per copy.
+Telemetry per resampling: "weights" and "resampled" (drawn pool indices; the pool lists the
+unfinished particles in order, then the reference's ancestor); per run: "resamplings" (how many
+of those entries it made); per Gibbs iteration: "references" (the reference's node id).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tts.context import Context
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.types import Problem, Result
+
+from .step_search import DEFAULT_DELIMITER, Node, StepSearch, logit, softmax, validate_steps
+
+SELECT = ("max", "weighted_vote", "weighted")
+
+
+def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> list[float]:
+    """Resampling weights from latest-step rewards: softmax(logit(r) / softmax_temp)."""
+    return softmax([logit(0.5 if r is None else r) for r in rewards], softmax_temp)
+
+
+@register("strategy", "particle_filter")
+class ParticleFilter(Strategy):
+    name = "particle_filter"
+
+    def __init__(
+        self,
+        n_particles: int = 8,
+        max_steps: int = 40,
+        gibbs_iterations: int = 0,
+        select: str = "max",
+        softmax_temp: float = 1.0,
+        delimiter: str = DEFAULT_DELIMITER,
+        step_tokens: int | None = None,
+    ):
+        validate_steps(max_steps, delimiter, step_tokens)
+        if n_particles < 1:
+            raise ValueError(f"n_particles must be >= 1, got {n_particles}")
+        if gibbs_iterations < 0:
+            raise ValueError(f"gibbs_iterations must be >= 0, got {gibbs_iterations}")
+        if gibbs_iterations and n_particles < 2:
+            raise ValueError("particle Gibbs needs n_particles >= 2 (one is the reference)")
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+        if softmax_temp <= 0:
+            raise ValueError(f"softmax_temp must be > 0, got {softmax_temp}")
+        self.n_particles = n_particles
+        self.max_steps = max_steps
+        self.gibbs_iterations = gibbs_iterations
+        self.select = select
+        self.softmax_temp = softmax_temp
+        self.delimiter = delimiter
+        self.step_tokens = step_tokens
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+        log = {"weights": [], "resampled": [], "references": [], "resamplings": []}
+        reference: Node | None = None
+        particles: list[Node] = []
+        for it in range(self.gibbs_iterations + 1):
+            particles = await self._filter(s, reference, log)
+            if s.stopped == "budget" or it == self.gibbs_iterations:
+                break
+            w = particle_weights([p.reward for p in particles], self.softmax_temp)
+            reference = particles[ctx.rng.choices(range(len(particles)), weights=w, k=1)[0]]
+            log["references"].append(reference.id)
+        paths = [p for p in particles if p.parent is not None]
+        select = "max" if self.select == "max" else "weighted"
+        answer, extra = await s.choose(paths, select)
+        return s.result(problem, answer, paths, **log, **extra)
+
+    async def _filter(self, s: StepSearch, reference: Node | None, log: dict) -> list[Node]:
+        """One particle-filtering run; the final particles (the reference last, if any)."""
+        particles: list[Node] = [s.root] * (self.n_particles - (reference is not None))
+        step = 0
+        log["resamplings"].append(0)
+        while True:
+            # Extend every unfinished particle by one step; equal partial solutions share a request.
+            slots: dict[int, list[int]] = defaultdict(list)
+            for i, p in enumerate(particles):
+                if not p.complete:
+                    slots[p.id].append(i)
+            if not slots:
+                break
+            jobs = [(particles[idx[0]], len(idx)) for idx in slots.values()]
+            groups = await s.expand(jobs)
+            new = []
+            for idx, kids in zip(slots.values(), groups):
+                for i, kid in zip(idx, kids):
+                    particles[i] = kid
+                    new.append(kid)
+            await s.score(new)
+            step += 1
+            if s.stopped == "budget":
+                break
+            live = [i for i, p in enumerate(particles) if not p.complete]
+            if not live:
+                break
+            # Resample the unfinished particles (and the reference's state at this step).
+            pool = [particles[i] for i in live]
+            if reference is not None:
+                pool.append(reference.ancestor(step))
+            w = particle_weights([p.reward for p in pool], self.softmax_temp)
+            drawn = s.ctx.rng.choices(range(len(pool)), weights=w, k=len(live))
+            for i, d in zip(live, drawn):
+                particles[i] = pool[d]
+            log["weights"].append(w)
+            log["resampled"].append(drawn)
+            log["resamplings"][-1] += 1
+        return particles + ([reference] if reference is not None else [])

@@ -1,0 +1,465 @@
+"""Process reward models (verifiers/prm.py) on real vLLM engines with tiny random models.
+
+- QwenPRM: a tiny random `Qwen2ForProcessRewardModel` (tests/tiny_models.py), in process with
+  vLLM's pooling runner and behind a real vLLM server's /pooling route; the step rewards are
+  checked against a plain-torch forward pass of the same weights.
+- MathShepherdPRM and LLMJudgePRM: the session's tiny Llama engine (`vllm_generator`).
+- The judge's arithmetic and the server retry policy also run on FAKES (clearly named): the
+  scripted generator of tests/scripted.py and a tiny HTTP stub, since a real model cannot be
+  made to say P(Yes) = 0.8 or a real server to fail on demand.
+
+Engines run one at a time: the in-process PRM (class-scoped) is closed before the server starts,
+and both before the session Llama engine is first asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from scripted import ScriptedGenerator
+
+import tts
+from tts.context import Accountant, Context
+from tts.errors import TTSError
+from tts.registry import lookup
+from tts.types import Problem, Score, Trace
+from tts.vllm_generator import model_parameters
+from verifiers import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
+from verifiers.prm import split_steps
+
+PROBLEM = Problem("p1", "Natalia sold 48 clips in April and half as many in May. How many clips in all?")
+OTHER = Problem("p2", "Let x be the number. Then 2x + 3 = 11. What is x?")
+
+
+def _trace(text: str, prefix: str = "") -> Trace:
+    return Trace(text=text, num_tokens=len(text.split()), finish_reason="stop", prefix=prefix)
+
+
+# 1, 2 and 4 steps; the last one continues a prefix (step-level search), which counts.
+TRACES = [
+    _trace("In May she sold 48 / 2 = 24, so 48 + 24 = 72. The answer is \\boxed{72}."),
+    _trace("Step 1: compute 48 / 2 = 24.\n\nStep 2: add 48 + 24 = 72. The answer is \\boxed{72}."),
+    _trace("Step 2: 48 * 2 = 96.\n\n\n\nStep 3: 96 + 48 = 144.\n\nThe answer is \\boxed{144}.",
+           prefix="Step 1: April is 48.\n\n"),
+]
+NUM_STEPS = [1, 2, 4]
+OTHER_TRACES = [_trace("2x = 8.\n\nSo x = 4. The answer is \\boxed{4}.")]
+
+_REFERENCE: dict[str, list[Score]] = {}  # in-process QwenPRM scores, for the server test
+
+
+# -- aggregation and step splitting (no engine) -----------------------------------------------
+def test_aggregate_hand_values():
+    r = [0.9, 0.5, 0.8]
+    assert aggregate(r, "last") == 0.8
+    assert aggregate(r, "min") == 0.5
+    assert aggregate(r, "prod") == pytest.approx(0.9 * 0.5 * 0.8)
+    assert aggregate(r, "mean") == pytest.approx((0.9 + 0.5 + 0.8) / 3)
+    assert aggregate([0.25], "prod") == 0.25
+    assert all(aggregate([], how) == 0.0 for how in ("last", "min", "prod", "mean"))
+    with pytest.raises(TTSError, match="unknown step aggregate 'max'"):
+        aggregate(r, "max")
+
+
+def test_steps_are_the_full_text_cut_at_the_delimiter():
+    t = TRACES[2]
+    assert split_steps(t.prefix + t.text) == [
+        "Step 1: April is 48.", "Step 2: 48 * 2 = 96.", "Step 3: 96 + 48 = 144.", "The answer is \\boxed{144}."
+    ]
+    assert [len(split_steps(t.prefix + t.text)) for t in TRACES] == NUM_STEPS
+    assert split_steps("a;b;;  ;c", ";") == ["a", "b", "c"]
+
+
+# -- QwenPRM in process -----------------------------------------------------------------------
+def _torch_step_rewards(model_dir: Path, ids: list[int], step_id: int) -> list[float]:
+    """The reference's computation on the same weights, in plain torch (transformers' Qwen2
+    body plus the score head): softmax over the two labels at each step token, index 1."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Qwen2Config, Qwen2Model
+
+    w = load_file(str(model_dir / "model.safetensors"))
+    body = Qwen2Model(Qwen2Config.from_pretrained(model_dir)).eval()
+    body.load_state_dict({k.removeprefix("model."): v for k, v in w.items() if k.startswith("model.")})
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        h = body(x).last_hidden_state[0]
+        h = torch.relu(h @ w["score.0.weight"].T + w["score.0.bias"])
+        logits = h @ w["score.2.weight"].T + w["score.2.bias"]
+    return torch.softmax(logits.double(), -1)[x[0] == step_id, 1].tolist()
+
+
+@pytest.mark.engine
+class TestQwenPRMInProcess:
+    @pytest.fixture(scope="class")
+    async def prm(self, tiny_prm_dir):
+        prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
+        yield prm
+        await prm.close()
+
+    async def test_step_rewards_match_a_torch_forward_pass(self, prm, tiny_prm_dir):
+        scores = await prm.score(PROBLEM, TRACES)
+        _REFERENCE["last"] = scores
+        assert len(scores) == len(TRACES)
+        for s, t, n in zip(scores, TRACES, NUM_STEPS):
+            steps = prm.pieces(t)
+            assert len(s.steps) == n == len(steps)
+            assert all(0.0 <= r <= 1.0 for r in s.steps)
+            assert s.value == s.steps[-1]  # aggregate="last"
+            ids = prm.prompt_ids(PROBLEM, steps)
+            assert s.tokens == len(ids)
+            assert ids.count(prm._step_id) == n
+            assert s.steps == pytest.approx(_torch_step_rewards(tiny_prm_dir, ids, prm._step_id), abs=1e-4)
+        # The prompt is the model card's: chat template over system, question, steps + <extra_0>.
+        text = prm._tokenizer.decode(prm.prompt_ids(PROBLEM, prm.pieces(TRACES[1])))
+        assert text == (
+            "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+            f"<|im_start|>user\n{PROBLEM.question}<|im_end|>\n"
+            "<|im_start|>assistant\nStep 1: compute 48 / 2 = 24.<extra_0>"
+            "Step 2: add 48 + 24 = 72. The answer is \\boxed{72}.<extra_0><|im_end|>\n"
+        )
+
+    async def test_each_aggregate(self, prm):
+        base = await prm.score(PROBLEM, TRACES)
+        for how in ("min", "prod", "mean"):
+            other = QwenPRM(prm.model, engine=prm._gen, aggregate=how)  # shares the engine
+            scores = await other.score(PROBLEM, TRACES)
+            await other.close()  # does not stop the shared engine
+            for s, b in zip(scores, base):
+                assert s.steps == pytest.approx(b.steps, abs=1e-5)
+                assert s.value == pytest.approx(aggregate(list(s.steps), how))
+        assert (await prm.score(PROBLEM, TRACES[:1]))[0].tokens > 0  # the engine still runs
+
+    async def test_model_aggregate_scores_the_response_as_one_step(self, prm):
+        whole = QwenPRM(prm.model, engine=prm._gen, aggregate="model")
+        scores = await whole.score(PROBLEM, TRACES)
+        for s, t in zip(scores, TRACES):
+            assert len(s.steps) == 1 and 0.0 <= s.value <= 1.0 and s.value == s.steps[0]
+            ids = whole.prompt_ids(PROBLEM, [t.prefix + t.text])
+            assert ids.count(whole._step_id) == 1 and ids[-3] == whole._step_id  # <extra_0><|im_end|>\n
+            assert s.tokens == len(ids)
+
+    async def test_the_accountant_charges_prm_tokens(self, prm):
+        gen = ScriptedGenerator(["unused"])
+        acc = Accountant(None, gen.num_params, prm.num_params)
+        ctx = Context(PROBLEM, gen, acc, verifier=prm)
+        estimate = await prm.estimate_tokens(PROBLEM, TRACES)
+        scores = await ctx.score(TRACES)
+        tokens = sum(s.tokens for s in scores)
+        assert tokens == estimate == sum(len(prm.prompt_ids(PROBLEM, prm.pieces(t))) for t in TRACES)
+        u = ctx.usage
+        assert u.verifier_tokens == tokens and u.verifier_calls == 1
+        assert prm.num_params == model_parameters(prm.model) > 0
+        assert u.verifier_flops == 2 * prm.num_params * tokens
+        assert [t.score for t in TRACES] == [s.value for s in scores]
+        # a budget the call could go over refuses it before anything is sent
+        tight = Context(PROBLEM, gen, Accountant(tts.Budget(verifier_tokens=estimate - 1)), verifier=prm)
+        with pytest.raises(tts.BudgetExceeded):
+            await tight.score(TRACES)
+
+    async def test_concurrent_calls_from_many_problems(self, prm):
+        alone = [await prm.score(PROBLEM, TRACES), await prm.score(OTHER, OTHER_TRACES)]
+        together = await asyncio.gather(prm.score(PROBLEM, TRACES), prm.score(OTHER, OTHER_TRACES))
+        for a, b in zip(alone, together):
+            assert [s.steps for s in a] == [pytest.approx(s.steps, abs=1e-5) for s in b]
+
+    async def test_empty_trace_costs_nothing(self, prm):
+        [s] = await prm.score(PROBLEM, [_trace("  \n\n ")])
+        assert s == Score(0.0, (), 0)
+
+
+def test_qwen_prm_needs_the_step_token(tmp_path):
+    from tiny_models import build_qwen2_prm
+
+    path = build_qwen2_prm(tmp_path / "no-step-token", step_token=None)
+    with pytest.raises(TTSError) as e:
+        QwenPRM(str(path))  # refused before any engine starts
+    assert "<extra_0>" in str(e.value) and str(path) in str(e.value)
+    with pytest.raises(TTSError, match="<extra_0>"):
+        lookup("verifier", "qwen_prm")(model=str(path), generator=None)
+    with pytest.raises(TTSError, match="unknown step aggregate"):
+        QwenPRM(str(path), aggregate="max")
+
+
+# -- QwenPRM behind a vLLM server -------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+async def reference_scores(tiny_prm_dir):
+    """The in-process scores (from the class above, or computed here when run alone), taken
+    before the server starts so that only one engine runs at a time."""
+    if "last" not in _REFERENCE:
+        prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
+        try:
+            _REFERENCE["last"] = await prm.score(PROBLEM, TRACES)
+        finally:
+            await prm.close()
+    return _REFERENCE["last"]
+
+
+@pytest.mark.engine
+class TestQwenPRMServer:
+    """A real vLLM server of the tiny PRM, stopped when this class is done."""
+
+    @pytest.fixture(scope="class")
+    def prm_server(self, tiny_prm_dir, reference_scores, tmp_path_factory):
+        """Base URL of a vLLM server of the tiny PRM (pooling runner), stopped when the class is done.
+
+        The tiny tokenizer's <extra_0> is not Qwen's id 151651, vLLM's default step_tag_id for this
+        architecture, so the server is told the id with --pooler-config."""
+        from transformers import AutoTokenizer
+
+        step_id = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
+        port = _free_port()
+        log_path = tmp_path_factory.mktemp("log") / "vllm_prm_server.log"
+        env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_prm_dir),
+            "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
+            "--runner", "pooling", "--pooler-config", json.dumps({"step_tag_id": step_id}),
+        ]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.time() + 420  # ~1-3 min on a busy shared machine
+            while True:
+                if proc.poll() is not None or time.time() > deadline:
+                    tail = log_path.read_text(errors="replace")[-4000:]
+                    pytest.fail(f"vLLM PRM server did not come up (exit {proc.poll()}); log tail:\n{tail}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    async def test_scores_equal_in_process(self, prm_server, reference_scores, tiny_prm_dir):
+        prm = QwenPRM(str(tiny_prm_dir), base_url=prm_server)
+        one = QwenPRM(str(tiny_prm_dir), base_url=prm_server, aggregate="model")
+        try:
+            estimate = await prm.estimate_tokens(PROBLEM, TRACES)
+            scores = await prm.score(PROBLEM, TRACES)
+            whole = await one.score(PROBLEM, TRACES[1:2])
+        finally:
+            await prm.close()
+            await one.close()
+        for s, ref in zip(scores, reference_scores):
+            assert s.steps == pytest.approx(ref.steps, abs=1e-4)
+            assert s.value == pytest.approx(ref.value, abs=1e-4)
+            assert s.tokens == ref.tokens  # the server's usage: the same prompt, token for token
+        assert sum(s.tokens for s in scores) <= estimate  # the byte bound holds
+        assert len(whole[0].steps) == 1
+        assert prm.num_params == model_parameters(str(tiny_prm_dir))
+
+
+class _PoolingStub:
+    """A FAKE vLLM server on 127.0.0.1 answering POSTs with `replies` ((status, json)) in order."""
+
+    def __init__(self, replies):
+        self.replies, self.hits, self.paths = list(replies), 0, []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                stub.paths.append(self.path)
+                status, body = stub.replies[min(stub.hits, len(stub.replies) - 1)]
+                stub.hits += 1
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+_POOLED = {
+    "id": "pool-1", "object": "list", "created": 0, "model": "stub",
+    "data": [{"index": 0, "object": "pooling", "data": [[0.0, math.log(3.0)], [math.log(4.0), 0.0]]}],
+    "usage": {"prompt_tokens": 42, "total_tokens": 42, "completion_tokens": 0},
+}
+
+
+async def test_server_retries_then_scores(tiny_prm_dir):
+    busy = (503, {"error": {"message": "overloaded", "type": "ServiceUnavailable", "code": 503}})
+    with _PoolingStub([busy, busy, (200, _POOLED)]) as stub:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url, max_retries=3, backoff=0.01)
+        try:
+            [s] = await prm.score(PROBLEM, TRACES[1:2])
+        finally:
+            await prm.close()
+    assert stub.hits == 3 and stub.paths == ["/pooling"] * 3  # at the root, not under /v1
+    assert s.steps == pytest.approx((0.75, 0.2)) and s.value == pytest.approx(0.2) and s.tokens == 42
+
+
+async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
+    empty = dict(_POOLED, data=[{"index": 0, "object": "pooling", "data": []}])
+    with _PoolingStub([(200, empty)]) as stub:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url)
+        with pytest.raises(TTSError, match="step_tag_id"):
+            await prm.score(PROBLEM, TRACES[1:2])
+        await prm.close()
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    prm = QwenPRM(str(tiny_prm_dir), base_url=url, max_retries=2, backoff=0.01)
+    with pytest.raises(TTSError, match=f"{url}.*unreachable after 2 attempts"):
+        await prm.score(PROBLEM, TRACES[:1])
+    await prm.close()
+
+
+# -- MathShepherdPRM on the tiny Llama --------------------------------------------------------
+# The tiny Llama's vocabulary has no "ки"; " ####", " +" and " -" are single tokens of it.
+SHEPHERD = dict(step_tag="####", good_token="+", bad_token="-")
+
+
+@pytest.mark.engine
+async def test_math_shepherd_step_rewards(vllm_generator):
+    ms = MathShepherdPRM(engine=vllm_generator, **SHEPHERD)
+    assert ms.model == vllm_generator.model and ms.num_params == vllm_generator.num_params
+    estimate = await ms.estimate_tokens(PROBLEM, TRACES)
+    scores = await ms.score(PROBLEM, TRACES)
+    for s, n in zip(scores, NUM_STEPS):
+        assert len(s.steps) == n and all(0.0 <= r <= 1.0 for r in s.steps) and s.value == s.steps[-1]
+        assert s.tokens > 0
+    assert sum(s.tokens for s in scores) <= estimate
+    # the model card's input: f"{question} {output}", each step followed by " ####", newline-joined
+    steps = split_steps(TRACES[2].prefix + TRACES[2].text)
+    assert ms.prompt(PROBLEM, steps) == (
+        f"{PROBLEM.question} Step 1: April is 48. ####\nStep 2: 48 * 2 = 96. ####\n"
+        "Step 3: 96 + 48 = 144. ####\nThe answer is \\boxed{144}. ####"
+    )
+    # Hand computation for step 2 from vLLM's prompt logprobs (another path through the engine):
+    # the tokens up to that tag followed by "+" (resp. "-") give log p(+) (log p(-)) as the
+    # logprob of the prompt's last token.
+    from vllm import SamplingParams
+
+    prefix = ms.tag_prompts(PROBLEM, steps)[1]
+    assert prefix[-1] == ms._tag_id
+    lp = {}
+    for label in (ms._good_id, ms._bad_id):
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        async for out in vllm_generator.engine.generate({"prompt_token_ids": prefix + [label]}, params, f"hand-{label}"):
+            final = out
+        lp[label] = final.prompt_logprobs[-1][label].logprob
+    hand = math.exp(lp[ms._good_id]) / (math.exp(lp[ms._good_id]) + math.exp(lp[ms._bad_id]))
+    assert scores[2].steps[1] == pytest.approx(hand, abs=1e-4)
+    assert (await ms.score(PROBLEM, [_trace("")]))[0] == Score(0.0, (), 0)
+    await ms.close()  # shared engine: still running afterwards
+    assert vllm_generator.engine is not None
+
+
+@pytest.mark.engine
+async def test_math_shepherd_missing_tokens(vllm_generator):
+    with pytest.raises(TTSError) as e:
+        MathShepherdPRM(engine=vllm_generator)  # Math-Shepherd's own tag "ки"
+    assert "'ки'" in str(e.value) and vllm_generator.model in str(e.value)
+    with pytest.raises(TTSError, match="good label 'zzqx'"):
+        MathShepherdPRM(engine=vllm_generator, step_tag="####", good_token="zzqx")
+
+
+# -- LLMJudgePRM ------------------------------------------------------------------------------
+@pytest.mark.engine
+async def test_llm_judge_on_the_tiny_llama(vllm_generator):
+    judge = lookup("verifier", "llm_judge")(model=None, generator=vllm_generator)
+    assert isinstance(judge, LLMJudgePRM) and judge.num_params == vllm_generator.num_params
+    estimate = await judge.estimate_tokens(PROBLEM, TRACES)
+    acc = Accountant(None, vllm_generator.num_params, judge.num_params)
+    ctx = Context(PROBLEM, vllm_generator, acc, verifier=judge)
+    scores = await ctx.score(TRACES)
+    for s, n in zip(scores, NUM_STEPS):
+        assert len(s.steps) == n and all(0.0 <= r <= 1.0 for r in s.steps)
+    reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
+    expected = sum([await vllm_generator.count_prompt_tokens(r) + 1 for r in reqs])
+    assert sum(s.tokens for s in scores) == expected == estimate == ctx.usage.verifier_tokens
+    assert ctx.usage.verifier_calls == 1 and ctx.usage.generator_calls == 0
+
+    last = LLMJudgePRM(vllm_generator, steps="last")
+    scores = await last.score(PROBLEM, TRACES)
+    assert all(len(s.steps) == 1 for s in scores)
+    assert "Latest step:\nThe answer is \\boxed{144}." in last.requests(PROBLEM, TRACES[2])[0].messages[-1]["content"]
+
+    # the generator now reports the top-k tokens' strings, aligned with their logprobs
+    [t], _ = await vllm_generator.generate(reqs[0])
+    assert len(t.top_tokens) == len(t.top_logprobs) == 1 and len(t.top_tokens[0]) == len(t.top_logprobs[0]) == 20
+    assert all(isinstance(x, str) for x in t.top_tokens[0])
+    if t.finish_reason == "length" and getattr(t, "token_ids", None):  # greedy: emitted = top one
+        assert t.top_tokens[0][0] == vllm_generator.tokenizer.decode(t.token_ids[:1])
+
+
+async def test_llm_judge_reads_p_yes_on_a_scripted_judge():
+    # FAKE judge: every first token's top-k is these; P(Yes-like) = 0.3 + 0.1, P(No) = 0.1.
+    top = [("Yes", math.log(0.3)), (" No", math.log(0.1)), (" yes", math.log(0.1)), ("Maybe", math.log(0.5))]
+    gen = ScriptedGenerator(["Yes"], top=top)
+    judge = LLMJudgePRM(gen)
+    acc = Accountant(None, 1000, judge.num_params)
+    ctx = Context(PROBLEM, gen, acc, verifier=judge)
+    scores = await ctx.score(TRACES)
+    assert [len(s.steps) for s in scores] == NUM_STEPS
+    assert all(r == pytest.approx(0.8, abs=1e-12) for s in scores for r in s.steps)
+    reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
+    assert gen.calls == len(reqs) == sum(NUM_STEPS)
+    assert all(r.max_tokens == 1 and r.logprobs == 20 for r in reqs)
+    assert ctx.usage.verifier_tokens == sum([await gen.count_prompt_tokens(r) + 1 for r in reqs])
+    assert ctx.usage.verifier_flops == 2 * 1000 * ctx.usage.verifier_tokens
+
+    # neither word among the top tokens: 0.5
+    none = LLMJudgePRM(ScriptedGenerator(["x"], top=[("Maybe", -0.1), ("Perhaps", -2.0)]), steps="last")
+    assert (await none.score(PROBLEM, TRACES[:1]))[0].steps == (0.5,)
+    # a generator that reports no token strings cannot be read
+    with pytest.raises(TTSError, match="top_tokens"):
+        await LLMJudgePRM(ScriptedGenerator(["Yes"])).score(PROBLEM, TRACES[:1])
+    with pytest.raises(TTSError, match="needs a judge"):
+        lookup("verifier", "llm_judge")()
+
+
+def test_openai_generator_fills_top_tokens():
+    from tts.openai_generator import _add_logprobs
+
+    entry = SimpleNamespace(
+        logprob=-0.2,
+        top_logprobs=[SimpleNamespace(token=" No", logprob=-1.9), SimpleNamespace(token="Yes", logprob=-0.2),
+                      SimpleNamespace(token="yes", logprob=-3.0)],
+    )
+    t = _trace("")
+    _add_logprobs(t, SimpleNamespace(content=[entry]), 2)
+    assert t.top_logprobs == [[-0.2, -1.9]] and t.top_tokens == [["Yes", " No"]]

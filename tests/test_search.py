@@ -1,0 +1,336 @@
+"""Step-level search strategies (beam search, DVTS, A*, particle filtering) on a FAKE scripted
+tree generator and a FAKE table PRM (tests/scripted_tree.py), so every search tree is known
+and the expected choices can be worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import networkx as nx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scripted_tree import DELIM, TablePRM, TreeGenerator
+
+import tts
+from strategies import DVTS, AStar, BeamSearch, BestOfN, ParticleFilter
+from strategies.particle_filter import particle_weights
+from tts.errors import TTSError
+from tts.types import Budget, Problem
+
+P = Problem("q", "What is the answer?")
+
+
+def k(*steps: str) -> str:
+    """The tree key (continuation prefix) of the path made of `steps`."""
+    return "".join(s + DELIM for s in steps)
+
+
+# Beam search / DVTS tree. Rewards are per step; a \boxed step ends its path.
+BEAM_TREE = {
+    k(): ["s1", "s2", "s3", "s4"],
+    k("s2"): ["s2a", "s2b"],
+    k("s4"): ["s4a", "s4b"],
+    k("s2", "s2a"): ["s2a1 \\boxed{1}"],
+    k("s4", "s4b"): ["s4b1 \\boxed{2}"],
+    k("s4", "s4a"): ["s4a1 \\boxed{5}", "s4a2"],
+    k("s2", "s2b"): ["s2b1 \\boxed{6}", "s2b2"],
+    k("s4", "s4a", "s4a2"): ["s4a2x \\boxed{8}"],
+    k("s2", "s2b", "s2b2"): ["s2b2x \\boxed{9}"],
+}
+BEAM_REWARDS = {
+    "s1": 0.3, "s2": 0.9, "s3": 0.6, "s4": 0.8,
+    "s2a": 0.2, "s2b": 0.5, "s4a": 0.7, "s4b": 0.4,
+    "s2a1 \\boxed{1}": 0.5, "s4b1 \\boxed{2}": 0.5,
+    "s4a1 \\boxed{5}": 0.9, "s4a2": 0.6, "s2b1 \\boxed{6}": 0.3, "s2b2": 0.1,
+    "s4a2x \\boxed{8}": 0.95, "s2b2x \\boxed{9}": 0.2,
+}  # fmt: skip
+
+
+async def run(strategy, tree=BEAM_TREE, rewards=BEAM_REWARDS, *, budget=None, max_tokens=20, seed=0):
+    gen, prm = TreeGenerator(tree), TablePRM(rewards)
+    r = await tts.solve(
+        P, strategy, generator=gen, verifier=prm, budget=budget,
+        sampling=tts.Sampling(max_tokens=max_tokens), seed=seed,
+    )
+    return r, gen, prm
+
+
+def texts(r, ids):
+    tree = r.telemetry["tree"]
+    return [tree.nodes[i]["text"] for i in ids]
+
+
+# -- beam search -------------------------------------------------------------------------
+async def test_beam_search_keeps_the_top_n_over_beam_width_paths():
+    r, gen, _ = await run(BeamSearch(4, beam_width=2))
+    # By hand: step 1 samples s1..s4 (0.3 0.9 0.6 0.8) -> keep s2, s4; each expanded twice:
+    # s2a 0.2, s2b 0.5, s4a 0.7, s4b 0.4 -> keep s4a, s2b; their children: s4a1 (boxed, done),
+    # s4a2 0.6, s2b1 (boxed, done), s2b2 0.1 -> both open ones kept; then all end in \boxed.
+    expected = [["s2", "s4"], ["s4a", "s2b"], ["s4a2", "s2b2"]]
+    assert [texts(r, ids) for ids in r.telemetry["kept"]] == expected
+    # ... which is the ranking by the table, top n // beam_width = 2 of the open children.
+    tree = r.telemetry["tree"]
+    for depth, kept in enumerate(r.telemetry["kept"], 1):
+        open_ = [n for n, d in tree.nodes(data=True) if d["depth"] == depth and d["finish_reason"] is None]
+        ranked = sorted(open_, key=lambda n: -BEAM_REWARDS[tree.nodes[n]["text"]])
+        assert kept == ranked[:2]
+    assert r.answer == "8"  # the best finished path (0.95)
+    assert r.stopped_by == "done"
+    assert sorted(t.answer for t in r.traces) == ["5", "6", "8", "8", "9", "9"]
+    assert all(t.finish_reason == "stop" for t in r.traces)
+    # Batching: one request per distinct prefix per iteration, n = its samples.
+    assert [(p, n) for p, n, _ in gen.requests] == [
+        ("", 4), (k("s2"), 2), (k("s4"), 2), (k("s4", "s4a"), 2), (k("s2", "s2b"), 2),
+        (k("s4", "s4a", "s4a2"), 2), (k("s2", "s2b", "s2b2"), 2),
+    ]  # fmt: skip
+
+
+async def test_beam_search_tree_is_a_digraph_with_the_expected_shape():
+    r, _, prm = await run(BeamSearch(4, beam_width=2))
+    tree = r.telemetry["tree"]
+    assert isinstance(tree, nx.DiGraph) and nx.is_arborescence(tree)
+    assert tree.number_of_nodes() == 1 + 4 * 4 and tree.number_of_edges() == 16
+    root = next(n for n, d in tree.in_degree() if d == 0)
+    assert tree.nodes[root]["depth"] == 0 and tree.out_degree(root) == 4
+    for n, d in tree.nodes(data=True):
+        assert {"text", "score", "tokens", "depth"} <= d.keys()
+        if n != root:
+            assert d["score"] == BEAM_REWARDS[d["text"]] and d["tokens"] == len(d["text"].split())
+    assert r.telemetry["expansions"] == 7 and r.telemetry["prm_calls"] == prm.calls == 4
+    assert r.telemetry["prm_passes"] == 16 and r.telemetry["steps"] == 4
+    rec = json.loads(json.dumps(r.record()))  # the graph is dropped, counters kept
+    assert "tree" not in rec["telemetry"] and rec["telemetry"]["expansions"] == 7
+
+
+async def test_beam_search_weighted_selection_and_lookahead():
+    r, _, _ = await run(BeamSearch(4, beam_width=2, select="weighted"))
+    assert r.answer == "8" and r.telemetry["votes"]["8"] == pytest.approx(1.9)
+    r, gen, prm = await run(BeamSearch(4, beam_width=2, lookahead=1))
+    assert r.telemetry["lookahead_samples"] > 0
+    assert any(t == 0.0 for *_, t in gen.requests)  # rollouts are greedy
+    assert k("s2") + "s2a" in prm.scored  # s2 was scored by its one-step rollout
+    assert r.answer is not None and r.stopped_by == "done"
+
+
+async def test_search_without_a_verifier_is_a_user_error():
+    with pytest.raises(TTSError, match="verifier"):
+        await tts.solve(P, BeamSearch(4, 2), generator=TreeGenerator(BEAM_TREE))
+
+
+def test_beam_width_must_divide_n():
+    with pytest.raises(ValueError, match=r"beam_width \(3\).*n \(4\)"):
+        BeamSearch(4, beam_width=3)
+    with pytest.raises(ValueError, match=r"beam_width \(3\).*n \(8\)"):
+        DVTS(8, beam_width=3)
+
+
+# -- DVTS --------------------------------------------------------------------------------
+async def test_dvts_expands_independent_subtrees_greedily():
+    r, gen, _ = await run(DVTS(4, beam_width=2))
+    # 2 subtrees: the first samples s1, s2 (-> s2), the second s3, s4 (-> s4); then s2b, s4a;
+    # then both pick their \boxed child: s2b1 (0.3) and s4a1 (0.9).
+    assert [texts(r, ids) for ids in r.telemetry["chosen"]] == [
+        ["s2", "s4"], ["s2b", "s4a"], ["s2b1 \\boxed{6}", "s4a1 \\boxed{5}"],
+    ]  # fmt: skip
+    assert r.answer == "5"
+    assert sorted(t.answer for t in r.traces) == ["5", "6"]
+    assert r.telemetry["tree"].number_of_nodes() == 1 + 3 * 4
+    assert [(p, n) for p, n, _ in gen.requests][:2] == [("", 2), ("", 2)]
+
+
+# -- A* ----------------------------------------------------------------------------------
+ASTAR_TREE = {
+    k(): ["a1", "b1", "c1"],
+    k("a1"): ["a2 \\boxed{1}"],
+    k("b1"): ["b2x", "b2"],
+    k("b1", "b2x"): ["b3x \\boxed{2}"],
+    k("b1", "b2"): ["b3 \\boxed{7}"],
+    k("c1"): ["c2 \\boxed{3}"],
+}
+ASTAR_REWARDS = {
+    "a1": 0.6, "b1": 0.8, "c1": 0.3, "a2 \\boxed{1}": 0.5, "b2x": 0.4, "b2": 0.9,
+    "b3x \\boxed{2}": 0.2, "b3 \\boxed{7}": 0.95, "c2 \\boxed{3}": 0.4,
+}  # fmt: skip
+
+
+async def test_astar_finds_the_best_path_with_fewer_samples_than_best_of_n():
+    r, gen, _ = await run(AStar(k=2), ASTAR_TREE, ASTAR_REWARDS)
+    assert r.answer == "7" and r.stopped_by == "done"
+    # f = g + h, h = 1 - r, g adds only increases of h: a1 f=.8, b1 f=.4 -> pop b1;
+    # b2x f=.2+.4+.6=1.2, b2 f=.2+0+.1=.3 -> pop b2; b3 f=.2+0+.05=.25 (finished) -> answer.
+    assert texts(r, r.telemetry["popped"])[1:] == ["b1", "b2", "b3 \\boxed{7}"]
+    assert r.telemetry["f"] == pytest.approx(0.25)
+    assert r.telemetry["expansions"] == 3 and r.telemetry["prm_passes"] == 6
+    assert r.traces[0].steps[-1].score == 0.95 and r.traces[0].finish_reason == "stop"
+    # Best-of-N on the same tree needs 5 whole samples before it holds (and picks) the best path.
+    for n in range(1, 10):
+        bon, bon_gen, _ = await run(BestOfN(n), ASTAR_TREE, ASTAR_REWARDS)
+        if bon.answer == "7":
+            break
+    assert n == 5
+    assert r.telemetry["expansions"] < n and gen.calls < n
+    assert r.usage.completion_tokens < bon.usage.completion_tokens  # 8 < 17
+
+
+async def test_astar_max_expansions_returns_the_best_so_far():
+    r, _, _ = await run(AStar(k=2, max_expansions=2), ASTAR_TREE, ASTAR_REWARDS)
+    # After 2 expansions nothing finished is in the queue: the best open state (b2) answers.
+    assert r.telemetry["expansions"] == 2 and r.answer is None
+    assert r.traces[0].text == k("b1") + "b2" and r.stopped_by == "done"
+
+
+# -- particle filtering ------------------------------------------------------------------
+PF_TREE = {
+    k(): ["p1", "p2", "p3", "p4"],
+    k("p1"): ["p1a \\boxed{1}"],
+    k("p2"): ["p2a"],
+    k("p3"): ["p3a \\boxed{3}"],
+    k("p4"): ["p4a"],
+    k("p2", "p2a"): ["p2b \\boxed{2}"],
+    k("p4", "p4a"): ["p4b \\boxed{4}"],
+}
+PF_REWARDS = {
+    "p1": 0.3, "p2": 0.9, "p3": 0.6, "p4": 0.8, "p1a \\boxed{1}": 0.5, "p2a": 0.7,
+    "p3a \\boxed{3}": 0.4, "p4a": 0.2, "p2b \\boxed{2}": 0.9, "p4b \\boxed{4}": 0.6,
+}  # fmt: skip
+CHILD = {  # the only next step of each PF_TREE state
+    "p1": "p1a \\boxed{1}", "p2": "p2a", "p3": "p3a \\boxed{3}", "p4": "p4a",
+    "p2a": "p2b \\boxed{2}", "p4a": "p4b \\boxed{4}",
+}  # fmt: skip
+
+
+def hand_weights(rewards, temp=1.0):
+    logits = [math.log(r / (1 - r)) / temp for r in rewards]
+    z = sum(math.exp(x) for x in logits)
+    return [math.exp(x) / z for x in logits]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+async def test_particle_weights_and_resampling_match_hand_computation(seed):
+    r, _, _ = await run(ParticleFilter(4), PF_TREE, PF_REWARDS, seed=seed)
+    rng = random.Random(seed)
+    # Step 1: four particles p1..p4; all unfinished, so all four are resampled.
+    particles = ["p1", "p2", "p3", "p4"]
+    w1 = hand_weights([PF_REWARDS[p] for p in particles])
+    d1 = rng.choices(range(4), weights=w1, k=4)
+    assert r.telemetry["weights"][0] == pytest.approx(w1)
+    assert r.telemetry["resampled"][0] == d1
+    # Step 2: each takes its (only) next step; p1a, p3a finish (\boxed) and are kept as they are.
+    particles = [CHILD[particles[d]] for d in d1]
+    live = [i for i, p in enumerate(particles) if "boxed" not in p]
+    if live:
+        w2 = hand_weights([PF_REWARDS[particles[i]] for i in live])
+        d2 = rng.choices(range(len(live)), weights=w2, k=len(live))
+        assert r.telemetry["weights"][1] == pytest.approx(w2)
+        assert r.telemetry["resampled"][1] == d2
+        pool = [particles[i] for i in live]
+        for i, d in zip(live, d2):
+            particles[i] = CHILD[pool[d]]
+    assert len(r.telemetry["weights"]) == (2 if live else 1)
+    final = sorted(p.split("{")[1].rstrip("}") for p in particles)
+    assert sorted(t.answer for t in r.traces) == final
+    best = max(particles, key=lambda p: PF_REWARDS[p])
+    assert r.answer == best.split("{")[1].rstrip("}")
+
+
+def test_particle_weight_formula_with_temperature():
+    w = particle_weights([0.2, 0.5, 0.99], softmax_temp=2.0)
+    assert w == pytest.approx(hand_weights([0.2, 0.5, 0.99], temp=2.0))
+    assert particle_weights([0.0, 1.0]) == pytest.approx([0.0, 1.0])  # clipped, no inf/nan
+
+
+async def test_particle_gibbs_keeps_a_reference_particle():
+    r, _, _ = await run(ParticleFilter(4, gibbs_iterations=1, select="weighted_vote"), PF_TREE, PF_REWARDS, seed=3)
+    assert len(r.telemetry["references"]) == 1
+    assert len(r.traces) == 4  # 3 free particles + the reference
+    ref = r.telemetry["references"][0]
+    ref_text = r.telemetry["tree"].nodes[ref]["text"]
+    assert r.traces[-1].text.endswith(ref_text) and r.traces[-1].finish_reason == "stop"
+    # In the second run the pool holds the unfinished free particles plus the reference's state.
+    first, second = r.telemetry["resamplings"]
+    assert len(r.telemetry["weights"]) == first + second and second >= 1
+    # The second run's first pool: its unfinished free particles (all 3 at step 1) + the reference
+    # truncated to one step, weighted by that step's reward.
+    pool = r.telemetry["weights"][first]
+    ref_step1 = r.traces[-1].steps[0]
+    assert len(pool) == 4 and sum(pool) == pytest.approx(1.0)
+    assert ref_step1.score == PF_REWARDS[ref_step1.text]
+    # The fake tree cycles its root steps: run 2's free particles drew p1, p2, p3.
+    assert pool == pytest.approx(hand_weights([0.3, 0.9, 0.6, ref_step1.score]))
+    assert r.answer in {t.answer for t in r.traces} and "votes" in r.telemetry
+
+
+# -- all four: max_steps, budget ---------------------------------------------------------
+class EndlessTree(dict):
+    """Every prefix continues with one more step: only max_steps ends a path."""
+
+    def get(self, key, default=None):
+        return ["more"]
+
+
+SEARCHES = {
+    "beam": lambda: BeamSearch(4, beam_width=2, max_steps=3),
+    "beam_lookahead": lambda: BeamSearch(4, beam_width=2, max_steps=3, lookahead=1),
+    "dvts": lambda: DVTS(4, beam_width=2, max_steps=3),
+    "astar": lambda: AStar(k=2, max_steps=3),
+    "pf": lambda: ParticleFilter(4, max_steps=3),
+    "pgibbs": lambda: ParticleFilter(3, max_steps=3, gibbs_iterations=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHES))
+async def test_max_steps_ends_paths(name):
+    r, _, _ = await run(SEARCHES[name](), EndlessTree(), {"more": 0.5})
+    assert r.traces and all(t.finish_reason == "max_steps" for t in r.traces)
+    assert all(len(t.steps) == 3 and t.answer is None for t in r.traces)
+    assert r.telemetry["steps"] == 3 and r.stopped_by == "done"
+    assert max(d for _, d in r.telemetry["tree"].nodes(data="depth")) == 3
+
+
+async def test_budget_stop_returns_the_best_answer_so_far():
+    # Step tokens <= 5. Iterations 1-2 use 8 tokens; iteration 3's first request (worst case 10)
+    # fits a cap of 20 and finishes s4a1 (\boxed{5}); its second cannot have its 2 samples.
+    budget = Budget(completion_tokens=20)
+    r, _, _ = await run(BeamSearch(4, beam_width=2), budget=budget, max_tokens=5)
+    assert r.stopped_by == "budget" and r.answer == "5"
+    assert r.usage.completion_tokens <= 20
+    # With nothing finished yet, the best partial path is returned (it has no answer yet).
+    r, _, _ = await run(BeamSearch(4, beam_width=2), budget=Budget(completion_tokens=12), max_tokens=5)
+    assert r.stopped_by == "budget" and r.answer is None and r.usage.completion_tokens <= 12
+    assert len(r.traces) == 1 and r.traces[0].finish_reason == "budget"
+    # A budget too small for anything returns nothing, not an error.
+    r, _, _ = await run(ParticleFilter(4), budget=Budget(completion_tokens=3), max_tokens=5)
+    assert r.stopped_by == "budget" and r.answer is None and r.usage.completion_tokens == 0
+
+
+def _same(u, v):
+    a, b = u.to_dict(), v.to_dict()
+    a.pop("wall_seconds"), b.pop("wall_seconds")
+    return a == b
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(SEARCHES)),
+    max_tokens=st.integers(1, 4),
+    cap=st.sampled_from(["completion_tokens", "total_tokens", "verifier_tokens", "calls", "flops"]),
+    value=st.integers(0, 120),
+    seed=st.integers(0, 3),
+)
+def test_no_search_ever_exceeds_its_budget(name, max_tokens, cap, value, seed):
+    budget = Budget(**{cap: value * 2000 if cap == "flops" else value % 30 if cap == "calls" else value})
+
+    def solve(b):
+        return tts.solve_sync(
+            P, SEARCHES[name](), generator=TreeGenerator(BEAM_TREE), verifier=TablePRM(BEAM_REWARDS),
+            budget=b, sampling=tts.Sampling(max_tokens=max_tokens), seed=seed,
+        )
+
+    free, r = solve(None), solve(budget)
+    assert budget.exceeded_by(r.usage) is None, (budget, r.usage)
+    assert r.stopped_by in ("done", "budget")
+    if r.stopped_by == "done":  # the budget never bound: the run is the unbudgeted one
+        assert _same(r.usage, free.usage) and r.answer == free.answer

@@ -1,0 +1,97 @@
+"""The four step-level search strategies end to end on the real vLLM CPU engine (tiny random
+model, so the text is gibberish: this checks the mechanics, not the answers).
+
+The process verifier is `LLMJudgePRM` on the same engine (the tiny model judging its own steps),
+so generation and scoring share one engine, as they would with a small judge in production."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tts
+from strategies import DVTS, AStar, BeamSearch, ParticleFilter
+from tts.types import Budget, GenRequest, Problem
+from verifiers.prm import LLMJudgePRM
+
+pytestmark = pytest.mark.engine
+
+# About 300 prompt tokens with the tiny tokenizer: more than two 128-token KV blocks, so
+# continuations of the same problem are served from the prefix cache.
+QUESTION = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May? "
+) * 6
+
+
+def engine_counters() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    out: dict[str, float] = {}
+    for metric in REGISTRY.collect():
+        if metric.name.startswith("vllm:") and metric.type == "counter":
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    out[s.name] = out.get(s.name, 0.0) + s.value
+    return out
+
+
+async def frequent_delimiter(gen) -> str:
+    """A string the tiny model writes often (its most common character), so its steps end at
+    the delimiter well before the 16-token limit and the searches go several steps deep."""
+    req = GenRequest([{"role": "user", "content": QUESTION}], n=4, max_tokens=32, temperature=1.0)
+    probe, _ = await gen.generate(req)
+    text = "".join(t.text for t in probe)
+    return max((c for c in set(text) if c.isascii() and c.isprintable() and not c.isspace()), key=text.count)
+
+
+async def test_search_strategies_on_the_engine(vllm_generator):
+    delim = await frequent_delimiter(vllm_generator)
+    problem = Problem("search-e2e", QUESTION)
+    assert await vllm_generator.count_prompt_tokens(GenRequest(problem.messages())) > 256
+    searches = {
+        "beam_search": BeamSearch(4, beam_width=2, max_steps=3, delimiter=delim),
+        "dvts": DVTS(4, beam_width=2, max_steps=3, delimiter=delim),
+        "astar": AStar(k=2, max_steps=3, delimiter=delim),
+        "particle_filter": ParticleFilter(4, max_steps=3, delimiter=delim),
+        "beam_lookahead": BeamSearch(4, beam_width=2, max_steps=3, lookahead=1, delimiter=delim),
+    }
+    budget = Budget(completion_tokens=40)
+    judge = LLMJudgePRM(vllm_generator, delimiter=delim)
+    before = engine_counters()
+    # All searches at once (as run_many runs problems): the engine batches all their requests.
+    results = await asyncio.gather(
+        *(
+            tts.solve(problem, s, generator=vllm_generator, verifier=judge,
+                      sampling=tts.Sampling(max_tokens=16, temperature=1.0))
+            for s in searches.values()
+        ),
+        tts.solve(problem, ParticleFilter(4, max_steps=3, delimiter=delim), generator=vllm_generator,
+                  verifier=judge, sampling=tts.Sampling(max_tokens=16), budget=budget),
+    )  # fmt: skip
+    await asyncio.sleep(1.0)  # let the engine publish its counters
+    after = engine_counters()
+    *runs, budgeted = results
+    for name, r in zip(searches, runs):
+        tree = r.telemetry["tree"]
+        assert r.error is None and r.stopped_by == "done", (name, r.stopped_by)
+        assert r.answer is None or isinstance(r.answer, str)
+        assert tree.number_of_nodes() > 1 and tree.number_of_edges() == tree.number_of_nodes() - 1, name
+        assert max(d for _, d in tree.nodes(data="depth")) <= 3
+        assert r.traces and all(t.finish_reason in ("stop", "length", "max_steps") for t in r.traces), name
+        assert r.usage.generator_calls == r.telemetry["expansions"] and r.usage.completion_tokens > 0
+    by_name = dict(zip(searches, runs))
+    # Step after step from the same problem: the prompt's blocks come from the prefix cache.
+    assert by_name["beam_search"].usage.cached_tokens > 0
+    assert by_name["beam_search"].telemetry["steps"] >= 2, "the delimiter never cut a step"
+    assert by_name["beam_lookahead"].telemetry["lookahead_samples"] > 0
+    # The budget holds on the real engine too.
+    assert budget.exceeded_by(budgeted.usage) is None and budgeted.stopped_by == "budget"
+    assert all(r.usage.verifier_tokens > 0 and r.telemetry["prm_passes"] > 0 for r in results)
+    # Every token was charged: the searches' generator tokens plus the judge's (verifier) tokens
+    # equal what the engine itself counted.
+    total = sum((r.usage for r in results), tts.Usage())
+    generated = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    prompted = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
+    assert total.total_tokens == generated + prompted

@@ -1,0 +1,233 @@
+"""`ReplayGenerator`: serves generation requests from a recorded bank (see `tts.bank`), so any
+sample-based strategy re-runs at no generation cost, deterministically.
+
+- Requests are matched to problems by their messages: the user question (and the system prompt
+  must be the one recorded).
+- Within a run, each problem's samples are served without replacement in a seeded order: the
+  permutation `random.Random(f"{seed}:{problem_key}")` shuffles (`shuffle=False`: recorded order,
+  which replays a recorded strategy run exactly). `reset()` starts a new run.
+- Streams replay the recorded tokens in chunks of `stream_chunk` tokens, every stream yielding to
+  the event loop between chunks, so concurrent streams advance in lockstep like a batching engine;
+  text is revealed at the recorded token offsets when the bank has them (recorded from streams),
+  else proportionally to tokens. The accountant therefore charges exactly the tokens consumed,
+  and an abandoned stream only up to where it was abandoned.
+- Usage: prompt tokens as recorded (per sample), completion tokens as recorded; cached tokens are
+  reported as 0 (prefix-cache hits belong to the live run's cache state, not to the samples; the
+  engine-reported totals are kept in the bank's records for reference).
+- Replayed traces carry the recorded answer (what the recording task extracted) and, with
+  `prefill_scores`, the recorded outcome score in `trace.score` (and per-step PRM scores in
+  `trace.steps`), which `verifiers.recorded.RecordedScore` returns; a verifier the strategy runs
+  overwrites them as usual.
+
+Not replayable, with a TTSError saying so: step-level continuation (a request with a prefix),
+more samples than recorded, and requests whose model or sampling differ from the bank's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from .bank import Bank, BankRecord, RecordedTrace
+from .errors import TTSError
+from .interfaces import Generator
+from .types import GenRequest, Step, Trace, Usage
+
+_SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens")
+
+
+class ReplayGenerator(Generator):
+    """A Generator over a bank.
+
+    `model=` / `sampling=` (a `tts.Sampling`, or a dict of temperature / top_p / max_tokens) state
+    what the caller expects the bank to hold; a bank recorded otherwise is a TTSError. `name`
+    overrides the model name results are recorded under (default: the bank's model, so replayed
+    results hash like live ones of the same configuration).
+    """
+
+    def __init__(
+        self,
+        bank: Bank | str | Path,
+        seed: int = 0,
+        model: str | None = None,
+        sampling: Any = None,
+        *,
+        shuffle: bool = True,
+        stream_chunk: int = 4,
+        prefill_scores: bool = True,
+        recorded_answers: bool = True,
+        name: str | None = None,
+    ):
+        self.bank = bank if isinstance(bank, Bank) else Bank(bank)
+        if stream_chunk < 1:
+            raise ValueError("stream_chunk must be >= 1")
+        if model is not None and model != self.bank.model:
+            raise TTSError(f"bank {self.bank.path} was recorded with model {self.bank.model!r}, not {model!r}")
+        if sampling is not None:
+            want = sampling if isinstance(sampling, dict) else {f: getattr(sampling, f) for f in _SAMPLING_FIELDS}
+            for f, v in want.items():
+                self._check_field(f, v)
+        self.model = name or self.bank.model
+        self.num_params = self.bank.manifest.get("num_params")
+        self.seed = seed
+        self.shuffle = shuffle
+        self.stream_chunk = stream_chunk
+        self.prefill_scores = prefill_scores
+        self.recorded_answers = recorded_answers
+        self._records: dict[str, BankRecord] = {}
+        self._keys: dict[str, str] = {}  # question text -> key
+        self._perm: dict[tuple[int, str], list[int]] = {}  # (seed, key) -> order
+        self._served: dict[str, list[int]] = {}
+        self._ok: set[tuple] = set()  # request shapes already validated
+
+    # -- runs ------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new run: every problem's samples are available again (in a new order when
+        `seed` changes)."""
+        if seed is not None:
+            self.seed = seed
+        self._served.clear()
+
+    def order(self, key: str) -> list[int]:
+        """The order in which problem `key`'s samples are served in a run (sample indices)."""
+        perm = self._perm.get((self.seed, key))
+        if perm is None:
+            perm = list(range(self.bank.num_samples(key)))
+            if self.shuffle:
+                random.Random(f"{self.seed}:{key}").shuffle(perm)
+            self._perm[(self.seed, key)] = perm
+        return perm
+
+    def served(self, key: str) -> list[int]:
+        """The sample indices served for `key` so far in this run, in order."""
+        return list(self._served.get(key, ()))
+
+    def record(self, key: str) -> BankRecord:
+        rec = self._records.get(key)
+        if rec is None:
+            rec = self._records[key] = self.bank.get(key)
+        return rec
+
+    # -- request checks ----------------------------------------------------------------------
+    def _check_field(self, f: str, v: Any) -> None:
+        have = self.bank.sampling.get(f)
+        if have is not None and v != have:
+            raise TTSError(f"bank {self.bank.path} was recorded with {f}={have}, the request asks {f}={v}; "
+                           f"replay needs the bank's sampling (run with sampling=bank.sampling_defaults())")
+
+    def _check(self, req: GenRequest) -> None:
+        shape = (req.temperature, req.top_p, req.max_tokens, tuple(req.stop), req.logprobs)
+        if shape in self._ok:
+            return
+        for f in _SAMPLING_FIELDS:
+            self._check_field(f, getattr(req, f))
+        stop = self.bank.sampling.get("stop")
+        if stop is not None and tuple(req.stop) != tuple(stop):
+            raise TTSError(f"bank {self.bank.path} was recorded with stop={list(stop)}, the request asks "
+                           f"stop={list(req.stop)}; stop strings cannot be replayed differently")
+        k = self.bank.logprobs
+        if req.logprobs is not None and (k is None or req.logprobs > k):
+            have = "no logprobs" if k is None else f"logprobs={k}"
+            raise TTSError(f"bank {self.bank.path} was recorded with {have}, the request asks "
+                           f"logprobs={req.logprobs}; record the bank with --logprobs {req.logprobs} or more")
+        self._ok.add(shape)
+
+    def _problem(self, req: GenRequest) -> BankRecord:
+        if req.prefix:
+            raise TTSError("step-level continuation (a request with a prefix) is not replayable: a bank holds "
+                           "whole samples; run step-level search on a live generator")
+        self._check(req)
+        question = next((m["content"] for m in reversed(req.messages) if m.get("role") == "user"), None)
+        if question is None:
+            raise TTSError("a replayed request needs a user message (the question) to find its problem")
+        key = self._keys.get(question)
+        if key is None:
+            key = self.bank.find(question)
+            if key is None:
+                bad = f" ({len(self.bank.errors)} unreadable index lines: {self.bank.errors[0]})" if self.bank.errors else ""
+                raise TTSError(f"bank {self.bank.path} has no problem with the question {question[:80]!r}{bad}; "
+                               "replay the problems the bank was recorded on (Bank.problems())")
+            self._keys[question] = key
+        rec = self.record(key)
+        system = next((m["content"] for m in req.messages if m.get("role") == "system"), None)
+        if system != rec.system:
+            raise TTSError(f"bank {self.bank.path} recorded problem {key!r} with system prompt {rec.system!r}; "
+                           f"the request has {system!r} (use the recording task's prompt)")
+        return rec
+
+    def _take(self, rec: BankRecord, n: int) -> list[RecordedTrace]:
+        served = self._served.setdefault(rec.key, [])
+        have = len(rec.samples)
+        if len(served) + n > have:
+            raise TTSError(f"bank {self.bank.path} has {have} samples of problem {rec.key!r}; this run already "
+                           f"took {len(served)} and asks {n} more (use at most {have} per problem, or reset())")
+        order = self.order(rec.key)
+        picked = order[len(served) : len(served) + n]
+        served.extend(picked)
+        return [rec.samples[i] for i in picked]
+
+    # -- the Generator interface -------------------------------------------------------------
+    async def count_prompt_tokens(self, req: GenRequest) -> int:
+        return self._problem(req).prompt_tokens
+
+    async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        rec = self._problem(req)
+        samples = self._take(rec, req.n)
+        traces = [self._trace(s, req) for s in samples]
+        return traces, Usage(
+            prompt_tokens=rec.prompt_tokens * req.n,
+            completion_tokens=sum(t.num_tokens for t in traces),
+        )
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
+        """Yields the same Trace object, grown in place (as the live backends do)."""
+        if req.n != 1:
+            raise ValueError("stream() samples one trace; use n=1 and start several streams")
+        rec = self._problem(req)
+        (s,) = self._take(rec, 1)
+        full = self._trace(s, req)
+        total, text = full.num_tokens, full.text
+        ends = s.char_ends.tolist() if s.char_ends is not None and len(s.char_ends) == total else None
+        trace = Trace(text="", num_tokens=0, prefix=req.prefix)
+        if total == 0:
+            yield full, Usage(prompt_tokens=rec.prompt_tokens)
+            return
+        done = 0
+        while done < total:
+            if done:
+                await asyncio.sleep(0)  # let the other streams advance: lockstep, like a batch
+            end = min(done + self.stream_chunk, total)
+            trace.num_tokens = end
+            if full.token_ids:
+                trace.token_ids.extend(full.token_ids[done:end])
+            if full.logprobs:
+                trace.logprobs.extend(full.logprobs[done:end])
+            if full.top_logprobs:
+                trace.top_logprobs.extend(full.top_logprobs[done:end])
+            if end == total:
+                trace.text = text
+                trace.finish_reason = full.finish_reason
+                trace.answer, trace.score, trace.steps = full.answer, full.score, full.steps
+            else:
+                trace.text = text[: ends[end - 1]] if ends is not None else text[: len(text) * end // total]
+            done = end
+            yield trace, Usage(prompt_tokens=rec.prompt_tokens, completion_tokens=end)
+
+    def _trace(self, s: RecordedTrace, req: GenRequest) -> Trace:
+        t = Trace(text=s.text, num_tokens=s.num_tokens, finish_reason=s.finish_reason, prefix=req.prefix)  # type: ignore[arg-type]
+        if s.token_ids is not None:
+            t.token_ids = s.token_ids.tolist()
+        if self.recorded_answers:
+            t.answer = s.answer
+        if req.logprobs is not None and s.logprobs is not None:
+            t.logprobs = s.logprobs.tolist()
+            if req.logprobs > 0:
+                t.top_logprobs = s.top_rows(req.logprobs)
+        if self.prefill_scores:
+            t.score = s.score
+            if s.step_scores is not None:
+                t.steps = [Step(txt, 0, float(v)) for txt, v in zip(s.steps(), s.step_scores.tolist())]
+        return t
