@@ -111,12 +111,15 @@ async def test_bench_resumes_without_regenerating(vllm_generator, shared_data, t
 
 
 @pytest.mark.engine
-def test_cli_end_to_end_and_rerun(tiny_model_dir, shared_data, tmp_path):
+def test_cli_end_to_end_and_rerun(tiny_model_dir, tiny_prm_dir, shared_data, tmp_path):
+    """The real command: beam search over the tiny model scored by the tiny PRM (two engines),
+    then the same command again, which finds everything done and starts no engine."""
     out = tmp_path / "cli.jsonl"
     args = [
         "bench", "--task", "gsm8k", "--data", str(shared_data / "gsm8k_test.jsonl"), "--strategy",
-        "self_consistency", "-n", "2", "--limit", "2", "--max-tokens", "8", "--model", str(tiny_model_dir),
-        "--enforce-eager", "--max-model-len", "1024", "--out", str(out),
+        "beam_search", "-n", "4", "--param", "beam_width=2", "--param", "max_steps=2", "--limit", "2",
+        "--max-tokens", "8", "--model", str(tiny_model_dir), "--verifier", "qwen_prm",
+        "--verifier-model", str(tiny_prm_dir), "--max-model-len", "1024", "--out", str(out),
     ]
     first = tts_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -124,4 +127,5 @@ def test_cli_end_to_end_and_rerun(tiny_model_dir, shared_data, tmp_path):
     second = tts_cli(*args)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "0 new records" in second.stdout
-    assert len(out.read_text().splitlines()) == 2
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 2 and all(r["usage"]["verifier_tokens"] > 0 for r in recs)

@@ -95,3 +95,33 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     generated = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
     prompted = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
     assert total.total_tokens == generated + prompted
+
+
+async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_prm_dir, shared_data, tmp_path):
+    """`tts bench --strategy beam_search|dvts|astar|particle_filter` with the LLM-as-judge PRM
+    (the default: the generator judges its own steps) and with the tiny Qwen2.5-Math-PRM."""
+    from tts.bench import BenchConfig, bench
+    from verifiers.prm import QwenPRM
+
+    prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
+    try:
+        for strategy, params in [
+            ("beam_search", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("astar", {}), ("particle_filter", {}),
+        ]:
+            for verifier_name, verifier in [(None, None), ("qwen_prm", prm)]:
+                cfg = BenchConfig(
+                    task="gsm8k", strategy=strategy, n=4 if strategy != "astar" else 2,
+                    params={"max_steps": 2, **params}, verifier=verifier_name, verifier_model=str(tiny_prm_dir),
+                    data=str(shared_data / "gsm8k_test.jsonl"), limit=2, out=str(tmp_path / "r.jsonl"),
+                    max_tokens=8, model="tiny",
+                )
+                store, chash, _ = await bench(cfg, generator=vllm_generator, verifier=verifier)
+                recs = store.for_config(chash, 0)
+                assert len(recs) == 2, (strategy, verifier_name)
+                for r in recs:
+                    assert r["strategy"] == strategy and r["usage"]["completion_tokens"] > 0
+                    assert r["usage"]["verifier_calls"] > 0 and r["telemetry"]["expansions"] > 0
+                # (a path of whitespace-only steps has nothing to score, so test the sum)
+                assert sum(r["usage"]["verifier_tokens"] for r in recs) > 0, (strategy, verifier_name)
+    finally:
+        await prm.close()

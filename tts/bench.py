@@ -137,11 +137,12 @@ async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, An
 
 
 async def bench(
-    cfg: BenchConfig, progress: Any = None, generator: Any = None
+    cfg: BenchConfig, progress: Any = None, generator: Any = None, verifier: Any = None
 ) -> tuple[ResultStore, str, list[Problem]]:
     """Run (or resume) a benchmark; returns the store, the config hash and the problems.
 
-    A `generator` passed in is used as is and left open (else one is built from `cfg`)."""
+    A `generator` or `verifier` passed in is used as is and left open (else they are built
+    from `cfg`, and closed at the end)."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
     verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
@@ -166,9 +167,10 @@ async def bench(
 
     owned = generator is None
     generator = generator or build_generator(cfg)
-    verifier = None
+    owned_verifier = verifier is None
     try:
-        verifier = build_verifier(verifier_name, cfg, generator)
+        if owned_verifier:
+            verifier = build_verifier(verifier_name, cfg, generator)
         if progress is not None:
             progress.ready()  # the engines are up: throughput is measured from here
 
@@ -199,7 +201,7 @@ async def bench(
             on_result=on_result,
         )
     finally:
-        if verifier is not None and verifier is not generator:
+        if owned_verifier and verifier is not None:
             await _close(verifier)
         if owned:
             await generator.close()
