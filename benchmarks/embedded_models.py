@@ -28,24 +28,16 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tts.answers import extract_boxed  # noqa: E402
+
 DATA = Path(os.environ.get("TTS_SHARED", ROOT.parent / "shared")) / "data" / "gsm8k_test.jsonl"
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
-def last_boxed(text: str) -> str | None:
-    last = None
-    for m in re.finditer(r"\\boxed\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            last = text[m.end() : i - 1]
-    return last
-
-
 def to_number(s: str | None) -> float | None:
+    """The last number in `s` (an extract_boxed answer, or the whole text as the fallback)."""
     if not s:
         return None
     s = re.sub(r"\\text\{[^{}]*\}|\\[,!; ]|\$|\\%|%", "", s)
@@ -60,7 +52,7 @@ def to_number(s: str | None) -> float | None:
 
 
 def predicted(text: str) -> float | None:
-    boxed = last_boxed(text)
+    boxed = extract_boxed(text)
     value = to_number(boxed)
     return value if value is not None else to_number(text)
 
@@ -120,7 +112,7 @@ def worker(model: str, n_eval: int, quick: bool) -> dict:
     res.update(
         gsm8k_correct=sum(ok),
         gsm8k_n=n_eval,
-        gsm8k_boxed=sum(last_boxed(t) is not None for t in texts),
+        gsm8k_boxed=sum(extract_boxed(t) is not None for t in texts),
         gsm8k_truncated=sum(n >= 512 for n in lens),
         gsm8k_mean_tokens=round(sum(lens) / len(lens)),
         gsm8k_s=round(dt, 1),
@@ -151,7 +143,6 @@ def main() -> None:
         print("RESULT " + json.dumps(worker(args.worker, args.n, args.quick)), flush=True)
         return
 
-    sys.path.insert(0, str(ROOT))
     from tts.models import EMBEDDED, prepare
 
     results = []

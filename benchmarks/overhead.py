@@ -101,4 +101,5 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--enforce-eager", action="store_true")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     asyncio.run(main(p.parse_args()))

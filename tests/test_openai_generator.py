@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from servers import StubServer, free_port, vllm_server  # noqa: E402
 from tiny_models import build_llama  # noqa: E402
 
 from tts.errors import TTSError  # noqa: E402
@@ -36,47 +29,17 @@ pytestmark = pytest.mark.engine
 QUESTION = [{"role": "user", "content": "Natalia sold clips to 48 of her friends. How many clips?"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """(model dir, base URL) of one vLLM OpenAI server, stopped at the end of the module."""
+    """(model dir, port) of one vLLM OpenAI server, stopped at the end of the module."""
     pytest.importorskip("vllm")
     model = build_llama(tmp_path_factory.mktemp("m") / "llama")
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("log") / "vllm_server.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
-        "--seed", "0", "--enable-prompt-tokens-details", "--enable-prefix-caching",
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.time() + 300  # ~30 s alone; minutes on a busy shared machine
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                pytest.fail(f"vLLM server did not come up (exit {proc.poll()}); log tail:\n{tail}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+    with vllm_server(
+        model, log_path, "--seed", "0", "--enable-prompt-tokens-details", "--enable-prefix-caching",
+        timeout=300,  # ~30 s alone; minutes on a busy shared machine
+    ) as port:
         yield str(model), port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -228,44 +191,9 @@ _COMPLETION = {
 }
 
 
-class _Stub:
-    """A fake OpenAI server on 127.0.0.1 answering `replies` ((status, json) pairs) in order."""
-
-    def __init__(self, replies):
-        self.replies, self.hits = list(replies), 0
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, body = stub.replies[min(stub.hits, len(stub.replies) - 1)]
-                stub.hits += 1
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 async def test_retries_503_then_succeeds():
     busy = (503, {"error": {"message": "overloaded", "type": "ServiceUnavailable", "code": 503}})
-    with _Stub([busy, busy, (200, _COMPLETION)]) as stub:
+    with StubServer([busy, busy, (200, _COMPLETION)]) as stub:
         g = OpenAIGenerator("stub", stub.url, max_retries=3, backoff=0.01, vllm=False)
         try:
             traces, usage = await g.generate(GenRequest(messages=QUESTION))
@@ -278,7 +206,7 @@ async def test_retries_503_then_succeeds():
 
 async def test_bad_request_reports_server_message():
     bad = (400, {"error": {"message": "max_tokens is too large", "type": "BadRequestError", "code": 400}})
-    with _Stub([bad]) as stub:
+    with StubServer([bad]) as stub:
         g = OpenAIGenerator("stub", stub.url, max_retries=3, backoff=0.01, vllm=False)
         try:
             with pytest.raises(TTSError, match="max_tokens is too large"):
@@ -289,7 +217,7 @@ async def test_bad_request_reports_server_message():
 
 
 async def test_dead_server_gives_clear_error():
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     g = OpenAIGenerator("m", url, max_retries=3, backoff=0.01, api_key="sk-secret-do-not-log")
     try:
         with pytest.raises(TTSError, match=r"unreachable after 3 attempts") as err:

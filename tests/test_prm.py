@@ -17,20 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from scripted import ScriptedGenerator
+from servers import StubServer, free_port, vllm_server
 
 import tts
 from tts.context import Accountant, Context
@@ -196,12 +188,6 @@ def test_qwen_prm_needs_the_step_token(tmp_path):
 
 
 # -- QwenPRM behind a vLLM server -------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 async def reference_scores(tiny_prm_dir):
     """The in-process scores (from the class above, or computed here when run alone), taken
@@ -228,36 +214,12 @@ class TestQwenPRMServer:
         from transformers import AutoTokenizer
 
         step_id = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
-        port = _free_port()
         log_path = tmp_path_factory.mktemp("log") / "vllm_prm_server.log"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-        cmd = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_prm_dir),
-            "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
-            "--runner", "pooling", "--pooler-config", json.dumps({"step_tag_id": step_id}),
-        ]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.time() + 420  # ~1-3 min on a busy shared machine
-            while True:
-                if proc.poll() is not None or time.time() > deadline:
-                    tail = log_path.read_text(errors="replace")[-4000:]
-                    pytest.fail(f"vLLM PRM server did not come up (exit {proc.poll()}); log tail:\n{tail}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(1)
+        with vllm_server(
+            tiny_prm_dir, log_path, "--runner", "pooling", "--pooler-config", json.dumps({"step_tag_id": step_id}),
+            timeout=420, name="vLLM PRM server",  # ~1-3 min on a busy shared machine
+        ) as port:
             yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
     async def test_scores_equal_in_process(self, prm_server, reference_scores, tiny_prm_dir):
         prm = QwenPRM(str(tiny_prm_dir), base_url=prm_server)
@@ -278,42 +240,6 @@ class TestQwenPRMServer:
         assert prm.num_params == model_parameters(str(tiny_prm_dir))
 
 
-class _PoolingStub:
-    """A FAKE vLLM server on 127.0.0.1 answering POSTs with `replies` ((status, json)) in order."""
-
-    def __init__(self, replies):
-        self.replies, self.hits, self.paths = list(replies), 0, []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                stub.paths.append(self.path)
-                status, body = stub.replies[min(stub.hits, len(stub.replies) - 1)]
-                stub.hits += 1
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 _POOLED = {
     "id": "pool-1", "object": "list", "created": 0, "model": "stub",
     "data": [{"index": 0, "object": "pooling", "data": [[0.0, math.log(3.0)], [math.log(4.0), 0.0]]}],
@@ -323,7 +249,7 @@ _POOLED = {
 
 async def test_server_retries_then_scores(tiny_prm_dir):
     busy = (503, {"error": {"message": "overloaded", "type": "ServiceUnavailable", "code": 503}})
-    with _PoolingStub([busy, busy, (200, _POOLED)]) as stub:
+    with StubServer([busy, busy, (200, _POOLED)]) as stub:
         prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url, max_retries=3, backoff=0.01)
         try:
             [s] = await prm.score(PROBLEM, TRACES[1:2])
@@ -335,12 +261,12 @@ async def test_server_retries_then_scores(tiny_prm_dir):
 
 async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
     empty = dict(_POOLED, data=[{"index": 0, "object": "pooling", "data": []}])
-    with _PoolingStub([(200, empty)]) as stub:
+    with StubServer([(200, empty)]) as stub:
         prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url)
         with pytest.raises(TTSError, match="step_tag_id"):
             await prm.score(PROBLEM, TRACES[1:2])
         await prm.close()
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     prm = QwenPRM(str(tiny_prm_dir), base_url=url, max_retries=2, backoff=0.01)
     with pytest.raises(TTSError, match=f"{url}.*unreachable after 2 attempts"):
         await prm.score(PROBLEM, TRACES[:1])

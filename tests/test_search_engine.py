@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from servers import engine_counters
 
 import tts
 from strategies import DVTS, AStar, BeamSearch, ParticleFilter
@@ -23,18 +24,6 @@ QUESTION = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May? "
 ) * 6
-
-
-def engine_counters() -> dict[str, float]:
-    from prometheus_client import REGISTRY
-
-    out: dict[str, float] = {}
-    for metric in REGISTRY.collect():
-        if metric.name.startswith("vllm:") and metric.type == "counter":
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    out[s.name] = out.get(s.name, 0.0) + s.value
-    return out
 
 
 async def frequent_delimiter(gen) -> str:

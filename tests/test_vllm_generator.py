@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from servers import engine_counters
 
 import tts
 from strategies import BestOfN, SelfConsistency
@@ -14,19 +15,6 @@ from verifiers import Confidence
 pytestmark = pytest.mark.engine
 
 MSG = [{"role": "user", "content": "What is 2 + 3?"}]
-
-
-def engine_counters() -> dict[str, float]:
-    """vLLM's own Prometheus counters (the engine's token counts, independent of ours)."""
-    from prometheus_client import REGISTRY
-
-    out: dict[str, float] = {}
-    for metric in REGISTRY.collect():
-        if metric.name.startswith("vllm:") and metric.type == "counter":
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    out[s.name] = out.get(s.name, 0.0) + s.value
-    return out
 
 
 def delta(before, after, name):
