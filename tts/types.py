@@ -237,7 +237,7 @@ class Result:
             "stopped_by": self.stopped_by,
             "usage": self.usage.to_dict(),
             "answers": [t.answer for t in self.traces],
-            "scores": [None if t.score is None or math.isnan(t.score) else t.score for t in self.traces],
+            "scores": [t.score if t.score is not None and math.isfinite(t.score) else None for t in self.traces],
             "telemetry": telemetry,
             "error": self.error,
         }
