@@ -22,47 +22,21 @@ src/sal/search/beam_search.py; Snell et al., 2024, "Scaling LLM test-time comput
 from __future__ import annotations
 
 from tts.context import Context
-from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
 
 from .step_search import (
-    DEFAULT_DELIMITER,
+    BeamStrategy,
     Node,
     StepSearch,
     rank_key,
     spread,
-    validate_select,
-    validate_steps,
-    validate_width,
 )
 
 
 @register("strategy", "beam_search")
-class BeamSearch(Strategy):
+class BeamSearch(BeamStrategy):
     name = "beam_search"
-
-    def __init__(
-        self,
-        n: int = 8,
-        beam_width: int = 4,
-        max_steps: int = 40,
-        lookahead: int = 0,
-        delimiter: str = DEFAULT_DELIMITER,
-        select: str = "max",
-        step_tokens: int | None = None,
-    ):
-        validate_width(n, beam_width)
-        validate_steps(max_steps, delimiter, step_tokens)
-        if lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
-        self.n = n
-        self.beam_width = beam_width
-        self.max_steps = max_steps
-        self.lookahead = lookahead
-        self.delimiter = delimiter
-        self.select = validate_select(select)
-        self.step_tokens = step_tokens
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from tts.context import Context
+from tts.interfaces import Strategy
 from tts.errors import BudgetExceeded, TTSError
 from tts.types import FinishReason, Problem, Result, Step, StoppedBy, Trace
 from verifiers.voting import vote
@@ -93,6 +94,33 @@ class Node:
         while n.depth > depth and n.parent is not None:
             n = n.parent
         return n
+
+
+class BeamStrategy(Strategy):
+    """The parameters beam search and DVTS share (n paths, beam_width samples per expansion,
+    greedy look-ahead, final selection), checked when the strategy is built."""
+
+    def __init__(
+        self,
+        n: int = 8,
+        beam_width: int = 4,
+        max_steps: int = 40,
+        lookahead: int = 0,
+        delimiter: str = DEFAULT_DELIMITER,
+        select: str = "max",
+        step_tokens: int | None = None,
+    ):
+        validate_width(n, beam_width)
+        validate_steps(max_steps, delimiter, step_tokens)
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        self.n = n
+        self.beam_width = beam_width
+        self.max_steps = max_steps
+        self.lookahead = lookahead
+        self.delimiter = delimiter
+        self.select = validate_select(select)
+        self.step_tokens = step_tokens
 
 
 def step_finish(trace: Trace, extract) -> FinishReason | None:

@@ -112,6 +112,17 @@ class _PRM(Verifier):
     async def _score_one(self, problem: Problem, trace: Trace) -> Score:  # pragma: no cover
         raise NotImplementedError
 
+    async def _final(self, outputs: Any, n_ids: int) -> Any:
+        """The last output of an engine request, vLLM's request validation errors (e.g. a prompt
+        longer than max_model_len) turned into a TTSError."""
+        final = None
+        try:
+            async for out in outputs:
+                final = out
+        except ValueError as e:
+            raise TTSError(f"PRM {self.model} could not score a {n_ids}-token prompt: {e}") from e
+        return final
+
     def _score(self, rewards: Sequence[float], tokens: int) -> Score:
         how = "last" if self.aggregate == "model" else self.aggregate
         return Score(aggregate(rewards, how), tuple(rewards), tokens)
@@ -291,12 +302,7 @@ class QwenPRM(_PRM):
         ids = self.prompt_ids(problem, steps)
         # Raw logits (we take the softmax, as the reference does), rows at our step token's id.
         params = PoolingParams(task="token_classify", step_tag_id=self._step_id, use_activation=False)
-        final = None
-        try:
-            async for out in self._gen.engine.encode({"prompt_token_ids": ids}, params, self._gen._rid()):
-                final = out
-        except ValueError as e:  # vLLM's request validation (e.g. longer than max_model_len)
-            raise TTSError(f"PRM {self.model} could not score a {len(ids)}-token prompt: {e}") from e
+        final = await self._final(self._gen.engine.encode({"prompt_token_ids": ids}, params, self._gen._rid()), len(ids))
         return final.outputs.data.tolist(), len(ids)
 
     async def _pool_server(self, problem: Problem, steps: Sequence[str]) -> tuple[list, int]:
@@ -452,12 +458,7 @@ class MathShepherdPRM(_PRM):
             max_tokens=1, temperature=0.0, detokenize=False,
             logprob_token_ids=[self._good_id, self._bad_id], output_kind=RequestOutputKind.FINAL_ONLY,
         )
-        final = None
-        try:
-            async for out in self._gen.engine.generate({"prompt_token_ids": ids}, params, self._gen._rid()):
-                final = out
-        except ValueError as e:  # vLLM's request validation (e.g. longer than max_model_len)
-            raise TTSError(f"PRM {self.model} could not score a {len(ids)}-token prompt: {e}") from e
+        final = await self._final(self._gen.engine.generate({"prompt_token_ids": ids}, params, self._gen._rid()), len(ids))
         row = final.outputs[0].logprobs[0]
         computed = len(ids) - (final.num_cached_tokens or 0)
         return row[self._good_id].logprob, row[self._bad_id].logprob, computed
