@@ -6,7 +6,8 @@ generation cost. Prints problem-runs per second per strategy and N, and where th
     python benchmarks/replay_speed.py --bank ~/.cache/ttscale/banks/gsm8k_qwen05b_100x32
 
 Strategies: Best-of-N (by the recorded outcome score when the bank has one, else by logprob
-confidence), self-consistency; first-finish and DeepConf-offline when strategies/ has them.
+confidence), self-consistency, first-finish (replayed streams), and DeepConf-offline (window 64)
+when the bank has top-k logprobs.
 Each run is `tts.run_many` over all problems with grading (math-verify), as a real sweep does.
 `--synthetic P` builds a P-problem bank with 32 samples each from the math100 rows; copies of a
 row get textually different answers (integers shifted, others suffixed), so math-verify's
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import importlib.util
 import json
 import pstats
 import random
@@ -76,7 +76,8 @@ def _shift(answer: str, copy: int) -> str:
 
 
 def strategies_for(bank) -> list[tuple[str, object, object]]:
-    from strategies import BestOfN, SelfConsistency
+    """(label, factory of N, verifier) for every strategy the bank can serve."""
+    from strategies import BestOfN, DeepConf, FirstFinish, SelfConsistency
     from verifiers import Confidence
     from verifiers.recorded import RecordedScore
 
@@ -87,9 +88,12 @@ def strategies_for(bank) -> list[tuple[str, object, object]]:
     elif bank.logprobs is not None:
         out.append(("best_of_n(confidence)", BestOfN, Confidence()))
     out.append(("self_consistency", SelfConsistency, None))
-    for mod, label in (("strategies.first_finish", "first_finish"), ("strategies.deepconf", "deepconf_offline")):
-        if importlib.util.find_spec(mod) is None:
-            print(f"note: {label} skipped ({mod} does not exist yet)")
+    out.append(("first_finish", FirstFinish, None))
+    if bank.logprobs:
+        k = bank.logprobs
+        out.append(("deepconf_offline", lambda n: DeepConf(n, mode="offline", top_k=k, window=64), None))
+    else:
+        print("note: deepconf_offline skipped (the bank has no top-k logprobs)")
     return out
 
 

@@ -16,7 +16,7 @@ from tts.types import GenRequest, Trace, Usage
 class ScriptedGenerator(Generator):
     def __init__(
         self,
-        completions: list[str | tuple[str, float]],
+        completions: list[str | tuple[str, float | list[float]]],
         logprob: float = -0.5,
         num_params: int = 1000,
         delay: float = 0.0,
@@ -47,8 +47,9 @@ class ScriptedGenerator(Generator):
         if len(words) > req.max_tokens:
             words, finish = words[: req.max_tokens], "length"
         n = len(words) if text else 0
-        lp = [logprob] * n
-        top = [[logprob, logprob - 1.0][: req.logprobs] for _ in range(n)] if req.logprobs else []
+        # logprob: one value for every token, or a list with one per token (cycled)
+        lp = [logprob[i % len(logprob)] for i in range(n)] if isinstance(logprob, list) else [logprob] * n
+        top = [[x, x - 1.0][: req.logprobs] for x in lp] if req.logprobs else []
         tokens: list[list[str]] = []
         if req.logprobs and self.top is not None:
             rows = sorted(self.top, key=lambda x: x[1], reverse=True)[: req.logprobs]
@@ -81,6 +82,10 @@ class ScriptedGenerator(Generator):
             await asyncio.sleep(self.delay)
             trace.text = " ".join(words[:i])
             trace.num_tokens = i
+            if full.logprobs:
+                trace.logprobs.append(full.logprobs[i - 1])
+            if full.top_logprobs:
+                trace.top_logprobs.append(full.top_logprobs[i - 1])
             if i == full.num_tokens:
                 trace.finish_reason = full.finish_reason
             yield trace, Usage(prompt_tokens=prompt, completion_tokens=i)

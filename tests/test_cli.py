@@ -30,10 +30,10 @@ def one_line_error(proc) -> str:
     "args, expected",
     [
         (["--task", "gsm9k", "--strategy", "best_of_n"], "valid: aime24, aime25, gsm8k, math500"),
-        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: astar, beam_search, best_of_n, dvts, particle_filter, self_consistency, weighted_majority"),
+        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: adaptive_consistency, astar, beam_search, best_of_n, certainty_probe, deepconf, deepprune, dvts, esc, first_finish, particle_filter, self_consistency, weighted_majority"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--param", "beam=2"], "takes no parameter beam"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--budget", "tokens=5"], "unknown budget cap tokens"),
-        (["--task", "gsm8k", "--strategy", "best_of_n", "--backend", "tgi"], "valid: openai, vllm"),
+        (["--task", "gsm8k", "--strategy", "best_of_n", "--backend", "tgi"], "valid: openai, replay, vllm"),
     ],
 )
 def test_bad_names_get_one_line_listing_valid_ones(args, expected, shared_data):

@@ -39,15 +39,18 @@ class BenchConfig:
     verifier: str | None = None
     verifier_model: str | None = None  # the reward model a PRM verifier loads
     model: str | None = None  # None: the embedded default model
-    backend: str = "vllm"
+    name: str | None = None  # the model name results are recorded under (default: see model_name)
+    backend: str = "vllm"  # vllm | openai | replay (of the trace bank `bank`)
     base_urls: list[str] = field(default_factory=list)
+    bank: str | None = None  # --backend replay: the bank folder
     data: str | None = None
     limit: int | None = None
     out: str | None = None
     seed: int = 0
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
+    # None: the bank's value under --backend replay, else tts.Sampling's default (0.7, 1.0, 1024)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
     budget: dict[str, float] = field(default_factory=dict)
     concurrency: int = 64
     max_model_len: int = 4096
@@ -91,6 +94,38 @@ def build_budget(caps: dict[str, float]) -> Budget | None:
     return Budget(**caps)  # type: ignore[arg-type]
 
 
+BACKENDS = ("openai", "replay", "vllm")
+
+
+def open_bank(cfg: BenchConfig) -> Any:
+    """The trace bank `--backend replay` serves from (TTSError when missing or unreadable)."""
+    from .bank import Bank
+
+    if not cfg.bank:
+        raise TTSError("--backend replay needs --bank DIR (a bank from `tts record`)")
+    return Bank(cfg.bank)
+
+
+def model_name(cfg: BenchConfig, bank: Any = None) -> str:
+    """The model results are recorded under. Replayed results get `replay:<model>@<bank folder>`
+    so their config hash never equals a live run's: replay serves a fixed pool of recorded
+    samples, which is not the same experiment as sampling the model afresh."""
+    if cfg.name:
+        return cfg.name
+    if cfg.backend == "replay":
+        bank = bank or open_bank(cfg)
+        return f"replay:{bank.model}@{bank.path.name}"
+    return cfg.model or _default_model_name()
+
+
+def resolve_sampling(cfg: BenchConfig, bank: Any = None) -> Sampling:
+    """The options given, else (replay) what the bank was recorded with, else the defaults."""
+    recorded = (bank or open_bank(cfg)).sampling if cfg.backend == "replay" else {}
+    d = Sampling()
+    pick = lambda f: next(v for v in (getattr(cfg, f), recorded.get(f), getattr(d, f)) if v is not None)  # noqa: E731
+    return Sampling(pick("temperature"), pick("top_p"), pick("max_tokens"))
+
+
 def build_generator(cfg: BenchConfig) -> Any:
     if cfg.backend == "vllm":
         from .models import resolve_model
@@ -110,7 +145,14 @@ def build_generator(cfg: BenchConfig) -> Any:
         if not cfg.model or not cfg.base_urls:
             raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
         return OpenAIGenerator(cfg.model, cfg.base_urls)
-    raise TTSError(f"unknown backend '{cfg.backend}'; valid: openai, vllm")
+    if cfg.backend == "replay":
+        from .replay import ReplayGenerator
+
+        bank = open_bank(cfg)
+        # Checks the sampling against the bank's: a mismatch is a TTSError naming both values.
+        return ReplayGenerator(bank, seed=cfg.seed, sampling=resolve_sampling(cfg, bank),
+                               name=model_name(cfg, bank))
+    raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
 
 
 def _default_model_name() -> str:
@@ -136,30 +178,75 @@ async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, An
     }
 
 
-async def bench(
-    cfg: BenchConfig, progress: Any = None, generator: Any = None, verifier: Any = None
-) -> tuple[ResultStore, str, list[Problem]]:
-    """Run (or resume) a benchmark; returns the store, the config hash and the problems.
+@dataclass
+class Prepared:
+    """Everything `bench` settles before any engine starts (all cheap, all validated)."""
 
-    A `generator` or `verifier` passed in is used as is and left open (else they are built
-    from `cfg`, and closed at the end)."""
+    task: Any
+    strategy: Any
+    verifier_name: str | None
+    budget: Budget | None
+    sampling: Sampling
+    problems: list[Problem]
+    model_name: str
+    config_hash: str
+    bank: Any = None  # the replayed bank (--backend replay)
+
+
+def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prepared:
+    """Validate `cfg` and compute its config hash; `problems` replaces loading the task's."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
+    if cfg.backend not in BACKENDS:
+        raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
+    bank = open_bank(cfg) if cfg.backend == "replay" else None
     verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
+    if bank is not None and not cfg.verifier and verifier_name == "confidence" and bank.manifest.get("outcome"):
+        verifier_name = "recorded"  # a bank with outcome scores (math100) selects by them
     if verifier_name is not None:
         lookup("verifier", verifier_name)  # an unknown name fails now, before the engine starts
     budget = build_budget(cfg.budget)
-    if cfg.backend not in ("vllm", "openai"):
-        raise TTSError(f"unknown backend '{cfg.backend}'; valid: openai, vllm")
-    sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_tokens)
-    problems = task.load(cfg.data, limit=cfg.limit)
-    store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl")
+    sampling = resolve_sampling(cfg, bank)
+    if bank is not None:
+        from .replay import ReplayGenerator
 
-    model_name = cfg.model or _default_model_name()
-    described = describe(strategy, model_name, None, budget, sampling, task)
+        ReplayGenerator(bank, sampling=sampling)  # a sampling mismatch fails now (cheap: no decoding)
+    if problems is None:
+        if bank is not None and cfg.data is None:
+            problems = bank.problems()[: cfg.limit]  # the recorded problems, in recording order
+        else:
+            problems = task.load(cfg.data, limit=cfg.limit)
+    name = model_name(cfg, bank)
+    described = describe(strategy, name, None, budget, sampling, task)
     described["verifier"] = verifier_name and {"name": verifier_name, "model": cfg.verifier_model}
-    chash = config_hash(**described)
-    todo = [p for p in problems if not store.done((p.id, chash, cfg.seed))]
+    return Prepared(task, strategy, verifier_name, budget, sampling, list(problems), name,
+                    config_hash(**described), bank)
+
+
+async def bench(
+    cfg: BenchConfig,
+    progress: Any = None,
+    generator: Any = None,
+    verifier: Any = None,
+    *,
+    store: Any = None,
+    problems: Sequence[Problem] | None = None,
+) -> tuple[Any, str, list[Problem]]:
+    """Run (or resume) a benchmark; returns the store, the config hash and the problems.
+
+    A `generator` or `verifier` passed in is used as is and left open (else they are built
+    from `cfg`, and closed at the end); a ReplayGenerator passed in is reset (a run draws each
+    problem's samples without replacement, in the order `cfg.seed` gives). `store` (anything
+    with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
+    replaces loading the task's."""
+    from .replay import ReplayGenerator
+
+    p = prepare(cfg, problems)
+    task, strategy, chash = p.task, p.strategy, p.config_hash
+    problems = p.problems
+    if store is None:
+        store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl")
+    todo = [q for q in problems if not store.done((q.id, chash, cfg.seed))]
     if progress is not None:
         progress.start(len(problems), len(problems) - len(todo))
     if not todo:
@@ -167,10 +254,12 @@ async def bench(
 
     owned = generator is None
     generator = generator or build_generator(cfg)
+    if isinstance(generator, ReplayGenerator):
+        generator.reset(cfg.seed)
     owned_verifier = verifier is None
     try:
         if owned_verifier:
-            verifier = build_verifier(verifier_name, cfg, generator)
+            verifier = build_verifier(p.verifier_name, cfg, generator)
         if progress is not None:
             progress.ready()  # the engines are up: throughput is measured from here
 
@@ -180,27 +269,30 @@ async def bench(
             rec = r.record()
             rec.update(await grade_all(task, problem, r))
             rec["gold"] = problem.answer
-            rec["model"] = model_name
+            rec["model"] = p.model_name
             rec["task"] = cfg.task
+            if p.bank is not None:
+                rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
             rec["finished_at"] = time.time()
             store.append(rec)
             if progress is not None:
                 progress.advance(rec)
 
-        by_id = {p.id: p for p in todo}
+        by_id = {q.id: q for q in todo}
         await run_many(
             todo,
             strategy,
             generator=generator,
             verifier=verifier,
-            budget=budget,
-            sampling=sampling,
+            budget=p.budget,
+            sampling=p.sampling,
             task=task,
             seed=cfg.seed,
             concurrency=cfg.concurrency,
             on_result=on_result,
         )
     finally:
+        await _close(strategy)  # a strategy may hold a model of its own (DeepPrune's judge)
         if owned_verifier and verifier is not None:
             await _close(verifier)
         if owned:

@@ -1,4 +1,4 @@
-"""The `tts` command: `tts bench ...`, `tts models prepare|list`.
+"""The `tts` command: `tts bench|record|sweep|report ...`, `tts models prepare|list`.
 
 User mistakes print one line (`error: ...`) and exit 2; no tracebacks.
 """
@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a strategy over a benchmark (resumable)")
     b.add_argument("--task", required=True, help="gsm8k | math500 | aime24 | aime25")
     b.add_argument("--strategy", required=True, help="best_of_n | self_consistency | weighted_majority | "
-                   "beam_search | dvts | astar | particle_filter")
+                   "beam_search | dvts | astar | particle_filter | first_finish | deepprune | deepconf | esc | "
+                   "adaptive_consistency | certainty_probe")
     b.add_argument("-n", type=int, default=8, help="the strategy's size: samples, beams' n, particles, "
                    "or A*'s samples per expansion (default 8)")
     b.add_argument("--param", action="append", default=[], metavar="K=V", help="another strategy parameter")
@@ -49,15 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: confidence for selection, llm_judge for step search)")
     b.add_argument("--verifier-model", help="the reward model folder or hub id a PRM verifier loads")
     b.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
-    b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server)")
+    b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server) | replay (a bank)")
     b.add_argument("--base-url", action="append", default=[], help="server URL (repeat for replicas)")
+    b.add_argument("--bank", help="--backend replay: the trace bank folder (from `tts record`) to serve samples from")
     b.add_argument("--data", help="local JSONL file instead of the dataset hub")
     b.add_argument("--limit", type=int, help="first N problems")
     b.add_argument("--out", help="results JSONL (default results/<task>_<strategy>.jsonl)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--temperature", type=float, default=0.7)
-    b.add_argument("--top-p", type=float, default=1.0)
-    b.add_argument("--max-tokens", type=int, default=1024, help="per sample")
+    b.add_argument("--temperature", type=float, help="default 0.7 (replay: the bank's)")
+    b.add_argument("--top-p", type=float, help="default 1.0 (replay: the bank's)")
+    b.add_argument("--max-tokens", type=int, help="per sample; default 1024 (replay: the bank's)")
     b.add_argument("--budget", action="append", default=[], metavar="CAP=V",
                    help="per-problem cap, e.g. total_tokens=20000 (caps: completion_tokens, total_tokens, "
                    "verifier_tokens, calls, flops, wall_seconds)")
@@ -89,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--concurrency", type=int, default=64, help="problems in flight")
     r.add_argument("--max-model-len", type=int, default=4096)
     r.add_argument("--import-math100", metavar="FILE", help="instead: import the math100 samples file into --out")
+
+    sw = sub.add_parser("sweep", help="run a YAML sweep file (resumable); `tts sweep schema` prints its schema")
+    sw.add_argument("file", help="the sweep file (see experiments/), or `schema`")
+    sw.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    sw.add_argument("--shard", metavar="i/k", help="run only every k-th job starting at job i (0 <= i < k)")
+    sw.add_argument("--executor", default="local", choices=("local", "ray"))
+    sw.add_argument("--actors", type=int, help="--executor ray: engine actors (default: one per GPU, else 1)")
+    sw.add_argument("--out", help="output folder (default: the file's `output`, else results/<file name>)")
+
+    rp = sub.add_parser("report", help="accuracy-vs-compute table, CSV, Markdown and PNG plots of a sweep folder")
+    rp.add_argument("dir", help="the sweep's output folder")
     return p
 
 
@@ -99,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args)
         if args.cmd == "record":
             return _record(args)
+        if args.cmd == "sweep":
+            return _sweep(args)
+        if args.cmd == "report":
+            return _report(args)
         return _models(args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -152,7 +169,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(
         task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
-        verifier=args.verifier, verifier_model=args.verifier_model, model=args.model, backend=args.backend, base_urls=args.base_url,
+        verifier=args.verifier, verifier_model=args.verifier_model, model=args.model, backend=args.backend,
+        base_urls=args.base_url, bank=args.bank,
         data=args.data, limit=args.limit, out=args.out, seed=args.seed,
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
         budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
@@ -189,6 +207,61 @@ def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
         t.add_row(k.replace("_", " "), f"{v:.3f}" if isinstance(v, float) else str(v))
     Console().print(t)
     print(f"{fresh} new records; {len(store.records)} in {store.path}")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from . import sweep
+
+    if args.file == "schema":
+        print(json.dumps(sweep.schema(), indent=2))
+        return 0
+    shard = sweep.parse_shard(args.shard)
+    plan = sweep.plan(args.file, out=args.out)  # the whole file validates before anything starts
+    sweep.print_plan(plan, shard, file=sys.stderr)
+    if args.dry_run:
+        return 0
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    store = sweep.store_for(plan, shard)
+    runs = [r for j in plan.shard(*shard) for r in j.runs]
+    total = sum(len(plan.problems[r.task_index]) for r in runs)
+    done = sum(store.done((p.id, r.config_hash, r.cfg.seed)) for r in runs for p in plan.problems[r.task_index])
+    del store  # run_sweep opens its own
+    bar = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                   TimeElapsedColumn())
+    tid = bar.add_task("sweep", total=total, completed=done, last="")
+    fresh = [0]
+
+    def on_record(rec: dict[str, Any]) -> None:
+        fresh[0] += 1
+        bar.update(tid, advance=1, last=f"{rec['strategy']} {rec['problem_id']}")
+
+    try:
+        with bar:
+            store = sweep.run_sweep(plan, shard, args.executor, args.actors, on_record)
+    except KeyboardInterrupt:
+        print(f"interrupted: {fresh[0]} new records kept in {plan.out}; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(f"{fresh[0]} new records; {len(store.records)} in {store.path}; `tts report {plan.out}` for the table",
+          file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from . import report
+
+    table = report.rows(args.dir)
+    if not table:
+        raise TTSError(f"{args.dir}: no records of the current plan yet; run the sweep first")
+    report.print_table(table)
+    for path in report.write(args.dir, table):
+        print(path)
+    return 0
 
 
 def _record(args: argparse.Namespace) -> int:

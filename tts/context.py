@@ -51,8 +51,9 @@ class Accountant:
     def generator_flops(self, prompt: int, cached: int, completion: int) -> float:
         return 2.0 * self._gen_params * (prompt - cached + completion)
 
-    def verifier_flops(self, tokens: int) -> float:
-        return 2.0 * self._ver_params * tokens
+    def verifier_flops(self, tokens: int, params: int | None = None) -> float:
+        """`params`: the scoring model's size when it is not the context's verifier (a judge)."""
+        return 2.0 * (self._ver_params if params is None else params) * tokens
 
     # -- budget ----------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -84,8 +85,8 @@ class Accountant:
             generator_flops=self.generator_flops(prompt, 0, completion),
         )
 
-    def worst_verification(self, tokens: int) -> Usage:
-        return Usage(verifier_tokens=tokens, verifier_calls=1, verifier_flops=self.verifier_flops(tokens))
+    def worst_verification(self, tokens: int, params: int | None = None) -> Usage:
+        return Usage(verifier_tokens=tokens, verifier_calls=1, verifier_flops=self.verifier_flops(tokens, params))
 
     @contextlib.contextmanager
     def reserve(self, worst: Usage):
@@ -103,9 +104,9 @@ class Accountant:
         )
         self.usage = self.usage + usage
 
-    def charge_verification(self, tokens: int, calls: int = 1) -> None:
+    def charge_verification(self, tokens: int, calls: int = 1, params: int | None = None) -> None:
         self.usage = self.usage + Usage(
-            verifier_tokens=tokens, verifier_calls=calls, verifier_flops=self.verifier_flops(tokens)
+            verifier_tokens=tokens, verifier_calls=calls, verifier_flops=self.verifier_flops(tokens, params)
         )
 
     def finish(self) -> Usage:

@@ -15,8 +15,9 @@ T = TypeVar("T")
 STRATEGIES: dict[str, Callable[..., Any]] = {}
 VERIFIERS: dict[str, Callable[..., Any]] = {}
 TASKS: dict[str, Callable[..., Any]] = {}
+JUDGES: dict[str, Callable[..., Any]] = {}  # equivalence judges (DeepPrune's trace clustering)
 
-_KINDS = {"strategy": STRATEGIES, "verifier": VERIFIERS, "task": TASKS}
+_KINDS = {"strategy": STRATEGIES, "verifier": VERIFIERS, "task": TASKS, "judge": JUDGES}
 
 
 def register(kind: str, name: str) -> Callable[[T], T]:

@@ -21,6 +21,9 @@ sample-based strategy re-runs at no generation cost, deterministically.
 
 Not replayable, with a TTSError saying so: step-level continuation (a request with a prefix),
 more samples than recorded, and requests whose model or sampling differ from the bank's.
+Continuations can instead go to a live `continuation` generator (the bank's model, served live):
+answer probes of DeepPrune and certainty probing then run on recorded traces, each probe
+generated and charged for real while the traces themselves cost nothing to produce.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class ReplayGenerator(Generator):
         prefill_scores: bool = True,
         recorded_answers: bool = True,
         name: str | None = None,
+        continuation: Generator | None = None,
     ):
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
         if stream_chunk < 1:
@@ -77,6 +81,7 @@ class ReplayGenerator(Generator):
         self.stream_chunk = stream_chunk
         self.prefill_scores = prefill_scores
         self.recorded_answers = recorded_answers
+        self.continuation = continuation
         self._records: dict[str, BankRecord] = {}
         self._keys: dict[str, str] = {}  # question text -> key
         self._perm: dict[tuple[int, str], list[int]] = {}  # (seed, key) -> order
@@ -138,7 +143,8 @@ class ReplayGenerator(Generator):
     def _problem(self, req: GenRequest) -> BankRecord:
         if req.prefix:
             raise TTSError("step-level continuation (a request with a prefix) is not replayable: a bank holds "
-                           "whole samples; run step-level search on a live generator")
+                           "whole samples; run step-level search on a live generator, or give ReplayGenerator(continuation=GENERATOR) a live "
+                           "generator of the bank's model for continuations (answer probes)")
         self._check(req)
         question = next((m["content"] for m in reversed(req.messages) if m.get("role") == "user"), None)
         if question is None:
@@ -171,9 +177,13 @@ class ReplayGenerator(Generator):
 
     # -- the Generator interface -------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:
+        if req.prefix and self.continuation is not None:
+            return await self.continuation.count_prompt_tokens(req)
         return self._problem(req).prompt_tokens
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        if req.prefix and self.continuation is not None:
+            return await self.continuation.generate(req)
         rec = self._problem(req)
         samples = self._take(rec, req.n)
         traces = [self._trace(s, req) for s in samples]

@@ -55,3 +55,51 @@ class Confidence(Verifier):
                 log_z = math.log(sum(math.exp(lp) for lp in row))
                 per_token.append(-math.log(len(row)) - sum(lp - log_z for lp in row) / len(row))
         return sum(per_token) / len(per_token)
+
+
+# -- DeepConf's confidence measures (Fu et al., 2025, "Deep Think with Confidence"; reference code
+# facebookresearch/deepconf, helper.py and analysis_offline.py) ---------------------------------
+MEASURES = ("lowest_group", "bottom_window", "tail", "mean")
+
+
+def token_confidences(t: Trace, top_k: int | None = None) -> list[float]:
+    """C_i = -mean_j log P_i(j) over the top-k tokens at each position: high when the model's
+    distribution is peaked. (The reference also averages in the sampled token when vLLM adds it
+    outside the top-k; our rows hold the true top-k only.)"""
+    if not t.top_logprobs and t.num_tokens:
+        raise TTSError("DeepConf needs the top-k logprobs of every token; generate with logprobs=k >= 1 "
+                       "(a bank recorded with --logprobs k, or a backend that returns top logprobs)")
+    return [-sum(row[:top_k]) / len(row[:top_k]) if row else 0.0 for row in t.top_logprobs]
+
+
+def window_means(confs: list[float], window: int) -> list[float]:
+    """Group confidences: the mean of every full sliding window of `window` tokens; a trace shorter
+    than one window is one group (its mean), as the reference's `compute_least_grouped`."""
+    if len(confs) < window:
+        return [sum(confs) / len(confs)] if confs else [0.0]
+    total = sum(confs[:window])
+    means = [total / window]
+    for i in range(window, len(confs)):
+        total += confs[i] - confs[i - window]
+        means.append(total / window)
+    return means
+
+
+def trace_confidence(confs: list[float], measure: str = "lowest_group", window: int = 2048) -> float:
+    """One trace's confidence: lowest_group (min of the group confidences, what online DeepConf
+    thresholds), bottom_window (mean of the lowest 10% of groups), tail (mean of the last
+    `window` tokens) or mean (of all tokens)."""
+    if not confs:
+        return 0.0
+    if measure == "mean":
+        return sum(confs) / len(confs)
+    if measure == "tail":
+        tail = confs[-window:]
+        return sum(tail) / len(tail)
+    groups = window_means(confs, window)
+    if measure == "lowest_group":
+        return min(groups)
+    if measure == "bottom_window":
+        k = max(1, int(len(groups) * 0.1))
+        return sum(sorted(groups)[:k]) / k
+    raise TTSError(f"unknown confidence measure '{measure}'; valid: {', '.join(MEASURES)}")

@@ -488,6 +488,23 @@ def llm_judge(model: str | None = None, generator: Generator | None = None, **op
     return LLMJudgePRM(generator, **options)
 
 
+def yes_probability(t: Trace, model: str = "the judge") -> float | None:
+    """P(yes) / (P(yes) + P(no)) at a judge's first generated token, summing the variants of each
+    word in its top-k ("Yes", " yes", ...); None when neither word is among them (no verdict).
+    Needs the top-k token strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators)."""
+    if t.num_tokens == 0 or not t.top_logprobs:
+        return None
+    if not t.top_tokens:
+        raise TTSError(f"{model} must return its top-k token strings (Trace.top_tokens) to read P(yes)")
+    p = {"yes": 0.0, "no": 0.0}
+    for tok, lp in zip(t.top_tokens[0], t.top_logprobs[0]):
+        word = tok.strip().lower()
+        if word in p:
+            p[word] += math.exp(lp)
+    total = p["yes"] + p["no"]
+    return p["yes"] / total if total > 0 else None
+
+
 class LLMJudgePRM(_PRM):
     """A Generator as a process judge: for a step, it is shown the question, the previous steps
     and the latest step (`prompt`, formatted with {question}, {previous}, {step}) and asked
@@ -558,20 +575,8 @@ class LLMJudgePRM(_PRM):
 
     def p_yes(self, t: Trace) -> float:
         """P(Yes) / (P(Yes) + P(No)) at the judge's first token; 0.5 when neither word is there."""
-        if t.num_tokens == 0 or not t.top_logprobs:
-            return 0.5
-        if not t.top_tokens:
-            raise TTSError(
-                f"LLMJudgePRM needs the judge's top-k token strings (Trace.top_tokens); the generator "
-                f"of {self.model} returned only their logprobs"
-            )
-        p = {"yes": 0.0, "no": 0.0}
-        for tok, lp in zip(t.top_tokens[0], t.top_logprobs[0]):
-            word = tok.strip().lower()
-            if word in p:
-                p[word] += math.exp(lp)
-        total = p["yes"] + p["no"]
-        return p["yes"] / total if total > 0 else 0.5
+        p = yes_probability(t, self.model)
+        return 0.5 if p is None else p
 
     async def close(self) -> None:
         if self._owns_generator:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from tts.errors import TTSError
 from tts.interfaces import Verifier
+from tts.registry import register
 from tts.types import Problem, Score, Trace
 
 SOURCES = ("outcome", "prm_last", "prm_min", "prm_mean")
 
 
+@register("verifier", "recorded")
 class RecordedScore(Verifier):
     """`source`: "outcome" (the recorded outcome score), or an aggregate of the recorded
     per-step PRM scores ("prm_last", "prm_min", "prm_mean")."""

@@ -1,0 +1,96 @@
+"""Certainty probing (Dynasor-CoT: Fu et al., 2025, "Efficiently Serving LLM Reasoning Programs
+with Certaindex"; reference code hao-ai-lab/Dynasor, dynasor/cot.py).
+
+Each of n traces (n = 1 in the reference; n > 1 votes over them) is probed every `chunk` tokens:
+the partial trace plus a forcing suffix that opens `\\boxed{` is continued for `probe_tokens`
+tokens (see `verifiers.probe`). The trace is stopped as soon as its last `k` probes give the same
+answer, every one of them non-empty and certain (no hesitation word in the probe): that answer is
+the trace's answer. A trace that finishes first answers with its own `\\boxed{}`. The reference's
+effort levels are (k, chunk) = (8, 64) mild, (5, 64) low, (3, 64) mid, (2, 64) high, (2, 32).
+
+Probes run beside the trace (the trace keeps generating while its probe is answered, as in the
+reference, which probes while the next chunk streams) and are charged as generator calls: their
+prompt is the trace so far (mostly from the prefix cache), their completion the probe tokens.
+A probe the budget refuses ends probing for that trace (it runs on); a probe that fails is
+counted in telemetry "probe_failures" and the trace runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tts.context import Context
+from tts.errors import BudgetExceeded
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.types import Problem, Result, Trace
+from verifiers.probe import Probe, probe_answer
+from verifiers.voting import vote
+
+from .parallel import Run, Streams
+
+
+@register("strategy", "certainty_probe")
+class CertaintyProbe(Strategy):
+    name = "certainty_probe"
+
+    def __init__(self, n: int = 1, chunk: int = 64, k: int = 3, probe_tokens: int = 20):
+        if n < 1 or chunk < 1 or k < 1 or probe_tokens < 1:
+            raise ValueError(f"n, chunk, k and probe_tokens must be >= 1, got {n}, {chunk}, {k}, {probe_tokens}")
+        self.n, self.chunk, self.k, self.probe_tokens = n, chunk, k, probe_tokens
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        pending: set[asyncio.Task] = set()
+        failures: list[str] = []
+
+        async def probe(run: Run, i: int, snapshot: Trace) -> None:
+            try:
+                p = await probe_answer(ctx, snapshot, max_tokens=self.probe_tokens)
+            except BudgetExceeded:
+                run.data["no_budget"] = True
+                return
+            except Exception as e:  # noqa: BLE001 - a failed probe must not stop the trace
+                failures.append(f"{type(e).__name__}: {e}")
+                return
+            probes: dict[int, Probe] = run.data.setdefault("probes", {})
+            probes[i] = p
+            last = [probes.get(j) for j in range(i - self.k + 1, i + 1)]
+            if i + 1 >= self.k and all(q is not None and q.certain for q in last) and len({q.answer for q in last}) == 1:
+                if run.running:
+                    run.data["answer"] = p.answer
+                    pool.stop(run, "certain")
+
+        def watch(run: Run) -> None:
+            d, t = run.data, run.trace
+            if t.num_tokens >= d.get("next", self.chunk) and not d.get("no_budget"):
+                # Probes are numbered in order; a delta that crosses several chunk boundaries
+                # (a slow consumer) probes the latest text once.
+                i = d["probed"] = d.get("probed", 0) + 1
+                d["next"] = (t.num_tokens // self.chunk + 1) * self.chunk
+                task = asyncio.create_task(probe(run, i - 1, Trace(t.text, t.num_tokens, prefix=t.prefix)))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        pool = Streams(ctx, watch=watch, logprobs=None)
+        pool.launch(self.n)
+        async for _ in pool.ended():
+            pass
+        while pending:  # let probes in flight finish: they are charged, so they are not cancelled
+            await asyncio.gather(*pending, return_exceptions=True)
+        await pool.close()
+        for r in pool.runs:
+            if r.state == "stopped" and "answer" in r.data:
+                r.trace.answer = r.data["answer"]
+        answers = [r.trace.answer for r in pool.runs if r.finished or "answer" in r.data]
+        answer, tally = await vote(answers)
+        return Result(
+            problem.id, answer, [r.trace for r in pool.runs],
+            stopped_by="budget" if pool.refused else "done",
+            telemetry={
+                "votes": tally,
+                "certain_stops": sum("answer" in r.data for r in pool.runs),
+                "probes": sum(r.data.get("probed", 0) for r in pool.runs),
+                "stopped_at": [r.trace.num_tokens for r in pool.runs],
+                "probe_failures": failures,
+            },
+        )

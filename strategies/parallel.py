@@ -1,0 +1,150 @@
+"""Many traces of one problem growing at once, watched token by token and stopped at will: what
+first-finish, DeepPrune, DeepConf-online and certainty probing share.
+
+    pool = Streams(ctx, watch=my_check, logprobs=5)   # request overrides as for ctx.request
+    pool.launch(8)                                    # 8 concurrent streams
+    async for run in pool.ended():                    # each run as it finishes or is stopped
+        if run.finished and ...: pool.stop_all("first_finish")
+
+- `watch(run)` is called after every snapshot of a stream, synchronously, in that stream's own
+  task: returning a reason (a string) stops that stream right there, at an exact token. That is
+  how DeepConf cuts a trace the moment its window confidence drops. It may instead return an
+  awaitable: that stream (only) reads no further until it resolves, to a reason or None. Only
+  replayed traces should wait so (a replay has no clock: a trace waiting for a verdict models a
+  judge that takes no generation time); a live engine keeps generating for a waiting stream.
+- `stop(run, reason)` stops a stream from anywhere (a judge's verdict arriving later). Stopping
+  cancels the stream's task, which closes the backend request: vLLM in process aborts it, a
+  server sees the connection close and aborts it, a replayed stream stops reading the bank.
+- The accountant charges each stream as it grows (`Context.stream`), so a stopped trace costs
+  exactly the tokens it delivered up to the stop.
+- A stream the budget refuses to start ends at once with state "refused"; `refused` counts them.
+- A stream whose backend fails ends with state "failed" and the error in `run.error`; the others
+  go on (one bad request must not sink the problem).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tts.context import Context
+from tts.errors import BudgetExceeded
+from tts.types import Trace
+
+State = Literal["running", "finished", "stopped", "refused", "failed"]
+
+
+@dataclass(eq=False)
+class Run:
+    """One stream: its trace (grown in place), its state and, once stopped, why."""
+
+    index: int
+    trace: Trace = field(default_factory=lambda: Trace("", 0))
+    state: State = "running"
+    reason: str | None = None  # why it was stopped
+    error: str | None = None  # why it failed
+    data: dict[str, Any] = field(default_factory=dict)  # the strategy's own per-trace state
+
+    @property
+    def finished(self) -> bool:
+        """It ran to its end (stop token or max_tokens) and has an extracted answer field."""
+        return self.state == "finished"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class Streams:
+    def __init__(
+        self, ctx: Context, watch: Callable[[Run], str | Awaitable[str | None] | None] | None = None, **overrides: Any
+    ):
+        self.ctx = ctx
+        self.watch = watch
+        self.request = ctx.request(1, **overrides)
+        self.runs: list[Run] = []
+        self._tasks: dict[Run, asyncio.Task] = {}
+        self._ended: asyncio.Queue[Run] = asyncio.Queue()
+
+    @property
+    def refused(self) -> int:
+        return sum(r.state == "refused" for r in self.runs)
+
+    @property
+    def live(self) -> list[Run]:
+        return [r for r in self.runs if r.running]
+
+    def launch(self, k: int, **overrides: Any) -> list[Run]:
+        """Start k more streams (of the pool's request, with `overrides`)."""
+        req = self.request.replace(**overrides) if overrides else self.request
+        new = [Run(len(self.runs) + i) for i in range(k)]
+        for run in new:
+            self.runs.append(run)
+            self._tasks[run] = asyncio.create_task(self._drive(run, req))
+        return new
+
+    async def _drive(self, run: Run, req: Any) -> None:
+        agen = self.ctx.stream(req)
+        try:
+            async for trace in agen:
+                run.trace = trace
+                if trace.finished:
+                    run.state = "finished"
+                    break
+                reason = self.watch(run) if self.watch is not None else None
+                if inspect.isawaitable(reason):
+                    reason = await reason
+                if reason is not None:
+                    self._mark_stopped(run, reason)
+                    break
+            else:  # the stream ended without a finish reason (a backend that stopped short)
+                if run.running:
+                    run.state = "finished"
+        except asyncio.CancelledError:
+            if run.running:  # cancelled from outside without stop(): still a stop
+                self._mark_stopped(run, "cancelled")
+        except BudgetExceeded:
+            if run.running:
+                run.state = "refused" if run.trace.num_tokens == 0 else "stopped"
+                run.reason = "budget"
+        except Exception as e:  # noqa: BLE001 - a failed backend call ends this stream only
+            run.state, run.error = "failed", f"{type(e).__name__}: {e}"
+        finally:
+            # Close the stream now (aborting the backend request), not whenever it is collected.
+            try:
+                await agen.aclose()
+            finally:
+                self._ended.put_nowait(run)
+
+    def _mark_stopped(self, run: Run, reason: str) -> None:
+        run.state, run.reason = "stopped", reason
+        run.trace.finish_reason = "abort"
+
+    def stop(self, run: Run, reason: str) -> None:
+        """Stop a running stream now (its request is aborted at the backend)."""
+        if not run.running:
+            return
+        self._mark_stopped(run, reason)
+        task = self._tasks.get(run)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def stop_all(self, reason: str) -> None:
+        for run in self.live:
+            self.stop(run, reason)
+
+    async def ended(self) -> AsyncIterator[Run]:
+        """Each run as it ends (in the order they end), until no stream is left running.
+
+        Leaving the loop early stops nothing by itself: call `stop_all` (or `close`)."""
+        while any(not t.done() for t in self._tasks.values()) or not self._ended.empty():
+            yield await self._ended.get()
+
+    async def close(self, reason: str = "done") -> None:
+        """Stop whatever still runs and wait until every stream has let go of its request."""
+        self.stop_all(reason)
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -1,0 +1,105 @@
+"""`tts bench --backend replay --bank DIR`: results served from a recorded bank (the math100
+import, and a small synthetic bank with known sampling), hashed apart from live runs; and the
+`recorded` verifier by name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_bank import MANIFEST, rec
+
+from tts.bank import Bank, BankWriter, import_math100
+from tts.bench import BenchConfig, bench, prepare
+from tts.cli import main
+from tts.errors import TTSError
+from tts.registry import lookup
+from verifiers.recorded import RecordedScore
+
+
+@pytest.fixture(scope="module")
+def math100_bank(tmp_path_factory):
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "math100_qwen25math_8samples_rm.jsonl"
+    if not src.exists():
+        pytest.skip(f"{src} not found")
+    return import_math100(src, tmp_path_factory.mktemp("banks") / "m100", tokenizer=None, limit=12)
+
+
+@pytest.fixture
+def small_bank(tmp_path):
+    """Three problems x 6 samples recorded at temperature 0.7, max_tokens 32 (test_bank's)."""
+    w = BankWriter(tmp_path / "small", MANIFEST)
+    for k in ("a", "b", "c"):
+        w.append(rec(k))
+    return Bank(tmp_path / "small")
+
+
+def test_recorded_verifier_is_registered():
+    assert lookup("verifier", "recorded") is RecordedScore
+
+
+def test_cli_replay_bench_serves_the_bank_and_resumes(math100_bank, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    args = ["bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500",
+            "--strategy", "best_of_n", "-n", "4", "--limit", "10", "--out", str(out)]
+    assert main(args) == 0
+    assert "10 new records" in capsys.readouterr().out
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["problem_id"] for r in recs) == sorted(math100_bank.keys()[:10])  # the bank's problems
+    for r in recs:
+        assert r["model"] == f"replay:{math100_bank.model}@m100"
+        assert r["replay"]["bank"] == str(math100_bank.path)
+        # the bank has outcome scores: best_of_n selects by them (the `recorded` verifier) by default
+        assert len(r["scores"]) == 4 and None not in r["scores"]
+        best = max(range(4), key=lambda i: r["scores"][i])
+        assert r["answer"] == r["answers"][best]
+        assert r["usage"]["completion_tokens"] > 0 and r["usage"]["generator_flops"] == 0
+    # the choice is what the bank's own correctness says it is
+    by_key = {k: math100_bank.get(k) for k in (r["problem_id"] for r in recs)}
+    for r in recs:
+        gold_ok = {s.answer: s.correct for s in by_key[r["problem_id"]].samples}
+        assert r["correct"] == gold_ok[r["answer"]]
+    assert main(args) == 0  # a re-run finds everything done
+    assert "0 new records" in capsys.readouterr().out and len(out.read_text().splitlines()) == 10
+
+
+def test_replay_never_shares_the_live_hash(math100_bank):
+    replay = BenchConfig(task="math500", strategy="self_consistency", n=4, backend="replay", bank=str(math100_bank.path))
+    live = BenchConfig(task="math500", strategy="self_consistency", n=4, model=math100_bank.model)
+    p, q = prepare(replay, problems=[]), prepare(live, problems=[])
+    assert p.model_name.startswith("replay:") and p.model_name != q.model_name
+    assert p.config_hash != q.config_hash
+
+
+async def test_sampling_defaults_come_from_the_bank(small_bank, tmp_path):
+    cfg = BenchConfig(task="gsm8k", strategy="self_consistency", n=2, backend="replay", bank=str(small_bank.path),
+                      out=str(tmp_path / "r.jsonl"))
+    p = prepare(cfg)
+    assert (p.sampling.temperature, p.sampling.top_p, p.sampling.max_tokens) == (0.7, 1.0, 32)
+    assert [q.id for q in p.problems] == ["a", "b", "c"]
+    store, _, _ = await bench(cfg)
+    assert len(store.records) == 3
+    assert all(len(r["answers"]) == 2 for r in store.records.values())
+    # asking for other sampling than recorded is the replay generator's clear error
+    with pytest.raises(TTSError, match="temperature=0.7.*temperature=1.0"):
+        prepare(BenchConfig(task="gsm8k", strategy="self_consistency", backend="replay", bank=str(small_bank.path),
+                            temperature=1.0))
+
+
+def test_cli_errors_are_one_line(small_bank, tmp_path):
+    def err(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "tts.cli", "bench", "--task", "gsm8k", "--strategy",
+                               "self_consistency", *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        return lines[0]
+
+    assert "needs --bank" in err("--backend", "replay")
+    assert "max_tokens=32" in err("--backend", "replay", "--bank", str(small_bank.path), "--max-tokens", "64",
+                                  "--out", str(tmp_path / "x.jsonl"))
+    assert "not a trace bank" in err("--backend", "replay", "--bank", str(tmp_path / "nothing"))

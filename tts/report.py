@@ -1,0 +1,181 @@
+"""`tts report DIR`: the accuracy-versus-compute table and plots of a sweep folder.
+
+Reads `plan.json` (the runs of the sweep file as last run) and every `results*.jsonl`; only
+records whose config hash and problem are in the plan count, so an edited sweep over an old
+folder reports exactly the current file. One row per (task, strategy configuration), seeds
+pooled: accuracy with a seeded bootstrap 95% interval over the (problem, seed) records, mean
+generator tokens (prompt + completion), completion tokens, verifier tokens, FLOPs and wall
+seconds per problem, and where the numbers come from (live, replay, or subsampled from one
+generation at the largest n). Writes report.csv, report.md and, per task, accuracy-vs-tokens
+and accuracy-vs-FLOPs PNGs: one curve per strategy configuration (n varying along it), the
+Pareto frontier over all rows dashed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import TTSError
+
+COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "accuracy", "ci_low", "ci_high",
+           "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "config_hash")
+PARETO = "Pareto frontier"
+
+
+def bootstrap_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean (seeded: reports are reproducible)."""
+    x = np.asarray(values, float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    means = x[np.random.default_rng(seed).integers(0, x.size, (reps, x.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def rows(out: str | Path) -> list[dict[str, Any]]:
+    from .sweep import PLAN, load_records
+
+    out = Path(out)
+    if not (out / PLAN).exists():
+        raise TTSError(f"{out} has no {PLAN}: it is not a sweep folder (run `tts sweep FILE` first)")
+    plan = json.loads((out / PLAN).read_text())
+    wanted = {(r["config_hash"], r["seed"]): r for r in plan["runs"]}
+    ids = [set(t["problems"]) for t in plan["tasks"]]
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for rec in load_records(out):
+        run = wanted.get((rec["config_hash"], rec["seed"]))
+        if run is not None and rec["problem_id"] in ids[run["task_index"]]:
+            groups.setdefault((run["task_index"], run["config_hash"]), []).append(rec)
+    table = []
+    for run in plan["runs"]:
+        key = (run["task_index"], run["config_hash"])
+        recs = groups.pop(key, None)  # one row per configuration, seeds pooled
+        if not recs:
+            continue
+        # In key order, not file order: a resumed, sharded or concurrent run appends records in
+        # another order, and the seeded bootstrap below would otherwise give another interval.
+        recs.sort(key=lambda r: (r["problem_id"], r["seed"]))
+        k = len(recs)
+        mean = lambda f: sum(f(r["usage"]) for r in recs) / k  # noqa: E731
+        acc = [float(bool(r.get("correct"))) for r in recs]
+        lo, hi = bootstrap_ci(acc)
+        table.append({
+            "task": run["task"], "config": run["curve"], "strategy": run["strategy"], "n": run["n"],
+            "source": run["source"], "seeds": len({r["seed"] for r in recs}), "records": k,
+            "accuracy": sum(acc) / k, "ci_low": lo, "ci_high": hi,
+            "gen_tokens": mean(lambda u: u["prompt_tokens"] + u["completion_tokens"]),
+            "completion_tokens": mean(lambda u: u["completion_tokens"]),
+            "verifier_tokens": mean(lambda u: u["verifier_tokens"]),
+            "flops": mean(lambda u: u["generator_flops"] + u["verifier_flops"]),
+            "wall_seconds": mean(lambda u: u["wall_seconds"]), "config_hash": run["config_hash"],
+        })
+    return table
+
+
+def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (x no larger and y no smaller, one strictly),
+    in increasing x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    best, out = -float("inf"), []
+    for i in order:
+        if points[i][1] > best:
+            out.append(i)
+            best = points[i][1]
+    return out
+
+
+def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Path | None = None,
+         title: str = "") -> Any:
+    """Accuracy vs `x` (gen_tokens or flops), one line per configuration, the Pareto frontier
+    dashed; returns the matplotlib Figure (saved as PNG when `path` is given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for r in table:
+        curves.setdefault(r["config"], []).append(r)
+    for name, rs in curves.items():
+        rs = sorted(rs, key=lambda r: r[x])
+        xs, ys = [r[x] for r in rs], [r["accuracy"] for r in rs]
+        line, = ax.plot(xs, ys, marker="o", label=name + (" (subsampled)" if rs[0]["source"].startswith("sub") else ""))
+        ax.fill_between(xs, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.12, color=line.get_color())
+        for r in rs:
+            ax.annotate(f"n={r['n']}", (r[x], r["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto([(r[x], r["accuracy"]) for r in table])
+    if front:
+        ax.plot([table[i][x] for i in front], [table[i]["accuracy"] for i in front], "k--", lw=1.5, alpha=0.7,
+                marker="o", mfc="none", ms=11, drawstyle="steps-post", label=PARETO, zorder=3)
+    if all(r[x] > 0 for r in table) and len(table) > 1:
+        ax.set_xscale("log")
+    ax.set_xlabel({"gen_tokens": "generator tokens per problem (prompt + completion, mean)",
+                   "flops": "FLOPs per problem (generator + verifier, mean)"}.get(x, x))
+    ax.set_ylabel("accuracy (95% bootstrap CI shaded)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, format="png", dpi=120)
+    return fig
+
+
+def write(out: str | Path, table: Sequence[dict[str, Any]] | None = None) -> list[Path]:
+    """report.csv, report.md and the PNGs, in the sweep folder; returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    table = rows(out) if table is None else table
+    written = [out / "report.csv", out / "report.md"]
+    with open(written[0], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(table)
+    written[1].write_text(markdown(table))
+    for task in dict.fromkeys(r["task"] for r in table):
+        sub = [r for r in table if r["task"] == task]
+        for x, stem in (("gen_tokens", "acc_vs_tokens"), ("flops", "acc_vs_flops")):
+            if x == "flops" and not any(r["flops"] > 0 for r in sub):
+                continue  # parameter count unknown (e.g. an imported bank): no FLOPs to plot
+            path = out / f"{stem}_{task}.png"
+            plt.close(plot(sub, x, path, title=f"{task}: accuracy vs {'tokens' if x == 'gen_tokens' else 'FLOPs'}"))
+            written.append(path)
+    return written
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.3f}"
+    return str(v)
+
+
+def markdown(table: Sequence[dict[str, Any]]) -> str:
+    cols = [c for c in COLUMNS if c != "config_hash"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in table]
+    note = ("\nRows whose source is 'subsampled' were evaluated on subsets of one generation at the largest n "
+            "(their wall time is replay time). CI: 95% bootstrap over (problem, seed) records.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def print_table(table: Sequence[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="accuracy vs compute (per problem means)")
+    for c in ("task", "config", "n", "source", "records", "accuracy", "95% CI", "gen tokens", "verifier tokens",
+              "FLOPs", "wall s"):
+        t.add_column(c, justify="left" if c in ("task", "config", "source") else "right")
+    for r in table:
+        t.add_row(r["task"], r["config"], str(r["n"]), r["source"], str(r["records"]), f"{r['accuracy']:.3f}",
+                  f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['gen_tokens']:.0f}", f"{r['verifier_tokens']:.0f}",
+                  f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}")
+    Console(width=200).print(t)
