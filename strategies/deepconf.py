@@ -37,7 +37,7 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
-from verifiers.confidence import MEASURES, token_confidences, trace_confidence
+from verifiers.confidence import MEASURES, token_confidence, token_confidences, trace_confidence
 from verifiers.voting import vote
 
 from .parallel import Run, Streams
@@ -134,8 +134,7 @@ class DeepConf(Strategy):
             if not bar or d.get("warmup"):
                 return None
             while len(confs) < len(rows):
-                row = rows[len(confs)][: self.top_k]
-                confs.append(-sum(row) / len(row) if row else 0.0)
+                confs.append(token_confidence(rows[len(confs)], self.top_k))
                 d["sum"] = d.get("sum", 0.0) + confs[-1]
                 if len(confs) > self.window:
                     d["sum"] -= confs[-1 - self.window]

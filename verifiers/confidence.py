@@ -69,7 +69,13 @@ def token_confidences(t: Trace, top_k: int | None = None) -> list[float]:
     if not t.top_logprobs and t.num_tokens:
         raise TTSError("DeepConf needs the top-k logprobs of every token; generate with logprobs=k >= 1 "
                        "(a bank recorded with --logprobs k, or a backend that returns top logprobs)")
-    return [-sum(row[:top_k]) / len(row[:top_k]) if row else 0.0 for row in t.top_logprobs]
+    return [token_confidence(row, top_k) for row in t.top_logprobs]
+
+
+def token_confidence(row: list[float], top_k: int | None = None) -> float:
+    """One position's confidence from its top-k logprobs (0 for an empty row)."""
+    row = row[:top_k]
+    return -sum(row) / len(row) if row else 0.0
 
 
 def window_means(confs: list[float], window: int) -> list[float]:
