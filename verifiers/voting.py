@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tts.errors import TTSError
 from tts.mathverify import group_answers
 
 
@@ -17,7 +18,8 @@ async def vote(
     Ties go to the group seen first; traces without an answer never vote.
     """
     if weights is not None and any(w < 0 for w in weights):
-        raise ValueError("vote weights must be non-negative (use a probability-like score)")
+        raise TTSError(f"weighted voting needs non-negative weights, got {min(weights)}: use a probability-like "
+                       "score (e.g. a PRM's P(correct), Confidence), not a raw reward-model logit")
     groups = await group_answers(list(answers))
     tally: dict[int, float] = {}
     rep: dict[int, str] = {}
