@@ -3,6 +3,7 @@
     python benchmarks/token_savings.py                 # the GSM8K bank `make bank` records
     python benchmarks/token_savings.py --live          # + strategies that probe (a live engine)
     python benchmarks/token_savings.py --bank DIR --n 32 --seeds 3 --limit 100
+    python benchmarks/token_savings.py --live --only probe --seeds 1   # just the probing ones
 
 Every strategy is replayed from one recorded bank (real samples of the embedded model, with
 per-token top-k logprobs): the traces cost what they consumed of the recorded tokens, a stopped
@@ -44,21 +45,23 @@ def configs(n: int, k: int, live: bool) -> list[tuple[str, Any]]:
         ("esc w=8", ESC(n, window=8)),
         ("adaptive_consistency beta", AdaptiveConsistency(n)),
         ("adaptive_consistency dirichlet", AdaptiveConsistency(n, criterion="dirichlet")),
-        ("deepconf offline filtered", DeepConf(n, mode="offline", top_k=k, window=64, keep=0.9)),
-        # GSM8K traces are ~200 tokens: the paper's 2048-token window would be the whole trace.
-        ("deepconf online low (keep .1)", DeepConf(n, warmup=8, keep=0.1, window=64, top_k=k)),
-        ("deepconf online high (keep .9)", DeepConf(n, warmup=8, keep=0.9, window=64, top_k=k)),
-        ("deepconf online high +consensus", DeepConf(n, warmup=4, keep=0.9, window=64, top_k=k,
-                                                     consensus=0.95, in_flight=4)),
     ]
+    if k:  # DeepConf reads the top-k logprobs
+        out += [
+            ("deepconf offline filtered", DeepConf(n, mode="offline", top_k=k, window=64, keep=0.9)),
+            # GSM8K traces are ~200 tokens: the paper's 2048-token window would be the whole trace.
+            ("deepconf online low (keep .1)", DeepConf(n, warmup=8, keep=0.1, window=64, top_k=k)),
+            ("deepconf online high (keep .9)", DeepConf(n, warmup=8, keep=0.9, window=64, top_k=k)),
+            ("deepconf online high +consensus", DeepConf(n, warmup=4, keep=0.9, window=64, top_k=k,
+                                                         consensus=0.95, in_flight=4)),
+        ]
     from strategies import DeepPrune
 
     # Prefixes of 64 tokens: a third of a typical trace here (the paper's 500 of much longer ones).
     out.append(("deepprune embedding (tau .95)", DeepPrune(n, judge="embedding", tau=0.95, prefix_tokens=64, wait=True)))
     out.append(("deepprune embedding (tau .9)", DeepPrune(n, judge="embedding", tau=0.9, prefix_tokens=64, wait=True)))
-    if live:
+    if live:  # their probes run on the live model
         out.append(("deepprune probe", DeepPrune(n, judge="probe", prefix_tokens=64, wait=True)))
-    if live:
         out.append(("certainty_probe (k=3, 64)", CertaintyProbe(n=4, chunk=64, k=3)))
     return out
 
@@ -76,8 +79,8 @@ async def run(args: argparse.Namespace) -> None:
     if have < args.n:
         raise SystemExit(f"the bank has {have} samples per problem; use --n {have} or less")
     if not bank.logprobs:
-        raise SystemExit("the bank has no top-k logprobs (record it with --logprobs 5): DeepConf needs them")
-    task = tasks.get_task(bank.task or "gsm8k")
+        print("note: the bank has no top-k logprobs (record it with --logprobs 5): DeepConf is skipped")
+    task = tasks.get_task(args.task or bank.task or "gsm8k")
     sampling = bank.sampling_defaults()
     live = None
     if args.live:
@@ -101,12 +104,15 @@ async def run(args: argparse.Namespace) -> None:
             total += sum(r.usage.total_tokens for r in rs) / len(rs)
         return {"acc": acc / seeds, "gen": gen_tokens / seeds, "total": total / seeds, "wall": wall / seeds}
 
-    base = await evaluate(SelfConsistency(args.n), 1)  # all N samples: the order does not matter
+    # All N samples, but over the same seeds: vote ties go to the answer seen first, so order counts.
+    base = await evaluate(SelfConsistency(args.n), args.seeds)
     print(f"\n{'strategy':34} {'acc':>6} {'Δ pts':>6} {'gen tok':>8} {'saved':>6} {'total tok':>9} "
           f"{'target':>7} {'s/run':>6}")
     print(f"{'self_consistency@' + str(args.n):34} {base['acc']:6.3f} {0:6.1f} {base['gen']:8.0f} {0:6.0%} "
           f"{base['total']:9.0f} {'':>7} {base['wall']:6.1f}")
     for label, strategy in configs(args.n, bank.logprobs, live is not None):
+        if args.only and not any(word in label for word in args.only.split(",")):
+            continue
         try:
             m = await evaluate(strategy, args.seeds)
         except tts.TTSError as e:
@@ -131,6 +137,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--live", action="store_true", help="start the bank's model for probes (DeepPrune probe "
                     "judge, certainty probing)")
+    ap.add_argument("--task", help="grade as this task (default: the bank's; the math100 import: math500)")
+    ap.add_argument("--only", help="comma-separated parts of strategy labels to run (e.g. probe,certainty)")
     ap.add_argument("--live-model", default=None, help="model folder or embedded name (default: embedded default)")
     args = ap.parse_args()
     args.bank = args.bank.expanduser()
