@@ -38,7 +38,8 @@ class FirstFinish(Strategy):
         pool.launch(self.n)
         done = []
         async for run in pool.ended():
-            if run.finished:
+            # Traces finishing in the same engine step as the k-th are done too, but not counted.
+            if run.finished and len(done) < self.k:
                 done.append(run)
                 if len(done) == self.k:
                     pool.stop_all("first_finish")

@@ -29,9 +29,9 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
     problem = Problem("early-e2e", "Natalia sold clips to 48 of her friends. How many clips? " * 3)
     strategies = {
         "first_finish": FirstFinish(6),
-        # keep=0.5: the threshold is the warm-up's median lowest window, so about half of the
-        # final traces fall below it somewhere and are stopped there.
-        "deepconf": DeepConf(12, warmup=4, keep=0.5, window=4, top_k=2),
+        # keep=0.1 (DeepConf-low): the threshold is near the highest of the warm-up's lowest
+        # windows, so most final traces fall below it somewhere and are stopped there.
+        "deepconf": DeepConf(12, warmup=4, keep=0.1, window=4, top_k=2),
         "certainty_probe": CertaintyProbe(2, chunk=32, k=2, probe_tokens=8),
         "esc": ESC(4, window=2),
         "adaptive_consistency": AdaptiveConsistency(4),
@@ -47,7 +47,7 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
 
     conf = r["deepconf"]
     low = [i for i, why in conf.telemetry["stopped"].items() if why == "low_confidence"]
-    assert low, conf.telemetry  # some final trace fell below the threshold ...
+    assert low, {k: v for k, v in conf.telemetry.items() if k != "votes"} | {"n": [t.num_tokens for t in conf.traces]}  # some final trace fell below the threshold ...
     assert all(conf.traces[i].num_tokens < MAX_TOKENS for i in low)  # ... and was cut short
     assert all(t.num_tokens == MAX_TOKENS or t.finish_reason == "stop" for t in conf.traces[:4])  # warm-up ran out
     ff = r["first_finish"]
