@@ -48,3 +48,14 @@ def tiny_prm_dir(tmp_path_factory) -> Path:
     from tiny_models import build_qwen2_prm
 
     return build_qwen2_prm(tmp_path_factory.mktemp("models") / "tiny-qwen2-prm")
+
+
+@pytest.fixture(scope="session")
+def math100_bank(tmp_path_factory):
+    """The first 12 recorded math100 problems imported into a bank (read-only in tests)."""
+    from tts.bank import import_math100
+
+    src = SHARED_DATA / "math100_qwen25math_8samples_rm.jsonl"
+    if not src.exists():
+        pytest.skip(f"{src} not found")
+    return import_math100(src, tmp_path_factory.mktemp("banks") / "m100", tokenizer=None, limit=12)

@@ -11,22 +11,12 @@ import sys
 import pytest
 from test_bank import MANIFEST, rec
 
-from tts.bank import Bank, BankWriter, import_math100
+from tts.bank import Bank, BankWriter
 from tts.bench import BenchConfig, bench, prepare
 from tts.cli import main
 from tts.errors import TTSError
 from tts.registry import lookup
 from verifiers.recorded import RecordedScore
-
-
-@pytest.fixture(scope="module")
-def math100_bank(tmp_path_factory):
-    from conftest import SHARED_DATA
-
-    src = SHARED_DATA / "math100_qwen25math_8samples_rm.jsonl"
-    if not src.exists():
-        pytest.skip(f"{src} not found")
-    return import_math100(src, tmp_path_factory.mktemp("banks") / "m100", tokenizer=None, limit=12)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from tts import sweep
-from tts.bank import import_math100
 from tts.bench import BenchConfig, prepare
 from tts.cli import main
 from tts.registry import STRATEGIES, load_plugins
@@ -28,14 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    from conftest import SHARED_DATA
-
-    src = SHARED_DATA / "math100_qwen25math_8samples_rm.jsonl"
-    if not src.exists():
-        pytest.skip(f"{src} not found")
-    return import_math100(src, tmp_path_factory.mktemp("banks") / "m100", tokenizer=None, limit=12)
+@pytest.fixture
+def bank(math100_bank):
+    return math100_bank
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
