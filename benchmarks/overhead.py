@@ -58,7 +58,7 @@ async def framework(gen, problems, samples, max_tokens, temperature) -> int:
 async def main(args) -> None:
     import tts
     from tts.models import resolve_model
-    from tts.vllm_generator import VLLMGenerator
+    from tts.backends.vllm import VLLMGenerator
 
     rows = [json.loads(line) for line in open(args.data)][: args.prompts]
     problems = [tts.Problem(f"gsm8k/{i}", r["question"]) for i, r in enumerate(rows)]

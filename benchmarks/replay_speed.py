@@ -101,7 +101,7 @@ async def sweep(bank_path: Path, ns: list[int], seeds: int, grade: bool) -> None
     import tasks
     import tts
     from tts.bank import Bank
-    from tts.replay import ReplayGenerator
+    from tts.backends.replay import ReplayGenerator
 
     t0 = time.perf_counter()
     bank = Bank(bank_path)

@@ -43,7 +43,7 @@ async def main(args) -> None:
     import tts
     from strategies import BeamSearch, BestOfN
     from tts.models import resolve_model
-    from tts.vllm_generator import VLLMGenerator
+    from tts.backends.vllm import VLLMGenerator
     from verifiers.prm import QwenPRM
 
     rows = [json.loads(line) for line in open(args.data)][: args.prompts]

@@ -71,7 +71,7 @@ async def run(args: argparse.Namespace) -> None:
     import tts
     from strategies import SelfConsistency
     from tts.bank import Bank
-    from tts.replay import ReplayGenerator
+    from tts.backends.replay import ReplayGenerator
 
     bank = Bank(args.bank)
     problems = bank.problems()[: args.limit]
@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> None:
     live = None
     if args.live:
         from tts.models import resolve_model
-        from tts.vllm_generator import VLLMGenerator
+        from tts.backends.vllm import VLLMGenerator
 
         live = VLLMGenerator(resolve_model(args.live_model), name=bank.model, seed=0)
     print(f"bank {args.bank}: {len(problems)} problems x {have} samples, model {bank.model}, "

@@ -1,16 +1,16 @@
 """Test-time scaling strategies, one module each; all registered by name for the CLI."""
 
-from .adaptive_stop import ESC, AdaptiveConsistency
-from .astar import AStar
-from .beam_search import BeamSearch
-from .best_of_n import BestOfN, weighted_majority
-from .certainty import CertaintyProbe
-from .deepconf import DeepConf
-from .deepprune import DeepPrune
-from .dvts import DVTS
-from .first_finish import FirstFinish
-from .particle_filter import ParticleFilter
-from .self_consistency import SelfConsistency
+from strategies.adaptive_stop import ESC, AdaptiveConsistency
+from strategies.astar import AStar
+from strategies.beam_search import BeamSearch
+from strategies.best_of_n import BestOfN, weighted_majority
+from strategies.certainty import CertaintyProbe
+from strategies.deepconf import DeepConf
+from strategies.deepprune import DeepPrune
+from strategies.dvts import DVTS
+from strategies.first_finish import FirstFinish
+from strategies.particle_filter import ParticleFilter
+from strategies.self_consistency import SelfConsistency
 
 __all__ = [
     "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",

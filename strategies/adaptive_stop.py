@@ -28,9 +28,9 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .sampling import sample
+from tts.search.sampling import sample
 
 CRITERIA = ("beta", "dirichlet")
 

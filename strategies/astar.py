@@ -37,7 +37,7 @@ from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
 
-from .step_search import DEFAULT_DELIMITER, Node, StepSearch, validate_steps
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, validate_steps
 
 
 @register("strategy", "astar")

@@ -25,7 +25,7 @@ from tts.context import Context
 from tts.registry import register
 from tts.types import Problem, Result
 
-from .step_search import (
+from tts.search.tree import (
     BeamStrategy,
     Node,
     StepSearch,

@@ -11,9 +11,9 @@ from tts.errors import BudgetExceeded
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .sampling import sample
+from tts.search.sampling import sample
 
 SELECT = ("max", "weighted")
 

@@ -25,9 +25,9 @@ from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
 from verifiers.probe import Probe, probe_answer
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .parallel import Run, Streams
+from tts.search.streams import Run, Streams
 
 
 @register("strategy", "certainty_probe")

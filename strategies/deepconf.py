@@ -38,10 +38,10 @@ from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
 from verifiers.confidence import MEASURES, token_confidence, token_confidences, trace_confidence
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .parallel import Run, Streams
-from .sampling import sample
+from tts.search.streams import Run, Streams
+from tts.search.sampling import sample
 
 MODES = ("online", "offline")
 VOTES = ("majority", "weighted", "filtered")

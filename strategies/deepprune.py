@@ -54,12 +54,12 @@ from tts.context import Context
 from tts.errors import BudgetExceeded, TTSError
 from tts.interfaces import Strategy
 from tts.registry import register
-from tts.replay import ReplayGenerator
+from tts.backends.replay import ReplayGenerator
 from tts.types import Problem, Result, StoppedBy
 from verifiers.equivalence import EquivalenceJudge, Prefix, make_judge
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .parallel import Run, Streams
+from tts.search.streams import Run, Streams
 
 VOTES = ("cluster_majority", "largest_cluster")
 

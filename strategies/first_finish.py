@@ -15,9 +15,9 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .parallel import Streams
+from tts.search.streams import Streams
 
 
 @register("strategy", "first_finish")

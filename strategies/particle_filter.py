@@ -44,7 +44,7 @@ from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
 
-from .step_search import DEFAULT_DELIMITER, Node, StepSearch, logit, softmax, validate_steps
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, softmax, validate_steps
 
 SELECT = ("max", "weighted_vote", "weighted")
 

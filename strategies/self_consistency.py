@@ -6,9 +6,9 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
-from .sampling import sample
+from tts.search.sampling import sample
 
 
 @register("strategy", "self_consistency")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from tts.registry import lookup
 
-from .aime import AIME24, AIME25
-from .base import Task
-from .gsm8k import GSM8K
-from .math500 import MATH500
+from tasks.aime import AIME24, AIME25
+from tasks.base import Task
+from tasks.gsm8k import GSM8K
+from tasks.math500 import MATH500
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH500, AIME24, AIME25)}
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tts import mathverify
+from tts.answers import mathverify
 from tts.answers import extract_boxed
 from tts.errors import TTSError
 from tts.types import DEFAULT_SYSTEM_PROMPT, Problem

@@ -8,7 +8,7 @@ from typing import Any
 from tts.answers import extract_boxed, normalize
 from tts.registry import register
 
-from .base import Task
+from tasks.base import Task
 
 _NUM = r"(-?[\d,]*\.?\d+)"
 _HASHES = re.compile(r"####\s*\$?\s*" + _NUM)  # the dataset's own solution format

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tts.registry import register
 
-from .base import Task
+from tasks.base import Task
 
 
 @register("task", "math500")

@@ -33,7 +33,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 async def vllm_generator(tiny_model_dir):
-    from tts.vllm_generator import VLLMGenerator
+    from tts.backends.vllm import VLLMGenerator
 
     gen = VLLMGenerator(
         str(tiny_model_dir), seed=0, enforce_eager=True, max_model_len=2048, log_stats=True

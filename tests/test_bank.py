@@ -15,12 +15,12 @@ import tts
 from strategies import BestOfN, SelfConsistency
 from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace, import_math100
 from tts.errors import TTSError
-from tts.record import RecordingGenerator, record, record_run
-from tts.replay import ReplayGenerator
+from tts.backends.recording import RecordingGenerator, record, record_run
+from tts.backends.replay import ReplayGenerator
 from tts.types import DEFAULT_SYSTEM_PROMPT, GenRequest, Problem, Usage
 from verifiers import Confidence
 from verifiers.recorded import RecordedScore
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
 SAMPLING = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 32, "stop": []}
 MANIFEST = {"model": "m", "num_params": 1000, "task": "t", "sampling": SAMPLING, "logprobs": 3, "seed": 0,

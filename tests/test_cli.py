@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tts.bench import BenchConfig, bench, summarize
+from tts.experiment.evaluate import BenchConfig, bench, summarize
 
 
 def tts_cli(*args, timeout=600):

@@ -15,7 +15,7 @@ import tts
 from strategies import BestOfN, SelfConsistency, weighted_majority
 from tts.context import Accountant, Context
 from tts.errors import BudgetExceeded, TTSError
-from tts.store import ResultStore
+from tts.experiment.store import ResultStore
 from tts.types import Budget, GenRequest, Problem, Usage
 from verifiers import Confidence
 

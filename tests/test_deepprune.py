@@ -12,7 +12,7 @@ from servers import engine_counters
 
 import tts
 from strategies import DeepPrune, SelfConsistency
-from tts.bench import BenchConfig, bench, build_strategy
+from tts.experiment.evaluate import BenchConfig, bench, build_strategy
 from tts.errors import BudgetExceeded, TTSError
 from tts.types import Budget, Problem, Trace
 from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, Prefix, ProbeJudge
@@ -288,7 +288,7 @@ class SlowGroupJudge(GroupJudge):
 
 async def test_wait_makes_replayed_traces_pause_for_their_verdict(tmp_path):
     from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace
-    from tts.replay import ReplayGenerator
+    from tts.backends.replay import ReplayGenerator
     from tts.types import DEFAULT_SYSTEM_PROMPT
 
     sampling = {"temperature": 0.7, "top_p": 1.0, "max_tokens": WORDS, "stop": []}

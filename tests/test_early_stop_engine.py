@@ -77,7 +77,7 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
     ("certainty_probe", {"chunk": 4, "k": 2, "probe_tokens": 4}),
 ])
 async def test_each_strategy_runs_from_tts_bench(strategy, params, vllm_generator, shared_data, tmp_path):
-    from tts.bench import BenchConfig, bench
+    from tts.experiment.evaluate import BenchConfig, bench
 
     cfg = BenchConfig(task="gsm8k", strategy=strategy, n=4, params=params, data=str(shared_data / "gsm8k_test.jsonl"),
                       limit=2, out=str(tmp_path / "r.jsonl"), max_tokens=16, model="tiny", temperature=1.0)

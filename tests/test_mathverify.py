@@ -1,4 +1,4 @@
-"""tts.mathverify: math-verify in spawned worker processes with a hard per-comparison timeout."""
+"""tts.answers.mathverify: math-verify in spawned worker processes with a hard per-comparison timeout."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tts import mathverify as mv
+from tts.answers import mathverify as mv
 from tts.errors import TTSError
-from tts.mathverify import MathVerifyPool
+from tts.answers.mathverify import MathVerifyPool
 
 
 def _hangs_on_marker(gold: str, pred: str) -> bool:

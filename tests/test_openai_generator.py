@@ -21,7 +21,7 @@ from servers import StubServer, free_port, vllm_server  # noqa: E402
 from tiny_models import build_llama  # noqa: E402
 
 from tts.errors import TTSError  # noqa: E402
-from tts.openai_generator import OpenAIGenerator  # noqa: E402
+from tts.backends.openai import OpenAIGenerator  # noqa: E402
 from tts.types import GenRequest  # noqa: E402
 
 pytestmark = pytest.mark.engine

@@ -29,7 +29,7 @@ from tts.context import Accountant, Context
 from tts.errors import TTSError
 from tts.registry import lookup
 from tts.types import Problem, Score, Trace
-from tts.vllm_generator import model_parameters
+from tts.backends.vllm import model_parameters
 from verifiers import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
 from verifiers.prm import split_steps
 
@@ -379,7 +379,7 @@ async def test_llm_judge_reads_p_yes_on_a_scripted_judge():
 
 
 def test_openai_generator_fills_top_tokens():
-    from tts.openai_generator import _add_logprobs
+    from tts.backends.openai import _add_logprobs
 
     entry = SimpleNamespace(
         logprob=-0.2,

@@ -12,7 +12,7 @@ import pytest
 from test_bank import MANIFEST, rec
 
 from tts.bank import Bank, BankWriter
-from tts.bench import BenchConfig, bench, prepare
+from tts.experiment.evaluate import BenchConfig, bench, prepare
 from tts.cli import main
 from tts.errors import TTSError
 from tts.registry import lookup

@@ -8,7 +8,7 @@ import csv
 import pytest
 import yaml
 
-from tts import report, sweep
+from tts.experiment import report, sweep
 from tts.bank import import_math100
 from tts.cli import main
 

@@ -89,7 +89,7 @@ async def test_search_strategies_on_the_engine(vllm_generator):
 async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_prm_dir, shared_data, tmp_path):
     """`tts bench --strategy beam_search|dvts|astar|particle_filter` with the LLM-as-judge PRM
     (the default: the generator judges its own steps) and with the tiny Qwen2.5-Math-PRM."""
-    from tts.bench import BenchConfig, bench
+    from tts.experiment.evaluate import BenchConfig, bench
     from verifiers.prm import QwenPRM
 
     prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tts import sweep
-from tts.bench import BenchConfig, prepare
+from tts.experiment import sweep
+from tts.experiment.evaluate import BenchConfig, prepare
 from tts.cli import main
 from tts.registry import STRATEGIES, load_plugins
-from tts.store import ResultStore
+from tts.experiment.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -170,7 +170,7 @@ async def test_replay_sweep_resumes_edits_and_shards(bank, tmp_path):
     f2 = write(tmp_path, replay_sweep(bank, out, ns=(1, 2, 8)))
     await sweep.run_local(sweep.plan(f2), on_record=fresh.append)
     assert len(fresh) == 2 * 2 * 8 and {r["usage"]["generator_calls"] for r in fresh} == {1}
-    from tts.report import rows
+    from tts.experiment.report import rows
 
     table = rows(out)
     assert sorted({r["n"] for r in table}) == [1, 2, 8] and all(r["records"] == 16 for r in table)
@@ -297,7 +297,7 @@ def test_report_does_not_depend_on_the_order_records_landed_in(tmp_path):
     one; the table (the seeded bootstrap interval included) must not change with it."""
     import random
 
-    from tts import report
+    from tts.experiment import report
 
     (tmp_path / sweep.PLAN).write_text(json.dumps({
         "tasks": [{"name": "t", "problems": [f"t/{i}" for i in range(36)]}],
@@ -400,7 +400,7 @@ async def test_engine_sweep_interrupted_and_resumed(vllm_generator, tiny_model_d
     assert {r["config_hash"] for r in recs} == {r.config_hash for r in p.runs}
     sub = [r for r in recs if r["strategy"] == "best_of_n"]
     assert all(r["model"].startswith("replay:") for r in sub) and all(r["usage"]["completion_tokens"] > 0 for r in recs)
-    from tts import report
+    from tts.experiment import report
 
     table = report.rows(out)
     assert len(table) == 3 and all(r["records"] == 2 for r in table)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tasks
-from tts import mathverify
+from tts.answers import mathverify
 from tts.answers import normalize
 from tts.errors import TTSError
 from tts.registry import lookup

@@ -111,7 +111,7 @@ async def test_budget_holds_on_the_real_engine(vllm_generator):
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    from tts.vllm_generator import VLLMGenerator
+    from tts.backends.vllm import VLLMGenerator
 
     with pytest.raises(tts.TTSError, match="not found"):
         VLLMGenerator(str(tmp_path / "nope"))

@@ -6,12 +6,12 @@
     result = tts.solve_sync(tts.Problem("p1", "What is 2+3?"), SelfConsistency(8), generator=gen)
 """
 
-from .answers import extract_boxed
-from .context import Accountant, Context, Sampling
-from .errors import BudgetExceeded, TTSError
-from .interfaces import Generator, Strategy, Verifier
-from .runner import run_many, run_many_sync, run_sync, solve, solve_sync
-from .types import Budget, GenRequest, Problem, Result, Score, Step, Trace, Usage
+from tts.answers import extract_boxed
+from tts.context import Accountant, Context, Sampling
+from tts.errors import BudgetExceeded, TTSError
+from tts.interfaces import Generator, Strategy, Verifier
+from tts.runner import run_many, run_many_sync, run_sync, solve, solve_sync
+from tts.types import Budget, GenRequest, Problem, Result, Score, Step, Trace, Usage
 
 __all__ = [
     "Accountant", "Budget", "BudgetExceeded", "Context", "GenRequest", "Generator", "Problem",
@@ -24,11 +24,11 @@ __all__ = [
 def __getattr__(name: str):
     # Backends import heavy libraries (vLLM, openai); load them only when asked for.
     if name == "VLLMGenerator":
-        from .vllm_generator import VLLMGenerator
+        from tts.backends.vllm import VLLMGenerator
 
         return VLLMGenerator
     if name == "OpenAIGenerator":
-        from .openai_generator import OpenAIGenerator
+        from tts.backends.openai import OpenAIGenerator
 
         return OpenAIGenerator
     raise AttributeError(name)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 
 def _kv(items: list[str], what: str) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import DEFAULT_MODEL, EMBEDDED, prepare
+    from tts.models import DEFAULT_MODEL, EMBEDDED, prepare
 
     if args.models_cmd == "list":
         for name in EMBEDDED:
@@ -165,7 +165,7 @@ class _Progress:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import BenchConfig, bench, summarize
+    from tts.experiment.evaluate import BenchConfig, bench, summarize
 
     cfg = BenchConfig(
         task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
@@ -212,7 +212,7 @@ def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     import json
 
-    from . import sweep
+    from tts.experiment import sweep
 
     if args.file == "schema":
         print(json.dumps(sweep.schema(), indent=2))
@@ -253,7 +253,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import report
+    from tts.experiment import report
 
     table = report.rows(args.dir)
     if not table:
@@ -265,7 +265,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from .record import run_record_command
+    from tts.backends.recording import run_record_command
 
     return run_record_command(args)
 

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import extract_boxed
-from .errors import BudgetExceeded
-from .interfaces import Generator, Verifier
-from .types import Budget, GenRequest, Problem, Score, Trace, Usage
+from tts.answers import extract_boxed
+from tts.errors import BudgetExceeded
+from tts.interfaces import Generator, Verifier
+from tts.types import Budget, GenRequest, Problem, Score, Trace, Usage
 
 
 @dataclass(slots=True)

@@ -10,10 +10,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .types import GenRequest, Problem, Result, Score, Trace, Usage
+from tts.types import GenRequest, Problem, Result, Score, Trace, Usage
 
 if TYPE_CHECKING:
-    from .context import Context
+    from tts.context import Context
 
 
 class Generator(ABC):

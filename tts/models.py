@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 T = TypeVar("T")
 

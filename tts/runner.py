@@ -13,11 +13,11 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
-from .answers import extract_boxed
-from .context import Accountant, Context, Sampling
-from .errors import BudgetExceeded
-from .interfaces import Generator, Strategy, Verifier
-from .types import Budget, Problem, Result
+from tts.answers import extract_boxed
+from tts.context import Accountant, Context, Sampling
+from tts.errors import BudgetExceeded
+from tts.interfaces import Generator, Strategy, Verifier
+from tts.types import Budget, Problem, Result
 
 T = TypeVar("T")
 

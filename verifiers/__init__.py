@@ -1,10 +1,10 @@
 """Scorers and voting: confidence from logprobs (here), process reward models and judges."""
 
-from .confidence import Confidence
-from .equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, ProbeJudge
-from .prm import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
-from .recorded import RecordedScore
-from .voting import vote
+from verifiers.confidence import Confidence
+from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, ProbeJudge
+from verifiers.prm import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
+from verifiers.recorded import RecordedScore
+from tts.answers.voting import vote
 
 __all__ = [
     "Confidence", "EmbeddingJudge", "EquivalenceJudge", "LLMJudgePRM", "MathShepherdPRM", "ModelJudge", "ProbeJudge",

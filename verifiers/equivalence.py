@@ -39,8 +39,8 @@ from tts.interfaces import Generator
 from tts.registry import register
 from tts.types import GenRequest, Trace
 
-from .prm import yes_probability
-from .probe import Probe, probe_answer
+from verifiers.prm import yes_probability
+from verifiers.probe import Probe, probe_answer
 
 # The judge's question. The paper's exact prompt template could not be read here (see
 # strategies/deepprune.py); this asks what the judge was trained to answer, with both truncated
@@ -134,7 +134,7 @@ class ModelJudge(EquivalenceJudge):
         if self.model is None:
             return ctx.generator
         if self._owned is None:
-            from tts.vllm_generator import VLLMGenerator
+            from tts.backends.vllm import VLLMGenerator
 
             self._owned = VLLMGenerator(self.model)
         return self._owned

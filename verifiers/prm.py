@@ -74,7 +74,7 @@ def _in_process(model: str, engine: Any, runner: str | None, engine_kwargs: dict
     """The `VLLMGenerator` whose engine serves the reward model: `engine` when given (shared,
     never closed here), else a new one (its model checks, tokenizer, parameter count and error
     messages are the generator's)."""
-    from tts.vllm_generator import VLLMGenerator
+    from tts.backends.vllm import VLLMGenerator
 
     if engine is not None:
         if not hasattr(engine, "engine") or not hasattr(engine, "tokenizer"):
@@ -195,8 +195,8 @@ class QwenPRM(_PRM):
         self._server = None
         self._step_id: int | None = None
         if base_url is not None:
-            from tts.openai_generator import OpenAIGenerator
-            from tts.vllm_generator import model_parameters
+            from tts.backends.openai import OpenAIGenerator
+            from tts.backends.vllm import model_parameters
 
             # The OpenAIGenerator is only the HTTP client: replicas, retries, API key, concurrency.
             self._server = OpenAIGenerator(
@@ -480,7 +480,7 @@ def llm_judge(model: str | None = None, generator: Generator | None = None, **op
     if generator is None:
         if model is None:
             raise TTSError("the llm_judge verifier needs a judge: pass generator=... or model=...")
-        from tts.vllm_generator import VLLMGenerator
+        from tts.backends.vllm import VLLMGenerator
 
         judge = LLMJudgePRM(VLLMGenerator(model), **options)
         judge._owns_generator = True

@@ -1,6 +1,6 @@
 """`RecordedScore`: the scores a bank recorded, for strategies replayed from it.
 
-`tts.replay.ReplayGenerator` serves each trace with the bank's outcome score in `trace.score`
+`tts.backends.replay.ReplayGenerator` serves each trace with the bank's outcome score in `trace.score`
 (and per-step PRM scores in `trace.steps`); this verifier hands them back as the trace's Score,
 so Best-of-N, weighted voting and the like select by a reward model at no cost. Costs no
 verifier tokens (the scoring was paid for when the bank was recorded).

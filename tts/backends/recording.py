@@ -1,4 +1,4 @@
-"""Recording trace banks (`tts record`): generation once, replay (tts.replay) ever after.
+"""Recording trace banks (`tts record`): generation once, replay (tts.backends.replay) ever after.
 
 `RecordingGenerator` wraps any generator and keeps a copy of every finished sample that passes
 through it, per prompt, in request order, with the logprobs of a fixed top-k requested from the
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answers import extract_boxed
-from .bank import Bank, BankRecord, BankWriter, RecordedTrace
-from .context import Context, Sampling
-from .errors import TTSError
-from .interfaces import Generator, Strategy, Verifier
-from .runner import TaskLike, run_many
-from .types import DEFAULT_SYSTEM_PROMPT, GenRequest, Problem, Result, Trace, Usage
+from tts.answers import extract_boxed
+from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace
+from tts.context import Context, Sampling
+from tts.errors import TTSError
+from tts.interfaces import Generator, Strategy, Verifier
+from tts.runner import TaskLike, run_many
+from tts.types import DEFAULT_SYSTEM_PROMPT, GenRequest, Problem, Result, Trace, Usage
 
 
 @dataclass
@@ -359,8 +359,8 @@ def run_record_command(args: Any) -> int:
     import sys
     import time
 
-    from .bank import import_math100
-    from .models import DEFAULT_MODEL, resolve_model
+    from tts.bank import import_math100
+    from tts.models import DEFAULT_MODEL, resolve_model
 
     if args.import_math100:
         tok = resolve_model(args.model) if args.model else "auto"
@@ -377,9 +377,9 @@ def run_record_command(args: Any) -> int:
     if args.prm:
         prm_class()  # before anything slow: is there a PRM at all?
 
-    from .bench import BenchConfig, build_generator
-    from .registry import lookup
-    from .vllm_generator import model_parameters
+    from tts.experiment.evaluate import BenchConfig, build_generator
+    from tts.registry import lookup
+    from tts.backends.vllm import model_parameters
 
     task = lookup("task", args.task)()
     problems = task.load(args.data, limit=args.limit)

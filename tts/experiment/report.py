@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "accuracy", "ci_low", "ci_high",
            "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "config_hash")
@@ -39,7 +39,7 @@ def bootstrap_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tu
 
 
 def rows(out: str | Path) -> list[dict[str, Any]]:
-    from .sweep import PLAN, load_records
+    from tts.experiment.sweep import PLAN, load_records
 
     out = Path(out)
     if not (out / PLAN).exists():

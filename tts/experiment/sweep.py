@@ -18,7 +18,7 @@ Axis keys are `strategy`, `n`, `verifier`, `verifier_model`, `temperature`, `top
 `max_tokens`, or any parameter of the strategy. Runs = tasks x strategy blocks x (top grid x top
 zip x block grid x block zip) x seeds. Paths are relative to the directory `tts` runs in.
 
-Every run is a `tts.bench.bench()` call with a `BenchConfig`, so config hashes, resume and records
+Every run is a `tts.experiment.evaluate.bench()` call with a `BenchConfig`, so config hashes, resume and records
 are exactly those of `tts bench`; all runs share one generator (one engine). The whole file is
 validated (names, parameters, data files) before anything starts; errors are one line,
 `FILE: field.path: problem`.
@@ -53,11 +53,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .bench import BACKENDS, BenchConfig, DEFAULT_VERIFIER, build_budget, prepare
-from .errors import TTSError
-from .registry import lookup
-from .store import ResultStore, record_key
-from .types import Problem
+from tts.experiment.evaluate import BACKENDS, BenchConfig, DEFAULT_VERIFIER, build_budget, prepare
+from tts.errors import TTSError
+from tts.registry import lookup
+from tts.experiment.store import ResultStore, record_key
+from tts.types import Problem
 
 RUN_AXES = ("strategy", "n", "verifier", "verifier_model")
 SAMPLING_AXES = ("temperature", "top_p", "max_tokens")
@@ -299,7 +299,7 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
     if m.backend == "replay" and not m.bank:
         raise SweepError(file, "model.bank", "backend replay needs a bank folder (from `tts record`)")
     if m.backend == "replay":
-        from .bank import Bank
+        from tts.bank import Bank
 
         try:
             Bank(m.bank)  # type: ignore[arg-type]
@@ -329,7 +329,7 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
             continue
         try:
             if m.backend == "replay" and t.data is None:
-                from .bank import Bank
+                from tts.bank import Bank
 
                 ps = Bank(m.bank).problems()  # type: ignore[arg-type]
             else:
@@ -412,7 +412,7 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
 
 
 def _default_sampling() -> Any:
-    from .context import Sampling
+    from tts.context import Sampling
 
     return Sampling()
 
@@ -420,7 +420,7 @@ def _default_sampling() -> Any:
 def subsamplable(cfg: BenchConfig) -> bool:
     """Whether the strategy only selects among independent samples. Asked of the configured
     strategy, not its class: DeepConf is subsamplable offline, not online."""
-    from .bench import build_strategy
+    from tts.experiment.evaluate import build_strategy
 
     if cfg.strategy in SUBSAMPLABLE:
         return True
@@ -463,14 +463,14 @@ def _jobs(sw: SweepFile, runs: list[Run], out: Path, problems: list[list[Problem
 
 
 def _replay_name(cfg: BenchConfig, bank: Path) -> str:
-    from .bench import _default_model_name
+    from tts.experiment.evaluate import _default_model_name
 
     return f"replay:{cfg.model or _default_model_name()}@{bank.name}"
 
 
 def _logprobs_needed(cfg: BenchConfig) -> int | None:
     """The top-k logprobs to record so the group's verifier (and strategy) can run on replay."""
-    from .bench import build_strategy
+    from tts.experiment.evaluate import build_strategy
 
     ks = [getattr(build_strategy(cfg.strategy, cfg.n, cfg.params), "logprobs", None)]
     name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
@@ -485,7 +485,7 @@ def _logprobs_needed(cfg: BenchConfig) -> int | None:
 
 # -- the store ----------------------------------------------------------------------------------
 class SweepStore(ResultStore):
-    """The sweep's store: its own append-only JSONL file (see tts.store: one write + fsync per
+    """The sweep's store: its own append-only JSONL file (see tts.experiment.store: one write + fsync per
     record, a torn last line dropped on open, a key never written twice), plus read-only the
     other shards' files in the same folder, so no shard redoes what another finished.
 
@@ -543,9 +543,9 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_record: OnReco
     """Run `jobs` one after another on one generator (built from the plan when not given);
     records go to `store` (`done(key)`, `append(record)`). Used by the local executor and by
     each Ray actor."""
-    from .bench import bench, build_generator, build_verifier
-    from .record import record
-    from .replay import ReplayGenerator
+    from tts.experiment.evaluate import bench, build_generator, build_verifier
+    from tts.backends.recording import record
+    from tts.backends.replay import ReplayGenerator
 
     owned = generator is None
     verifiers: dict[tuple[Any, ...], Any] = {}
@@ -584,7 +584,7 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_record: OnReco
             if job.bank is not None:
                 first = runs[0].cfg
                 problems = plan.problems[runs[0].task_index]
-                from .context import Sampling
+                from tts.context import Sampling
 
                 sampling = Sampling(first.temperature, first.top_p, first.max_tokens)  # type: ignore[arg-type]
                 await record(problems, generator, job.bank, n=job.record_n, task=lookup("task", first.task)(),
@@ -596,7 +596,7 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_record: OnReco
                 if chash != run.config_hash:  # the plan and bench must agree, or resume would break
                     raise TTSError(f"internal: run {run.label} hashed {chash}, planned {run.config_hash}")
     finally:
-        from .bench import _close
+        from tts.experiment.evaluate import _close
 
         for v in verifiers.values():
             await _close(v)
@@ -630,7 +630,7 @@ def run_sweep(plan: Plan, shard: tuple[int, int] = (0, 1), executor: str = "loca
     store = store_for(plan, shard)
     jobs = plan.shard(*shard)
     if executor == "ray":
-        from .ray_executor import run_ray
+        from tts.experiment.ray import run_ray
 
         run_ray(jobs, plan, store, actors=actors, on_record=on_record)
     else:

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import openai
 
-from .errors import TTSError
-from .interfaces import Generator
-from .types import GenRequest, Trace, Usage
+from tts.errors import TTSError
+from tts.interfaces import Generator
+from tts.types import GenRequest, Trace, Usage
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .errors import TTSError
-from .interfaces import Generator
-from .types import GenRequest, Trace, Usage
+from tts.errors import TTSError
+from tts.interfaces import Generator
+from tts.types import GenRequest, Trace, Usage
 
 
 class VLLMGenerator(Generator):

@@ -17,8 +17,8 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
-from .answers import normalize
-from .errors import TTSError
+from tts.answers import normalize
+from tts.errors import TTSError
 
 _INT = re.compile(r"-?\d+")
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 Key = tuple[str, str, int]
 

@@ -34,10 +34,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .bank import Bank, BankRecord, RecordedTrace
-from .errors import TTSError
-from .interfaces import Generator
-from .types import GenRequest, Step, Trace, Usage
+from tts.bank import Bank, BankRecord, RecordedTrace
+from tts.errors import TTSError
+from tts.interfaces import Generator
+from tts.types import GenRequest, Step, Trace, Usage
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens")
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import Sampling
-from .errors import TTSError
-from .registry import lookup
-from .runner import config_hash, describe, run_many
-from .store import ResultStore
-from .types import Budget, Problem, Result
+from tts.context import Sampling
+from tts.errors import TTSError
+from tts.registry import lookup
+from tts.runner import config_hash, describe, run_many
+from tts.experiment.store import ResultStore
+from tts.types import Budget, Problem, Result
 
 # Strategies that need scores get this verifier unless one is named: confidence from the
 # model's own logprobs for selection, and the generator as its own step judge for search (so
@@ -99,7 +99,7 @@ BACKENDS = ("openai", "replay", "vllm")
 
 def open_bank(cfg: BenchConfig) -> Any:
     """The trace bank `--backend replay` serves from (TTSError when missing or unreadable)."""
-    from .bank import Bank
+    from tts.bank import Bank
 
     if not cfg.bank:
         raise TTSError("--backend replay needs --bank DIR (a bank from `tts record`)")
@@ -128,8 +128,8 @@ def resolve_sampling(cfg: BenchConfig, bank: Any = None) -> Sampling:
 
 def build_generator(cfg: BenchConfig) -> Any:
     if cfg.backend == "vllm":
-        from .models import resolve_model
-        from .vllm_generator import VLLMGenerator
+        from tts.models import resolve_model
+        from tts.backends.vllm import VLLMGenerator
 
         path = resolve_model(cfg.model)
         return VLLMGenerator(
@@ -140,13 +140,13 @@ def build_generator(cfg: BenchConfig) -> Any:
             enforce_eager=cfg.enforce_eager,
         )
     if cfg.backend == "openai":
-        from .openai_generator import OpenAIGenerator
+        from tts.backends.openai import OpenAIGenerator
 
         if not cfg.model or not cfg.base_urls:
             raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
         return OpenAIGenerator(cfg.model, cfg.base_urls)
     if cfg.backend == "replay":
-        from .replay import ReplayGenerator
+        from tts.backends.replay import ReplayGenerator
 
         bank = open_bank(cfg)
         # Checks the sampling against the bank's: a mismatch is a TTSError naming both values.
@@ -156,14 +156,14 @@ def build_generator(cfg: BenchConfig) -> Any:
 
 
 def _default_model_name() -> str:
-    from .models import DEFAULT_MODEL
+    from tts.models import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
 
 async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
     """pass@N (any sample right) and maj@N (the majority answer right) over the samples."""
-    from verifiers.voting import vote
+    from tts.answers.voting import vote
 
     answers = [t.answer for t in result.traces]
     if problem.answer is None or not answers:
@@ -208,7 +208,7 @@ def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prep
     budget = build_budget(cfg.budget)
     sampling = resolve_sampling(cfg, bank)
     if bank is not None:
-        from .replay import ReplayGenerator
+        from tts.backends.replay import ReplayGenerator
 
         ReplayGenerator(bank, sampling=sampling)  # a sampling mismatch fails now (cheap: no decoding)
     if problems is None:
@@ -239,7 +239,7 @@ async def bench(
     problem's samples without replacement, in the order `cfg.seed` gives). `store` (anything
     with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
     replaces loading the task's."""
-    from .replay import ReplayGenerator
+    from tts.backends.replay import ReplayGenerator
 
     p = prepare(cfg, problems)
     task, strategy, chash = p.task, p.strategy, p.config_hash

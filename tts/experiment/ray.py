@@ -1,7 +1,7 @@
 """The Ray executor of `tts sweep --executor ray` (needs the `ray` extra).
 
 One actor per engine: each actor builds the sweep's generator once (one GPU each when the
-cluster has GPUs, else CPU) and runs its share of the jobs (`tts.sweep.execute`, the local
+cluster has GPUs, else CPU) and runs its share of the jobs (`tts.experiment.sweep.execute`, the local
 executor's code) on it. Jobs (a run, or a subsample group that records one bank and replays it)
 are dealt round-robin. Records stream back to the driver as they finish (a streaming actor
 generator), and only the driver writes the store, so there is one writer per file and a
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import TTSError
+from tts.errors import TTSError
 
 
 class _Done:
@@ -38,7 +38,7 @@ class EngineWorker:
     """The actor: one generator, jobs run in an event loop on a thread, records yielded."""
 
     def run(self, jobs: Sequence[Any], plan: Any, done: set[tuple[str, str, int]]) -> Iterator[dict[str, Any]]:
-        from .sweep import execute
+        from tts.experiment.sweep import execute
 
         store = _Done(done)
         end = object()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tts.errors import TTSError
-from tts.mathverify import group_answers
+from tts.answers.mathverify import group_answers
 
 
 async def vote(

@@ -52,7 +52,7 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.errors import BudgetExceeded, TTSError
 from tts.types import FinishReason, Problem, Result, Step, StoppedBy, Trace
-from verifiers.voting import vote
+from tts.answers.voting import vote
 
 DEFAULT_DELIMITER = "\n\n"
 SELECT = ("max", "weighted")

@@ -1,4 +1,4 @@
-"""Trace banks: generated samples recorded once, replayed by `tts.replay.ReplayGenerator` at no
+"""Trace banks: generated samples recorded once, replayed by `tts.backends.replay.ReplayGenerator` at no
 generation cost, deterministically.
 
 A bank is a folder:
@@ -63,8 +63,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TTSError
-from .types import DEFAULT_SYSTEM_PROMPT, Problem, Trace
+from tts.errors import TTSError
+from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Trace
 
 FORMAT = "ttscale-bank"
 VERSION = 1
@@ -388,7 +388,7 @@ class Bank:
 
     def sampling_defaults(self) -> Any:
         """A `tts.Sampling` equal to what the bank was recorded with (for `run_many(sampling=)`)."""
-        from .context import Sampling
+        from tts.context import Sampling
 
         s, d = self.sampling, Sampling()
         return Sampling(
@@ -619,7 +619,7 @@ def _load_tokenizer(tokenizer: Any) -> tuple[Any, str | None]:
     if tokenizer is None:
         return None, None
     if tokenizer == "auto":
-        from .models import DEFAULT_MODEL, MARKER, cache_dir
+        from tts.models import DEFAULT_MODEL, MARKER, cache_dir
 
         folder = cache_dir() / "models" / DEFAULT_MODEL
         if not (folder / MARKER).exists():
