@@ -17,3 +17,12 @@ class BudgetExceeded(TTSError):
     def __init__(self, cap: str, detail: str = ""):
         self.cap = cap
         super().__init__(f"budget cap '{cap}' would be exceeded{': ' + detail if detail else ''}")
+
+
+class BackendError(TTSError):
+    """A backend failed to answer a request (a truncated stream, an empty or malformed response,
+    a server that stops answering) after its retries.
+
+    Never turned into a finished record: the problem is recorded as failed, with this message,
+    so a resume retries it.
+    """
