@@ -66,3 +66,49 @@ class ResultStore:
 
     def for_config(self, config_hash: str, seed: int) -> list[dict[str, Any]]:
         return [r for (_, h, s), r in self.records.items() if h == config_hash and s == seed]
+
+
+class OutputLock:
+    """One writer per output file: an exclusive `flock` on `<path>.lock`, held while the store is
+    open, so a second `tts bench` / `tts sweep` on the same output fails at once (naming the
+    process that holds it) instead of running everything twice. The kernel drops the lock when
+    the holder dies, so a crashed run never leaves a stale lock; the file itself stays (removing
+    it would race with a new holder). Re-entrant within a process: flock conflicts between two
+    open files of one process too, and one run may open its store more than once."""
+
+    _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, holders in this process)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(str(path) + ".lock").resolve()
+
+    def acquire(self) -> "OutputLock":
+        import fcntl
+
+        fd, count = self._held.get(self.path, (None, 0))
+        if fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                out = self.path.with_suffix("")
+                raise TTSError(
+                    f"{out} is being written by another run (process {holder}); wait for it to "
+                    f"finish or stop it, or write to another output"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._held[self.path] = (fd, count + 1)
+        return self
+
+    def release(self) -> None:
+        fd, count = self._held.get(self.path, (None, 0))
+        if fd is None:
+            return
+        if count > 1:
+            self._held[self.path] = (fd, count - 1)
+            return
+        del self._held[self.path]
+        os.close(fd)  # closing the only descriptor releases the flock
