@@ -33,13 +33,6 @@ def swept(tmp_path_factory):
     return root / "out", f
 
 
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    x = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1]
-    lo, hi = report.bootstrap_ci(x)
-    assert (lo, hi) == report.bootstrap_ci(x) and lo < 0.7 < hi and 0 <= lo and hi <= 1
-    assert report.bootstrap_ci([1, 1, 1]) == (1.0, 1.0)
-
-
 def test_pareto_frontier():
     pts = [(10, 0.5), (20, 0.4), (20, 0.6), (40, 0.6), (80, 0.9), (5, 0.1)]
     assert report.pareto(pts) == [5, 0, 2, 4]
@@ -93,3 +86,17 @@ def test_report_reads_only_the_current_plan(swept, tmp_path, capsys):
     assert "acc_vs_tokens_math500.png" in capsys.readouterr().out
     assert main(["report", str(tmp_path)]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_compare_and_cost_of_pass_from_the_cli(swept, capsys):
+    """`tts report DIR --compare A B` pairs two configurations of the real replayed sweep; the
+    table carries cost-of-pass = (generator + verifier tokens per problem) / accuracy."""
+    out, _ = swept
+    table = report.rows(out)
+    for r in table:
+        assert r["cop_tokens"] == pytest.approx((r["gen_tokens"] + r["verifier_tokens"]) / r["accuracy"])
+    assert main(["report", str(out), "--compare", "self_consistency n=4", "best_of_n verifier=recorded n=4"]) == 0
+    text = capsys.readouterr().out
+    assert "20 (problem, seed) pairs" in text and "McNemar exact p" in text
+    assert main(["report", str(out), "--compare", "self_consistency n=3", "best_of_n verifier=recorded n=4"]) == 2
+    assert "names 0 configurations" in capsys.readouterr().err

@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="accuracy-vs-compute table, CSV, Markdown and PNG plots of a sweep folder")
     rp.add_argument("dir", help="the sweep's output folder")
+    rp.add_argument("--prices", metavar="FILE", help="YAML/JSON {model: {input, cached_input, output}} in $ per "
+                    "million tokens: adds cost and cost-of-pass in dollars")
+    rp.add_argument("--compare", nargs=2, metavar=("A", "B"), help="pair two configurations (label 'config n=N' "
+                    "or config-hash prefix) on their common problems: paired bootstrap and McNemar")
     return p
 
 
@@ -255,9 +259,15 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tts.experiment import report
 
-    table = report.rows(args.dir)
+    from tts.experiment.stats import load_prices
+
+    prices = load_prices(args.prices) if args.prices else None
+    table = report.rows(args.dir, prices)
     if not table:
         raise TTSError(f"{args.dir}: no records of the current plan yet; run the sweep first")
+    if args.compare:
+        report.print_compare(report.compare(args.dir, *args.compare))
+        return 0
     report.print_table(table)
     for path in report.write(args.dir, table):
         print(path)

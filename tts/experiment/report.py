@@ -3,10 +3,11 @@
 Reads `plan.json` (the runs of the sweep file as last run) and every `results*.jsonl`; only
 records whose config hash and problem are in the plan count, so an edited sweep over an old
 folder reports exactly the current file. One row per (task, strategy configuration), seeds
-pooled: accuracy with a seeded bootstrap 95% interval over the (problem, seed) records, mean
+pooled: accuracy with a seeded 95% interval that resamples problems (`stats.cluster_ci`), mean
 generator tokens (prompt + completion), completion tokens, verifier tokens, FLOPs and wall
-seconds per problem, and where the numbers come from (live, replay, or subsampled from one
-generation at the largest n). Writes report.csv, report.md and, per task, accuracy-vs-tokens
+seconds per problem, cost-of-pass (mean cost per problem / accuracy) in tokens and FLOPs, and in
+dollars with a prices table, and where the numbers come from (live, replay, or subsampled from
+one generation at the largest n). `compare` pairs two configurations on their common problems. Writes report.csv, report.md and, per task, accuracy-vs-tokens
 and accuracy-vs-FLOPs PNGs: one curve per strategy configuration (n varying along it), the
 Pareto frontier over all rows dashed.
 """
@@ -22,23 +23,20 @@ from typing import Any
 import numpy as np
 
 from tts.errors import TTSError
+from tts.experiment import stats
 
 COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "accuracy", "ci_low", "ci_high",
-           "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "config_hash")
+           "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "cop_tokens",
+           "cop_flops", "cost_usd", "cop_usd", "config_hash")
 PARETO = "Pareto frontier"
 
 
-def bootstrap_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean (seeded: reports are reproducible)."""
-    x = np.asarray(values, float)
-    if x.size == 0:
-        return float("nan"), float("nan")
-    means = x[np.random.default_rng(seed).integers(0, x.size, (reps, x.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+def rows(out: str | Path, prices: dict[str, stats.Price] | None = None) -> list[dict[str, Any]]:
+    """One row per (task, configuration) of the current plan; `prices` adds the dollar columns."""
+    return [row for row, _ in _grouped(out, prices)]
 
 
-def rows(out: str | Path) -> list[dict[str, Any]]:
+def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tuple[dict[str, Any], list]]:
     from tts.experiment.sweep import PLAN, load_records
 
     out = Path(out)
@@ -63,19 +61,66 @@ def rows(out: str | Path) -> list[dict[str, Any]]:
         recs.sort(key=lambda r: (r["problem_id"], r["seed"]))
         k = len(recs)
         mean = lambda f: sum(f(r["usage"]) for r in recs) / k  # noqa: E731
-        acc = [float(bool(r.get("correct"))) for r in recs]
-        lo, hi = bootstrap_ci(acc)
-        table.append({
+        acc = sum(bool(r.get("correct")) for r in recs) / k
+        lo, hi = stats.cluster_ci(recs)
+        row = {
             "task": run["task"], "config": run["curve"], "strategy": run["strategy"], "n": run["n"],
             "source": run["source"], "seeds": len({r["seed"] for r in recs}), "records": k,
-            "accuracy": sum(acc) / k, "ci_low": lo, "ci_high": hi,
+            "accuracy": acc, "ci_low": lo, "ci_high": hi,
             "gen_tokens": mean(lambda u: u["prompt_tokens"] + u["completion_tokens"]),
             "completion_tokens": mean(lambda u: u["completion_tokens"]),
             "verifier_tokens": mean(lambda u: u["verifier_tokens"]),
             "flops": mean(lambda u: u["generator_flops"] + u["verifier_flops"]),
             "wall_seconds": mean(lambda u: u["wall_seconds"]), "config_hash": run["config_hash"],
-        })
+        }
+        row["cop_tokens"] = stats.cost_of_pass(row["gen_tokens"] + row["verifier_tokens"], acc)
+        row["cop_flops"] = stats.cost_of_pass(row["flops"], acc)
+        row["cost_usd"] = row["cop_usd"] = None
+        if prices is not None:
+            where = f"{out}: run {run.get('label', run['config_hash'])}"
+            if not run.get("model"):
+                raise TTSError(f"{where}: plan.json names no model to price; re-run `tts sweep FILE` "
+                               "(it rewrites plan.json) and report again")
+            gen = stats.price_of(prices, run["model"], where)
+            ver = stats.price_of(prices, run.get("verifier_model") or run["model"], where)
+            row["cost_usd"] = mean(lambda u: stats.dollars(u, gen, ver))
+            row["cop_usd"] = stats.cost_of_pass(row["cost_usd"], acc)
+        table.append((row, recs))
     return table
+
+
+def frontier_cost_of_pass(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task and cost unit, the least cost-of-pass over configurations and which one it is."""
+    out: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(r["task"] for r in table):
+        sub = [r for r in table if r["task"] == task]
+        out[task] = {}
+        for col in ("cop_tokens", "cop_flops", "cop_usd"):
+            vals = [r for r in sub if r[col] is not None]
+            if vals:
+                best = min(vals, key=lambda r: r[col])
+                out[task][col] = (best[col], f"{best['config']} n={best['n']}")
+    return out
+
+
+def compare(out: str | Path, a: str, b: str) -> dict[str, Any]:
+    """Configurations `a` and `b` (a label as `tts report` prints it, `config n=N`, or a config
+    hash prefix) paired on their common problems: `stats.paired`."""
+    groups = _grouped(out, None)
+
+    def find(name: str) -> tuple[dict[str, Any], list]:
+        hits = [(row, recs) for row, recs in groups
+                if name in (f"{row['config']} n={row['n']}", row["config_hash"]) or row["config_hash"].startswith(name)]
+        if len(hits) != 1:
+            names = ", ".join(f"'{row['config']} n={row['n']}'" for row, _ in groups)
+            raise TTSError(f"--compare: '{name}' names {len(hits)} configurations of {out}; use one of: {names}"
+                           " (or a config hash prefix)")
+        return hits[0]
+
+    (ra, recs_a), (rb, recs_b) = find(a), find(b)
+    res = stats.paired(recs_a, recs_b)
+    res["a"], res["b"] = f"{ra['config']} n={ra['n']}", f"{rb['config']} n={rb['n']}"
+    return res
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -117,7 +162,8 @@ def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Pat
     if all(r[x] > 0 for r in table) and len(table) > 1:
         ax.set_xscale("log")
     ax.set_xlabel({"gen_tokens": "generator tokens per problem (prompt + completion, mean)",
-                   "flops": "FLOPs per problem (generator + verifier, mean)"}.get(x, x))
+                   "flops": "FLOPs per problem (generator + verifier, mean)",
+                   "cost_usd": "US dollars per problem (mean, from the prices table)"}.get(x, x))
     ax.set_ylabel("accuracy (95% bootstrap CI shaded)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -142,16 +188,21 @@ def write(out: str | Path, table: Sequence[dict[str, Any]] | None = None) -> lis
     written[1].write_text(markdown(table))
     for task in dict.fromkeys(r["task"] for r in table):
         sub = [r for r in table if r["task"] == task]
-        for x, stem in (("gen_tokens", "acc_vs_tokens"), ("flops", "acc_vs_flops")):
+        for x, stem, what in (("gen_tokens", "acc_vs_tokens", "tokens"), ("flops", "acc_vs_flops", "FLOPs"),
+                              ("cost_usd", "acc_vs_cost", "cost")):
             if x == "flops" and not any(r["flops"] > 0 for r in sub):
                 continue  # parameter count unknown (e.g. an imported bank): no FLOPs to plot
+            if x == "cost_usd" and any(r["cost_usd"] is None for r in sub):
+                continue  # no prices table
             path = out / f"{stem}_{task}.png"
-            plt.close(plot(sub, x, path, title=f"{task}: accuracy vs {'tokens' if x == 'gen_tokens' else 'FLOPs'}"))
+            plt.close(plot(sub, x, path, title=f"{task}: accuracy vs {what}"))
             written.append(path)
     return written
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) >= 1e4 else f"{v:.3f}"
     return str(v)
@@ -162,8 +213,13 @@ def markdown(table: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in table]
     note = ("\nRows whose source is 'subsampled' were evaluated on subsets of one generation at the largest n "
-            "(their wall time is replay time). CI: 95% bootstrap over (problem, seed) records.\n")
-    return "\n".join(lines) + "\n" + note
+            "(their wall time is replay time). CI: 95% cluster bootstrap over problems (a problem's seeds "
+            "resampled together). cop_*: cost-of-pass, mean cost per problem / accuracy (tokens: generator + "
+            "verifier).\n")
+    front = "".join(f"\nFrontier cost-of-pass, {task}: " + "; ".join(
+        f"{col} {_fmt(v)} ({who})" for col, (v, who) in cols.items()) + "\n"
+        for task, cols in frontier_cost_of_pass(table).items())
+    return "\n".join(lines) + "\n" + note + front
 
 
 def print_table(table: Sequence[dict[str, Any]]) -> None:
@@ -172,10 +228,21 @@ def print_table(table: Sequence[dict[str, Any]]) -> None:
 
     t = Table(title="accuracy vs compute (per problem means)")
     for c in ("task", "config", "n", "source", "records", "accuracy", "95% CI", "gen tokens", "verifier tokens",
-              "FLOPs", "wall s"):
+              "FLOPs", "wall s", "cop tokens", "cop $"):
         t.add_column(c, justify="left" if c in ("task", "config", "source") else "right")
     for r in table:
         t.add_row(r["task"], r["config"], str(r["n"]), r["source"], str(r["records"]), f"{r['accuracy']:.3f}",
                   f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['gen_tokens']:.0f}", f"{r['verifier_tokens']:.0f}",
-                  f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}")
-    Console(width=200).print(t)
+                  f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}", f"{r['cop_tokens']:.0f}",
+                  "" if r["cop_usd"] is None else f"{r['cop_usd']:.4g}")
+    console = Console(width=220)
+    console.print(t)
+    for task, cols in frontier_cost_of_pass(table).items():
+        console.print(f"frontier cost-of-pass, {task}: " + "; ".join(f"{c} {_fmt(v)} ({who})" for c, (v, who) in cols.items()))
+
+
+def print_compare(res: dict[str, Any]) -> None:
+    print(f"A = {res['a']}\nB = {res['b']}\n{res['problems']} problems, {res['pairs']} (problem, seed) pairs")
+    print(f"accuracy A {res['accuracy_a']:.3f}, B {res['accuracy_b']:.3f}, A - B {res['difference']:+.3f} "
+          f"(95% paired cluster bootstrap [{res['ci_low']:+.3f}, {res['ci_high']:+.3f}])")
+    print(f"only A right {res['only_a']}, only B right {res['only_b']}: McNemar exact p = {res['mcnemar_p']:.4g}")
