@@ -152,6 +152,68 @@ async def test_esc_runs_to_n_when_no_window_agrees():
     assert r.telemetry["samples"] == 6 and r.stopped_by == "done"
 
 
+async def test_esc_answers_with_the_unanimous_window_not_the_overall_vote():
+    """The reference (Yiwei98/ESC early_stop_math.py) breaks out of its window loop with the
+    unanimous window's tally, so its answer is that window's. By hand, window 3 over
+    [1 1 2 | 1 1 3 | 4 4 4]: windows 1 and 2 are split, window 3 is unanimous: answer 4 (the
+    overall majority would be 1, four votes to three). Failed before the fix (answered 1)."""
+    seq = [words(3, a) for a in ["1", "1", "2", "1", "1", "3", "4", "4", "4"]]
+    r = await tts.solve(P, ESC(12, window=3), generator=ScriptedGenerator(seq))
+    assert (r.answer, r.telemetry["samples"], r.stopped_by) == ("4", 9, "early_stop")
+    # The last window counts too (the reference checks every window, the last one included).
+    r = await tts.solve(P, ESC(9, window=3), generator=ScriptedGenerator(seq))
+    assert (r.answer, r.telemetry["samples"], r.stopped_by) == ("4", 9, "done")
+
+
+async def test_esc_empty_answers_vote_as_in_the_reference():
+    """The reference's extraction gives '' for a sample without an answer, and '' is an answer
+    like any other. By hand, window 2 over [none 5 | none none]: window 2 is unanimous on the
+    empty answer: stop after 4 samples, answer None. With no_answer="abstains" (the old rule) a
+    window holding a missing answer never stops: the 8 samples [none 5 none none] x 2 give 5.
+    Failed before the fix (ran to 8 samples and answered 5)."""
+    seq = [words(3, a) for a in [None, "5", None, None]]
+    r = await tts.solve(P, ESC(8, window=2), generator=ScriptedGenerator(seq))
+    assert (r.answer, r.telemetry["samples"], r.stopped_by) == (None, 4, "early_stop")
+    r = await tts.solve(P, ESC(8, window=2, no_answer="abstains"), generator=ScriptedGenerator(seq))
+    assert (r.answer, r.telemetry["samples"], r.stopped_by) == ("5", 8, "done")
+    # No window unanimous, the empty answer wins the overall vote (3 of 6): the reference's
+    # answer is '' (wrong), ours None; abstaining, 5 wins (2 votes to 1).
+    seq = [words(3, a) for a in [None, None, "5", None, "7", "5"]]
+    r = await tts.solve(P, ESC(6, window=3), generator=ScriptedGenerator(seq))
+    assert r.answer is None and r.telemetry["votes"][""] == 3
+    r = await tts.solve(P, ESC(6, window=3, no_answer="abstains"), generator=ScriptedGenerator(seq))
+    assert r.answer == "5"
+
+
+def test_esc_default_window_is_the_papers():
+    assert ESC().window == 5
+
+
+def _dirichlet_exact(counts: list[int]) -> float:
+    """P(X_0 > X_j for all j) for independent X_i ~ Gamma(counts_i + 1): the Dirichlet
+    probability that the leader is ahead, as one numerical integral (an independent check)."""
+    from scipy import integrate, stats
+
+    a = np.asarray(counts, dtype=float) + 1
+    f = lambda x: stats.gamma.pdf(x, a[0]) * np.prod([stats.gamma.cdf(x, ai) for ai in a[1:]])  # noqa: E731
+    return integrate.quad(f, 0, np.inf, epsabs=1e-12)[0]
+
+
+def test_dirichlet_criterion_is_the_references():
+    """pranjal2041/AdaptiveConsistency DirichletStoppingCriteria: with fewer than 3 distinct
+    answers it returns the Beta criterion (exact: counts 3, 1 give sum_{j<=3} C(5, j) / 32 =
+    26/32); otherwise it integrates over the top 5 answers only. Counts 5,1,1,1,1,1,1 (7 answers):
+    top 5 gives 0.8134 (all 7 would give 0.7575). Failed before the fix (Monte Carlo over all
+    answers: not exactly 26/32, and about 0.758)."""
+    rng = np.random.default_rng(0)
+    assert dirichlet_stop_probability([3, 1], rng) == 26 / 32 == beta_stop_probability(3, 1)
+    assert dirichlet_stop_probability([4], rng) == beta_stop_probability(4, 0)
+    assert _dirichlet_exact([5, 1, 1, 1, 1]) == pytest.approx(0.81339, abs=1e-4)
+    # Monte Carlo with 20,000 draws: standard error <= 0.0035; 0.012 is over 3 standard errors.
+    assert dirichlet_stop_probability([5, 1, 1, 1, 1, 1, 1], rng) == pytest.approx(0.81339, abs=0.012)
+    assert dirichlet_stop_probability([1, 1, 5, 1], rng) == pytest.approx(_dirichlet_exact([5, 1, 1, 1]), abs=0.012)
+
+
 def test_beta_criterion_matches_numerical_integration():
     for v1, v2 in [(1, 0), (3, 0), (4, 0), (5, 2), (9, 4)]:
         x = np.linspace(0, 1, 200_001)
