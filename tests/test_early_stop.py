@@ -50,6 +50,28 @@ async def test_first_finish_k_votes_over_the_first_k():
     charged_equals_delivered(r)
 
 
+async def test_first_finish_does_not_count_a_trace_cut_at_max_tokens():
+    """The paper's "finished" is an end of sequence. By hand, max_tokens=6: trace 0 boxes 9 and
+    is cut at its 6th token (finish "length"), trace 1 ends on its 6th token with 3 (finish
+    "stop"), trace 2 is cut at 6 too. All reach token 6 in the same step, trace 0 first: the first
+    trace to *finish* is trace 1, answer 3. Failed before the fix (answered 9)."""
+    cut = "\\boxed{9} " + " ".join(["w"] * 9)
+    gen = ScriptedGenerator([cut, words(6, "3"), words(20, "4")])
+    r = await tts.solve(P, FirstFinish(3), generator=gen, sampling=tts.Sampling(max_tokens=6))
+    assert r.answer == "3" and r.telemetry["finish_order"] == [1] and r.telemetry["cut"][0] == 0
+    assert r.telemetry["fallback"] is None
+
+
+async def test_first_finish_falls_back_when_no_trace_ends():
+    """Every trace cut at max_tokens=4: none finished, so the answer is the majority over the
+    cut traces (7 boxed by two of three, "w w w w" boxes nothing) and telemetry says so."""
+    seven = "\\boxed{7} w w w w w"
+    gen = ScriptedGenerator([seven, words(9, "1"), seven])
+    r = await tts.solve(P, FirstFinish(3), generator=gen, sampling=tts.Sampling(max_tokens=4))
+    assert r.answer == "7" and r.telemetry["finish_order"] == [] and sorted(r.telemetry["cut"]) == [0, 1, 2]
+    assert "max_tokens" in r.telemetry["fallback"]
+
+
 def test_first_finish_rejects_k_above_n():
     with pytest.raises(ValueError, match="k"):
         FirstFinish(2, k=3)
