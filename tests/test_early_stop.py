@@ -265,18 +265,22 @@ def test_dirichlet_criterion():
 # -- certainty probing ---------------------------------------------------------------------------
 class Probed(ScriptedGenerator):
     """Streams the scripted traces; answers probes (requests with a prefix) with a probe text
-    that depends on how far the trace has got: 'unsure' before `certain_after` words."""
+    that depends on how far the trace has got: 'unsure' before `certain_after` words, then
+    `text(words so far)` (default "42} \\]"). Records the positions probed."""
 
-    def __init__(self, completions, certain_after: int, answer: str = "42"):
-        super().__init__(completions)
+    def __init__(self, completions, certain_after: int, answer: str = "42", text=None, delay: float = 0.0):
+        super().__init__(completions, delay=delay)
         self.certain_after, self.answer, self.probes = certain_after, answer, 0
+        self.text = text or (lambda so_far: f"{self.answer}}} \\]")
+        self.positions: list[int] = []
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
         if not req.prefix:
             return await super().generate(req)
         self.probes += 1
         so_far = len(req.prefix.split("... Oh")[0].split())
-        text = f"{self.answer}}} \\]" if so_far >= self.certain_after else "hmm, wait} maybe"
+        self.positions.append(so_far)
+        text = self.text(so_far) if so_far >= self.certain_after else "hmm, wait} maybe"
         return [Trace(text, 3, "length", prefix=req.prefix)], Usage(prompt_tokens=so_far, completion_tokens=3)
 
 
@@ -295,6 +299,59 @@ async def test_certainty_probe_lets_a_trace_finish_when_never_certain():
     gen = Probed([words(30, "7")], certain_after=10_000)
     r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=2), generator=gen)
     assert r.answer == "7" and r.telemetry["certain_stops"] == 0 and r.traces[0].num_tokens == 30
+
+
+async def test_certainty_probe_hesitation_words_are_substrings():
+    """Dynasor cot.py: certain = not any(word in probe_text.lower() for word in uncertain_words).
+    The probe "42} Note: done" holds "no" inside "Note", so by the reference's rule it is never
+    certain: the trace runs to its end and answers its own 7. Whole words (our variant) see no
+    hesitation and stop on 42. Failed before the fix (whole words were the only rule: 42)."""
+    note = lambda so_far: "42} Note: done"  # noqa: E731
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=2), generator=Probed([words(60, "7")], 0, text=note))
+    assert r.answer == "7" and r.telemetry["certain_stops"] == 0 and r.traces[0].num_tokens == 60
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=2, hesitation="word"),
+                        generator=Probed([words(60, "7")], 0, text=note))
+    assert r.answer == "42" and r.telemetry["certain_stops"] == 1
+
+
+async def test_certainty_probe_compares_answers_by_math_equivalence():
+    """Dynasor groups the last k probe answers with math_equal (eqaul_group). Probes at 0, 8, 16
+    answer 1/2, \\frac{1}{2}, 0.5 (one number): with k=3 the third probe completes agreement and
+    the trace stops with the last probe's answer, 0.5. Compared as strings (compare="exact", the
+    old rule) they never agree and the trace answers its own 7. Failed before the fix (7)."""
+    from tts.answers.mathverify import group_answers
+
+    forms = ["1/2", "\\frac{1}{2}", "0.5"]
+    for i in range(3):  # warm the math-verify worker (its start takes seconds; the trace would end first)
+        await group_answers(forms[i:] + forms[:i])
+    half = lambda so_far: forms[(so_far // 8) % 3] + "} \\]"  # noqa: E731
+    gen = Probed([words(400, "7")], 0, text=half, delay=0.002)
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=3), generator=gen)
+    assert r.answer == "0.5" and r.telemetry["certain_stops"] == 1 and gen.positions[:3] == [0, 8, 16]
+    assert 16 <= r.traces[0].num_tokens < 400
+    gen = Probed([words(100, "7")], 0, text=half)
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=3, compare="exact"), generator=gen)
+    assert r.answer == "7" and r.telemetry["certain_stops"] == 0
+
+
+async def test_certainty_probe_first_probe_is_at_zero_tokens():
+    """Dynasor probes the prompt before generating the first chunk: probes at 0, 8, 16, ...
+    With k=2 and every probe certain on 42, probes at 0 and 8 agree: the trace stops soon after
+    token 8 (before 16). Starting at `chunk` (probe_at_start=False, the old rule) the first two
+    probes are at 8 and 16. Failed before the fix (first probe at 8)."""
+    gen = Probed([words(200, "7")], certain_after=0)
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=2), generator=gen)
+    assert gen.positions[:2] == [0, 8] and r.answer == "42" and 8 <= r.traces[0].num_tokens < 16
+    gen = Probed([words(200, "7")], certain_after=0)
+    r = await tts.solve(P, CertaintyProbe(1, chunk=8, k=2, probe_at_start=False), generator=gen)
+    assert gen.positions[:2] == [8, 16] and 16 <= r.traces[0].num_tokens < 24
+
+
+def test_certainty_probe_bad_options_name_themselves():
+    with pytest.raises(ValueError, match="hesitation"):
+        CertaintyProbe(hesitation="regex")
+    with pytest.raises(ValueError, match="compare"):
+        CertaintyProbe(compare="fuzzy")
 
 
 # -- the budget holds for every early-stopping strategy -------------------------------------------
