@@ -41,7 +41,7 @@ def configs(n: int, k: int, live: bool) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = [
         ("first_finish", FirstFinish(n)),
         ("first_finish k=3", FirstFinish(n, k=3)),
-        ("esc w=4", ESC(n, window=4)),
+        ("esc w=5 (paper)", ESC(n, window=5)),
         ("esc w=8", ESC(n, window=8)),
         ("adaptive_consistency beta", AdaptiveConsistency(n)),
         ("adaptive_consistency dirichlet", AdaptiveConsistency(n, criterion="dirichlet")),
@@ -58,10 +58,11 @@ def configs(n: int, k: int, live: bool) -> list[tuple[str, Any]]:
     from strategies import DeepPrune
 
     # Prefixes of 64 tokens: a third of a typical trace here (the paper's 500 of much longer ones).
+    # The paper's model judge needs a judge model (not in the bank): its embedding baseline here.
     out.append(("deepprune embedding (tau .95)", DeepPrune(n, judge="embedding", tau=0.95, prefix_tokens=64, wait=True)))
     out.append(("deepprune embedding (tau .9)", DeepPrune(n, judge="embedding", tau=0.9, prefix_tokens=64, wait=True)))
     if live:  # their probes run on the live model
-        out.append(("deepprune probe", DeepPrune(n, judge="probe", prefix_tokens=64, wait=True)))
+        out.append(("deepprune probe (our variant)", DeepPrune(n, judge="probe", prefix_tokens=64, wait=True)))
         out.append(("certainty_probe (k=3, 64)", CertaintyProbe(n=4, chunk=64, k=3)))
     return out
 

@@ -1,18 +1,23 @@
 """Certainty probing (Dynasor-CoT: Fu et al., 2025, "Efficiently Serving LLM Reasoning Programs
 with Certaindex"; reference code hao-ai-lab/Dynasor, dynasor/cot.py).
 
-Each of n traces (n = 1 in the reference; n > 1 votes over them) is probed every `chunk` tokens:
-the partial trace plus a forcing suffix that opens `\\boxed{` is continued for `probe_tokens`
-tokens (see `verifiers.probe`). The trace is stopped as soon as its last `k` probes give the same
-answer, every one of them non-empty and certain (no hesitation word in the probe): that answer is
-the trace's answer. A trace that finishes first answers with its own `\\boxed{}`. The reference's
-effort levels are (k, chunk) = (8, 64) mild, (5, 64) low, (3, 64) mid, (2, 64) high, (2, 32).
+Each of n traces (n = 1 in the reference; n > 1 votes over them) is probed every `chunk` tokens,
+the first probe at 0 tokens (the reference probes the prompt before the first chunk;
+`probe_at_start=False` starts at `chunk`): the partial trace plus a forcing suffix that opens
+`\\boxed{` is continued for `probe_tokens` tokens (see `verifiers.probe`). The trace is stopped
+as soon as its last `k` probes are all non-empty and certain (no hesitation word in the probe:
+`hesitation`, substring by default as the reference) and all give one answer, compared by
+mathematical equivalence (`compare="math"`, the reference's math_equal grouping, here with
+math-verify; "exact" compares normalised strings). The last probe's answer is the trace's answer.
+A trace that finishes first answers with its own `\\boxed{}`. The reference's effort levels are
+(k, chunk) = (8, 64) mild, (5, 64) low, (3, 64) mid, (2, 64) high, (2, 32).
 
 Probes run beside the trace (the trace keeps generating while its probe is answered, as in the
 reference, which probes while the next chunk streams) and are charged as generator calls: their
 prompt is the trace so far (mostly from the prefix cache), their completion the probe tokens.
 A probe the budget refuses ends probing for that trace (it runs on); a probe that fails is
-counted in telemetry "probe_failures" and the trace runs on.
+counted in telemetry "probe_failures" and the trace runs on. References and deviations:
+docs/references.md.
 """
 
 from __future__ import annotations
@@ -24,20 +29,44 @@ from tts.errors import BudgetExceeded
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
-from verifiers.probe import Probe, probe_answer
+from verifiers.probe import HESITATION_RULES, Probe, probe_answer
+from tts.answers.mathverify import group_answers
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
+
+COMPARE = ("math", "exact")
 
 
 @register("strategy", "certainty_probe")
 class CertaintyProbe(Strategy):
     name = "certainty_probe"
 
-    def __init__(self, n: int = 1, chunk: int = 64, k: int = 3, probe_tokens: int = 20):
+    def __init__(
+        self,
+        n: int = 1,
+        chunk: int = 64,
+        k: int = 3,
+        probe_tokens: int = 20,
+        hesitation: str = "substring",
+        compare: str = "math",
+        probe_at_start: bool = True,
+    ):
         if n < 1 or chunk < 1 or k < 1 or probe_tokens < 1:
             raise ValueError(f"n, chunk, k and probe_tokens must be >= 1, got {n}, {chunk}, {k}, {probe_tokens}")
+        if hesitation not in HESITATION_RULES:
+            raise ValueError(f"hesitation must be one of {HESITATION_RULES}, got '{hesitation}'")
+        if compare not in COMPARE:
+            raise ValueError(f"compare must be one of {COMPARE}, got '{compare}'")
         self.n, self.chunk, self.k, self.probe_tokens = n, chunk, k, probe_tokens
+        self.hesitation, self.compare, self.probe_at_start = hesitation, compare, probe_at_start
+
+    async def agree(self, last: list[Probe]) -> bool:
+        """One answer among the last k (certain, non-empty) probes."""
+        answers = [q.answer for q in last]
+        if self.compare == "exact":
+            return len(set(answers)) == 1
+        return len(set(await group_answers(answers))) == 1
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         pending: set[asyncio.Task] = set()
@@ -45,7 +74,7 @@ class CertaintyProbe(Strategy):
 
         async def probe(run: Run, i: int, snapshot: Trace) -> None:
             try:
-                p = await probe_answer(ctx, snapshot, max_tokens=self.probe_tokens)
+                p = await probe_answer(ctx, snapshot, max_tokens=self.probe_tokens, hesitation=self.hesitation)
             except BudgetExceeded:
                 run.data["no_budget"] = True
                 return
@@ -55,19 +84,24 @@ class CertaintyProbe(Strategy):
             probes: dict[int, Probe] = run.data.setdefault("probes", {})
             probes[i] = p
             last = [probes.get(j) for j in range(i - self.k + 1, i + 1)]
-            if i + 1 >= self.k and all(q is not None and q.certain for q in last) and len({q.answer for q in last}) == 1:
+            if i + 1 >= self.k and all(q is not None and q.certain for q in last) and await self.agree(last):
                 if run.running:
                     run.data["answer"] = p.answer
                     pool.stop(run, "certain")
 
         def watch(run: Run) -> None:
             d, t = run.data, run.trace
-            if t.num_tokens >= d.get("next", self.chunk) and not d.get("no_budget"):
+            if d.get("no_budget"):
+                return
+            nxt = d.setdefault("next", 0 if self.probe_at_start else self.chunk)
+            if t.num_tokens >= nxt:
                 # Probes are numbered in order; a delta that crosses several chunk boundaries
-                # (a slow consumer) probes the latest text once.
+                # (a slow consumer) probes the latest text once. The probe at 0 tokens is the
+                # prompt alone (launched with the first snapshot).
                 i = d["probed"] = d.get("probed", 0) + 1
-                d["next"] = (t.num_tokens // self.chunk + 1) * self.chunk
-                task = asyncio.create_task(probe(run, i - 1, Trace(t.text, t.num_tokens, prefix=t.prefix)))
+                snap = Trace("", 0, prefix=t.prefix) if nxt == 0 else Trace(t.text, t.num_tokens, prefix=t.prefix)
+                d["next"] = self.chunk if nxt == 0 else (t.num_tokens // self.chunk + 1) * self.chunk
+                task = asyncio.create_task(probe(run, i - 1, snap))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
 

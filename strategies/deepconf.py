@@ -27,6 +27,7 @@ analysis_offline.py variants.
 
 Where the reference rounds confidences to 3 decimals we do not; its token confidence also
 averages in the sampled token when vLLM adds it outside the top-k, ours uses the true top-k.
+References read (repository, files) and every known deviation: docs/references.md.
 """
 
 from __future__ import annotations

@@ -12,23 +12,22 @@ majority weighted by cluster size; equivalent answers of different clusters add 
 math equivalence as everywhere here), or the representative of the largest cluster wins
 ("largest_cluster").
 
-What the paper specifies, and what was chosen here. The paper's body (algorithm box, judge
-prompt, truncation study, defaults) could not be read from this workplace: only its abstract,
-its judge's model card (DeepPrune-Judge-4B: Qwen3-4B-Instruct-2507 fine-tuned with focal loss
-and oversampling, tagged "sft_25") and summaries were reachable. So, to be checked against the
-paper before quoting numbers from this implementation:
-- The prefix length is in generated tokens (`prefix_tokens`, default 500). The paper compares
-  truncations of the judge's input (first-k tokens against the first k "reasoning words"
-  segments, the released judge being the 25 variant as its tag suggests); only the token
-  truncation is implemented.
-- tau defaults to 0.5 (P(yes) >= P(no)). The joining rule takes the best-scoring cluster (not the
-  first one above tau), so all representatives are judged, concurrently.
-- No cap on clusters or judge calls (none that could be confirmed): a trace costs at most one
-  judge call per existing cluster.
-- The judge prompt (verifiers/equivalence.py `DEEPPRUNE_PROMPT`) is ours; pass the released
-  judge's own template as `ModelJudge(prompt=...)`.
-- A trace that finishes before reaching the prefix length is placed with its whole text (it
-  cannot be pruned any more, but it counts in a cluster, or represents one).
+The judge (`judge`): "model" by default, the paper's method: a judge model reads the two
+prefixes and P = P(yes) / (P(yes) + P(no)) of its one-token verdict (verifiers/equivalence.py
+`ModelJudge`). `judge_model` names the judge model to start (the paper's is
+THU-KEG/DeepPrune-Judge-4B; give its training template as `judge_prompt`); without one the
+context's own generator judges zero-shot with the documented `ZERO_SHOT_PROMPT` (as the paper's
+zero-shot Qwen3-4B-Instruct baseline). "embedding" is the paper's SentenceBERT baseline; "probe"
+(answer probing, our variant) gives P in {0, 1}, so `tau` has no effect with it.
+
+Defaults: tau 0.5 (P(yes) >= P(no)); the joining rule takes the best-scoring cluster (not the
+first one above tau), so all representatives are judged, concurrently; no cap on clusters or
+judge calls (a trace costs at most one judge call per existing cluster). The prefix is cut at
+`prefix_tokens` generated tokens (500). The released judge's tag ("sft_25") points to the
+paper's other truncation, the first 25 "reasoning words"; that unit is not implemented (see
+docs/references.md for this and every other known deviation). A
+trace that finishes before reaching the prefix length is placed with its whole text (it cannot
+be pruned any more, but it counts in a cluster, or represents one).
 
 Failures are never a reason to prune: a trace for which any judge call raises continues, opens
 its own cluster and is counted in `telemetry["judge_failures"]` (a call the budget refuses in
@@ -71,12 +70,13 @@ class DeepPrune(Strategy):
     def __init__(
         self,
         n: int = 8,
-        judge: str | EquivalenceJudge = "probe",
+        judge: str | EquivalenceJudge = "model",
         tau: float = 0.5,
         prefix_tokens: int = 500,
         vote: str = "cluster_majority",
         judge_model: str | None = None,
         wait: bool = False,
+        judge_prompt: str | None = None,
     ):
         if n < 1:
             raise ValueError("n must be >= 1")
@@ -88,8 +88,11 @@ class DeepPrune(Strategy):
             raise ValueError(f"unknown vote '{vote}'; valid: {', '.join(VOTES)}")
         if judge_model is not None and judge not in ("model", "embedding"):
             raise ValueError("judge_model is for judge=model or judge=embedding")
+        if judge_prompt is not None and judge != "model":
+            raise ValueError("judge_prompt is for judge=model (the judge model's prompt template)")
         self.n, self.tau, self.prefix_tokens, self.vote, self.wait = n, tau, prefix_tokens, vote, wait
-        self._judge = make_judge(judge, **({"model": judge_model} if judge_model else {}))
+        options = {"model": judge_model, "prompt": judge_prompt}
+        self._judge = make_judge(judge, **{k: v for k, v in options.items() if v is not None})
 
     def config(self) -> dict[str, Any]:
         return {"n": self.n, "tau": self.tau, "prefix_tokens": self.prefix_tokens, "vote": self.vote,

@@ -2,11 +2,20 @@
 Large Language Models", arXiv 2505.18149): launch n independent traces and return as soon as one
 completes; shorter traces are more often right for reasoning models.
 
-k = 1 returns the answer of the first trace to finish. k > 1 waits for the first k finished traces
-and returns their majority answer (ties: the earliest finisher's group). The traces still running
-are stopped at that moment (aborted at the engine) and are charged only what they generated.
-A trace that fails at the backend is skipped; one the budget refuses to start makes stopped_by
-"budget". Telemetry: "finish_order" (trace indices, in order of finishing), "stopped".
+"Completes" means it reached its end of sequence (finish reason "stop": an EOS or stop string),
+as in the paper; a trace cut off at `max_tokens` (finish reason "length") has not finished and is
+not counted. k = 1 returns the answer of the first trace to finish. k > 1 waits for the first k
+finished traces and returns their majority answer (ties: the earliest finisher's group). The
+traces still running are stopped at that moment (aborted at the engine) and are charged only
+what they generated.
+
+When fewer than k traces finish (the others cut at max_tokens, failed or refused), the fallback
+is the majority over every trace that ran to its end, finished ones first, then the cut ones in
+the order they ended (their answer, if any, is what they boxed before the cut); telemetry
+"fallback" says so (None when k traces finished). A trace that fails at the backend is skipped;
+one the budget refuses to start makes stopped_by "budget". Telemetry: "finish_order" (indices of
+the counted finished traces, in order), "cut" (indices of traces cut at max_tokens), "stopped",
+"fallback", "votes". References and deviations: docs/references.md.
 """
 
 from __future__ import annotations
@@ -36,21 +45,32 @@ class FirstFinish(Strategy):
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         pool = Streams(ctx, logprobs=None)  # selection by finishing order needs no logprobs
         pool.launch(self.n)
-        done = []
+        done, cut = [], []
         async for run in pool.ended():
-            # Traces finishing in the same engine step as the k-th are done too, but not counted.
-            if run.finished and len(done) < self.k:
+            if not run.finished:
+                continue
+            if run.trace.finish_reason == "length":  # cut off at max_tokens: not an end of sequence
+                cut.append(run)
+            elif len(done) < self.k:  # others finishing in the same engine step are not counted
                 done.append(run)
                 if len(done) == self.k:
                     pool.stop_all("first_finish")
         await pool.close()
-        answer, tally = await vote([r.trace.answer for r in done])
+        fallback = None
+        voters = done
+        if len(done) < self.k:
+            voters = done + cut
+            fallback = (f"only {len(done)} of k={self.k} traces reached their end; majority over "
+                        f"those and the {len(cut)} cut at max_tokens")
+        answer, tally = await vote([r.trace.answer for r in voters])
         return Result(
             problem.id, answer, [r.trace for r in pool.runs],
             stopped_by="budget" if pool.refused else "done",
             telemetry={
                 "finish_order": [r.index for r in done],
+                "cut": [r.index for r in cut],
                 "votes": tally,
                 "stopped": sum(r.state == "stopped" for r in pool.runs),
+                "fallback": fallback,
             },
         )

@@ -125,6 +125,57 @@ def test_bad_params_and_names_are_rejected():
     assert DeepPrune(4, judge="model", judge_model="/m")._judge.model == "/m"  # started lazily
 
 
+class JudgingScripted(ScriptedGenerator):
+    """A FAKE generator that streams the scripted traces and answers judge requests (one token,
+    top-k logprobs) yes when the two traces in the prompt start with the same group word:
+    P(yes) = `p_same` for the same group, 1 - `p_same` otherwise. Records the judge prompts."""
+
+    def __init__(self, completions, p_same: float = 0.9):
+        super().__init__(completions, delay=0.005)
+        self.p_same, self.prompts = p_same, []
+
+    async def generate(self, req):
+        if req.max_tokens != 1 or not req.logprobs:
+            return await super().generate(req)
+        text = req.messages[-1]["content"]
+        self.prompts.append(text)
+        first = [part.split("\n", 1)[1].split()[0] for part in text.split("Trace ")[1:3]]
+        p = self.p_same if first[0] == first[1] else 1 - self.p_same
+        t = Trace("yes", 1, "length", [math.log(p)], [[math.log(p), math.log(1 - p)]], top_tokens=[["yes", "no"]])
+        return [t], tts.Usage(prompt_tokens=len(text.split()), completion_tokens=1)
+
+
+async def test_the_default_judge_is_a_model_judge_with_the_zero_shot_prompt():
+    """The paper's DeepPrune judges with a model (its trained judge; zero-shot Qwen3-4B as a
+    baseline), not by answer probing. With no judge model the context's generator judges
+    zero-shot with ZERO_SHOT_PROMPT, and tau acts on a real probability: by hand, 4 traces
+    A B A B placed in order, P(same) = 0.7: traces 2 and 3 join clusters 0 and 1 at tau 0.5
+    (2 pruned, 2 judge calls each), none at tau 0.8 (P 0.7 < 0.8). Failed before the fix (the
+    default judge was the probe judge, whose P is 0 or 1)."""
+    from verifiers.equivalence import ZERO_SHOT_PROMPT
+
+    assert isinstance(DeepPrune(4)._judge, ModelJudge) and DeepPrune(4)._judge.prompt == ZERO_SHOT_PROMPT
+    comps = [completion("A", "5"), completion("B", "7")] * 2
+    gen = JudgingScripted(comps, p_same=0.7)
+    r = await tts.solve(PROBLEM, DeepPrune(4, prefix_tokens=3), generator=gen, sampling=tts.Sampling(max_tokens=WORDS))
+    assert r.telemetry["clusters"] == [[0, 2], [1, 3]] and r.telemetry["pruned"] == 2
+    assert r.telemetry["judge_calls"] == len(gen.prompts) == 0 + 1 + 2 + 2
+    assert gen.prompts[0].startswith(ZERO_SHOT_PROMPT.split("{trace1}")[0])
+    assert r.usage.verifier_calls == 5 and r.usage.verifier_tokens > 0
+    gen = JudgingScripted(comps, p_same=0.7)
+    r = await tts.solve(PROBLEM, DeepPrune(4, tau=0.8, prefix_tokens=3), generator=gen,
+                        sampling=tts.Sampling(max_tokens=WORDS))
+    assert r.telemetry["pruned"] == 0 and len(r.telemetry["clusters"]) == 4
+
+
+def test_a_judge_prompt_must_name_both_prefixes():
+    with pytest.raises(ValueError, match="trace2"):
+        DeepPrune(4, judge_prompt="Same answer? {trace1}")
+    with pytest.raises(ValueError, match="judge_prompt"):
+        DeepPrune(4, judge="probe", judge_prompt="{trace1} {trace2}")
+    assert DeepPrune(4, judge_prompt="A {trace1} B {trace2}")._judge.prompt == "A {trace1} B {trace2}"
+
+
 async def test_a_failing_judge_never_prunes_and_is_counted():
     judge = GroupJudge(fail=("X",))
     comps = [completion("A", "5"), completion("X", "5"), completion("A", "5")]

@@ -7,15 +7,21 @@ trace taken when it reached the strategy's prefix length) and returns P(same fin
 strategy then never prunes on its account.
 
 Every judge charges what it computes through the Context, so judging is never free:
-- `ModelJudge`: a judge model (any `tts.Generator`; the released judge is DeepPrune-Judge-4B, a
-  fine-tuned Qwen3-4B-Instruct) reads both prefixes and answers yes/no; P = P(yes) / (P(yes) +
+- `ModelJudge` (DeepPrune's default, the paper's method): a judge model (any `tts.Generator`; the
+  paper's is DeepPrune-Judge-4B, a fine-tuned Qwen3-4B-Instruct-2507; its zero-shot baseline is
+  Qwen3-4B-Instruct itself) reads both prefixes and answers yes/no; P = P(yes) / (P(yes) +
   P(no)) over its first token's top-k logprobs, one token generated. Charged as verifier
-  tokens (prompt + 1), one verifier call, verifier FLOPs at the judge model's size.
-- `ProbeJudge`: answer probing, no extra model: each prefix is asked for its answer once
-  (`verifiers.probe.probe_answer`, a continuation forced into "\\boxed{"); equal normalised
-  answers give 1.0, different ones 0.0, and a prefix whose probe closes no answer is never
-  equivalent to anything. Charged as generator tokens (the probes are generations).
-- `EmbeddingJudge`: the paper's weak baseline, cosine similarity of sentence embeddings of the
+  tokens (prompt + 1), one verifier call, verifier FLOPs at the judge model's size. The prompt
+  is `ZERO_SHOT_PROMPT` unless given: the released judge's own training template is not bundled
+  (docs/references.md); pass it as `prompt=` when judging with DeepPrune-Judge-4B, which
+  otherwise sees an input format it was not trained on.
+- `ProbeJudge` (our variant, not in the paper): answer probing, no extra model: each prefix is
+  asked for its answer once (`verifiers.probe.probe_answer`, a continuation forced into
+  "\\boxed{"); equal normalised answers give 1.0, different ones 0.0, and a prefix whose probe
+  closes no answer is never equivalent to anything. Its P is 0 or 1, so DeepPrune's `tau` has no
+  effect with it (any tau in (0, 1] prunes exactly the equal probes). Charged as generator
+  tokens (the probes are generations).
+- `EmbeddingJudge`: the paper's weak baseline (SentenceBERT), cosine similarity of sentence embeddings of the
   two prefixes (all-MiniLM-L6-v2 by default, shipped by the `embed` extra's package; mean
   pooling, normalised, as sentence-transformers does), clamped to [0, 1], so tau is the
   similarity threshold (cosines of texts on one problem are high: tau around 0.9, not 0.5).
@@ -42,10 +48,9 @@ from tts.types import GenRequest, Trace
 from verifiers.prm import yes_probability
 from verifiers.probe import Probe, probe_answer
 
-# The judge's question. The paper's exact prompt template could not be read here (see
-# strategies/deepprune.py); this asks what the judge was trained to answer, with both truncated
-# traces in the prompt. Replace it (prompt=...) with the released judge's own template.
-DEEPPRUNE_PROMPT = (
+# The zero-shot judge's question (ours, documented in docs/references.md): what the judge was
+# trained to answer, both truncated traces in the prompt, for a one-token yes/no verdict.
+ZERO_SHOT_PROMPT = (
     "Below are the beginnings of two reasoning traces written for the same problem. "
     "Predict whether the two traces will reach the same final answer.\n\n"
     "Trace 1:\n{trace1}\n\n"
@@ -113,7 +118,7 @@ class ModelJudge(EquivalenceJudge):
         generator: Generator | None = None,
         *,
         model: str | None = None,
-        prompt: str = DEEPPRUNE_PROMPT,
+        prompt: str | None = None,
         top_k: int = 20,
         max_chars: int | None = None,
     ):
@@ -121,10 +126,12 @@ class ModelJudge(EquivalenceJudge):
             raise ValueError("ModelJudge takes a judge generator or a model path, not both")
         if top_k < 1:
             raise ValueError("ModelJudge needs top_k >= 1 to read P(yes)")
+        if prompt is not None and not ("{trace1}" in prompt and "{trace2}" in prompt):
+            raise ValueError("a ModelJudge prompt must hold the fields {trace1} and {trace2} (the two prefixes)")
         self._generator = generator
         self._owned: Generator | None = None
         self.model = model or (generator.model if generator is not None else None)
-        self.prompt = prompt
+        self.prompt = ZERO_SHOT_PROMPT if prompt is None else prompt  # the template, {trace1} and {trace2}
         self.top_k = top_k
         self.max_chars = max_chars  # cut each prefix to this many characters (a long-context guard)
 
@@ -166,7 +173,7 @@ class ModelJudge(EquivalenceJudge):
 
 @register("judge", "probe")
 class ProbeJudge(EquivalenceJudge):
-    """Answer probing: equal probed answers mean equivalent (1.0), else 0.0."""
+    """Answer probing (our variant): equal probed answers mean equivalent (1.0), else 0.0."""
 
     name = "probe"
 
