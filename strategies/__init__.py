@@ -1,5 +1,6 @@
 """Test-time scaling strategies, one module each; all registered by name for the CLI."""
 
+from strategies.adaptive_sampling import AdaptiveSampling
 from strategies.adaptive_stop import ESC, AdaptiveConsistency
 from strategies.astar import AStar
 from strategies.beam_search import BeamSearch
@@ -8,11 +9,13 @@ from strategies.certainty import CertaintyProbe
 from strategies.deepconf import DeepConf
 from strategies.deepprune import DeepPrune
 from strategies.dvts import DVTS
+from strategies.early_pruning import EarlyPruning
 from strategies.first_finish import FirstFinish
 from strategies.particle_filter import ParticleFilter
 from strategies.self_consistency import SelfConsistency
 
 __all__ = [
+    "AdaptiveSampling", "EarlyPruning",
     "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",
     "FirstFinish", "ParticleFilter", "SelfConsistency", "weighted_majority",
 ]

@@ -29,7 +29,6 @@ never votes. References read and every known deviation: docs/references.md.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -37,18 +36,12 @@ from tts.context import Context
 from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result, Trace
-from tts.answers.voting import vote
+from tts.answers.voting import beta_stop_probability, vote
 from tts.answers.mathverify import group_answers
 
 from tts.search.sampling import sample
 
 CRITERIA = ("beta", "dirichlet")
-
-
-def beta_stop_probability(v1: int, v2: int) -> float:
-    """P(p1 > p2) for p1 ~ Beta(v1 + 1, v2 + 1): the chance the leader is truly ahead."""
-    n = v1 + v2 + 1
-    return sum(math.comb(n, j) for j in range(v1 + 1)) / 2**n
 
 
 def dirichlet_stop_probability(

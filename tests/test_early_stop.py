@@ -12,7 +12,8 @@ import pytest
 import tts
 from scripted import ScriptedGenerator
 from strategies import ESC, AdaptiveConsistency, CertaintyProbe, DeepConf, FirstFinish
-from strategies.adaptive_stop import beta_stop_probability, dirichlet_stop_probability
+from strategies.adaptive_stop import dirichlet_stop_probability
+from tts.answers.voting import beta_stop_probability
 from tts.types import GenRequest, Problem, Trace, Usage
 
 P = Problem("p", "What is 6 * 7?", answer="42")

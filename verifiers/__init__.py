@@ -4,9 +4,11 @@ from verifiers.confidence import Confidence
 from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, ProbeJudge
 from verifiers.prm import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
 from verifiers.recorded import RecordedScore
+from verifiers.self_eval import SelfEval
 from tts.answers.voting import vote
 
 __all__ = [
+    "SelfEval",
     "Confidence", "EmbeddingJudge", "EquivalenceJudge", "LLMJudgePRM", "MathShepherdPRM", "ModelJudge", "ProbeJudge",
     "QwenPRM", "RecordedScore", "aggregate", "vote",
 ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from tts.errors import TTSError
@@ -32,3 +33,10 @@ async def vote(
         return None, {}
     best = max(tally, key=lambda g: (tally[g], -g))  # group ids grow in order of first appearance
     return rep[best], {rep[g]: tally[g] for g in tally}
+
+
+def beta_stop_probability(v1: int, v2: int) -> float:
+    """P(p1 > p2) for p1 ~ Beta(v1 + 1, v2 + 1): the chance the leading answer (v1 votes) is
+    truly ahead of the runner-up (v2 votes); adaptive-consistency's Beta stopping criterion."""
+    n = v1 + v2 + 1
+    return sum(math.comb(n, j) for j in range(v1 + 1)) / 2**n

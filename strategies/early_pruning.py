@@ -1,0 +1,70 @@
+"""Early pruning with mid-generation self-evaluation (Manvi, Singh and Ermon, 2024, "Adaptive
+Inference-Time Compute", section on pruning; see docs/references.md).
+
+Start `n` samples, stop them after `prune_at` tokens, let the model self-evaluate each partial
+response (`verifiers/self_eval.py`), and continue only the best `keep` fraction (at least one) to
+the end; samples that already finished within `prune_at` are complete and stay. The answer is
+the best self-evaluated complete sample's (`select="self_eval"`, the paper's Best-of-N with the
+self-evaluation as reward) or the majority of the complete samples (`select="vote"`).
+Continuations reuse the partial text as a prefix, which the engine's prefix cache serves, so a
+kept sample costs about what one uninterrupted sample would. Backends that cannot continue a
+prefix (replay of a bank) say so with a TTSError.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tts.answers.voting import vote
+from tts.context import Context
+from tts.errors import BudgetExceeded
+from tts.interfaces import Strategy
+from tts.registry import register
+from tts.search.sampling import sample
+from tts.types import Problem, Result, StoppedBy, Trace
+
+SELECT = ("self_eval", "vote")
+
+
+@register("strategy", "early_pruning")
+class EarlyPruning(Strategy):
+    name = "early_pruning"
+
+    def __init__(self, n: int = 8, prune_at: int = 128, keep: float = 0.5, select: str = "self_eval"):
+        if n < 1 or prune_at < 1:
+            raise ValueError(f"n and prune_at must be >= 1, got n={n}, prune_at={prune_at}")
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep (fraction of partial samples continued) must be in (0, 1], got {keep}")
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+        self.n, self.prune_at, self.keep, self.select = n, prune_at, keep, select
+
+    async def solve(self, problem: Problem, ctx: Context) -> Result:
+        full = ctx.sampling.max_tokens
+        head, stopped = await sample(ctx, self.n, max_tokens=min(self.prune_at, full), logprobs=None)
+        done = [t for t in head if t.finish_reason == "stop" or t.num_tokens < self.prune_at]
+        partial = [t for t in head if t not in done]
+        kept: list[Trace] = []
+        try:
+            if partial and full > self.prune_at:
+                await ctx.score(partial)
+                k = max(1, math.ceil(self.keep * len(partial)))
+                kept = sorted(partial, key=lambda t: t.score, reverse=True)[:k]
+                for t in kept:
+                    (cont,) = await ctx.generate(ctx.request(1, prefix=t.text, max_tokens=full - t.num_tokens,
+                                                             logprobs=None))
+                    cont.prefix, cont.num_tokens = t.text, t.num_tokens + cont.num_tokens
+                    cont.answer = ctx.extract(t.text + cont.text)
+                    done.append(cont)
+            if self.select == "self_eval" and done:
+                await ctx.score([t for t in done])
+        except BudgetExceeded:
+            stopped = "budget"
+        complete = done or head
+        if self.select == "self_eval" and all(t.score is not None for t in complete):
+            answer = max(complete, key=lambda t: t.score).answer
+        else:
+            answer, _ = await vote([t.answer for t in complete])
+        return Result(problem.id, answer, head + [t for t in done if t not in head], stopped_by=stopped,
+                      telemetry={"pruned": len(partial) - len(kept), "continued": len(kept),
+                                 "finished_early": len(head) - len(partial)})
