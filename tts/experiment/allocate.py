@@ -1,0 +1,375 @@
+"""A benchmark-wide budget: decide per problem what to run, so that the whole benchmark spends at
+most `total` (tokens or FLOPs) and the compute goes where it pays.
+
+Policies (`allocate(..., policy=...)`):
+- `uniform`: every problem runs the same configuration, the most accurate candidate on the
+  training split whose mean cost fits total / problems (today's behaviour, the baseline).
+- `oracle`: Snell et al. (2024, "Scaling LLM Test-Time Compute Optimally") oracle difficulty:
+  problems are put in `bins` quantile bins of their true pass@1 (from a bank's recorded
+  correctness), and each bin gets the candidate that maximises the expected number of correct
+  answers under the total, learnt on the training split (an upper bound for research: pass@1
+  is not known at test time).
+- `predicted`: Snell's model-predicted difficulty, with a cheap probe instead of 2048 samples:
+  `probe_n` samples per problem, and the agreement of their answers (largest vote share) is the
+  difficulty; bins are quantiles of the training split's agreement; the probe is charged.
+- `sequential`: spend in rounds of `batch` samples per unsettled problem; a problem is settled
+  once adaptive-consistency's Beta rule says its leading answer is ahead with `confidence` (or
+  after `max_samples`); freed budget goes to the unsettled ones. The answer is the majority.
+
+The per-bin choice is an exact multiple-choice knapsack (a Pareto frontier over bins) on the
+training split's mean accuracy and cost per problem.
+
+The total is a hard cap by construction: problems draw per-problem caps from one `Pool`, each
+cap reserved before the problem starts and returned (less what it used) when it ends, and the
+accountant never lets a problem exceed its cap. A problem's cap leaves the planned cost of every
+problem not yet started, so earlier savings flow to later problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tts.answers.voting import beta_stop_probability, vote
+from tts.context import Sampling
+from tts.errors import TTSError
+from tts.interfaces import Generator, Verifier
+from tts.registry import lookup
+from tts.runner import TaskLike, solve
+from tts.types import Budget, Problem, Result, Usage
+
+POLICIES = ("uniform", "oracle", "predicted", "sequential")
+UNITS = ("total_tokens", "flops")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration a problem may get: a registered strategy, its size n, its parameters
+    and the verifier (by name, from `verifiers=`) it needs."""
+
+    strategy: str
+    n: int
+    params: tuple[tuple[str, Any], ...] = ()
+    verifier: str | None = None
+
+    @property
+    def label(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in self.params) + (f" verifier={self.verifier}" if self.verifier else "")
+        return f"{self.strategy} n={self.n}{extra}"
+
+    def build(self) -> Any:
+        return lookup("strategy", self.strategy)(n=self.n, **dict(self.params))
+
+
+@dataclass
+class Allocation:
+    """What an allocation did: one Result per problem (in input order), the configuration each
+    got, the total spent, and the policy's telemetry (bins, choice per bin, probe cost)."""
+
+    policy: str
+    total: float
+    unit: str
+    results: list[Result]
+    chosen: list[str]
+    spent: float
+    telemetry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(bool(r.correct) for r in self.results) / len(self.results) if self.results else float("nan")
+
+
+def cost(usage: Usage, unit: str) -> float:
+    return float(usage.total_tokens if unit == "total_tokens" else usage.flops)
+
+
+class Pool:
+    """The benchmark's budget: caps are reserved from it before a problem starts, and what a
+    problem did not use comes back when it ends. Never hands out more than is left."""
+
+    def __init__(self, total: float):
+        self.total, self.spent, self.reserved = float(total), 0.0, 0.0
+
+    @property
+    def free(self) -> float:
+        return self.total - self.spent - self.reserved
+
+    def grant(self, keep: float = 0.0) -> float:
+        """Reserve a cap: everything free except `keep` (what problems not yet started need)."""
+        cap = max(0.0, self.free - keep)
+        self.reserved += cap
+        return cap
+
+    def settle(self, cap: float, used: float) -> None:
+        if used > cap + 1e-6:  # the accountant enforces the cap; this would be a bug there
+            raise AssertionError(f"a problem spent {used} over its cap {cap}")
+        self.reserved -= cap
+        self.spent += used
+
+
+@dataclass
+class _Run:
+    """What the solver needs besides the problem: one place for the solve call's arguments."""
+
+    generator: Generator
+    task: TaskLike | None
+    verifiers: Mapping[str, Verifier]
+    sampling: Sampling | None
+    unit: str
+    seed: int
+
+    async def solve(self, problem: Problem, cand: Candidate, cap: float | None) -> Result:
+        budget = None if cap is None else Budget(**{self.unit: cap if self.unit == "flops" else int(cap)})
+        if cap is not None and cap < 1:
+            return Result(problem.id, None, stopped_by="budget", strategy=cand.strategy)
+        verifier = self.verifiers.get(cand.verifier) if cand.verifier else None
+        if cand.verifier and verifier is None:
+            raise TTSError(f"candidate '{cand.label}' needs verifier '{cand.verifier}'; pass it in verifiers=")
+        return await solve(problem, cand.build(), generator=self.generator, verifier=verifier, budget=budget,
+                           sampling=self.sampling, task=self.task, seed=self.seed)
+
+    def fresh(self) -> None:
+        """A new run of the generator: a replayed bank serves every problem's samples again."""
+        reset = getattr(self.generator, "reset", None)
+        if reset is not None:
+            reset()
+
+
+async def profile(run: _Run, problems: Sequence[Problem], cands: Sequence[Candidate],
+                  concurrency: int) -> dict[Candidate, tuple[np.ndarray, np.ndarray]]:
+    """Per candidate, per problem: correct (0/1) and cost, measured without a budget."""
+    sem = asyncio.Semaphore(concurrency)
+    out = {}
+    for c in cands:
+        run.fresh()
+
+        async def one(p: Problem, c: Candidate = c) -> Result:
+            async with sem:
+                return await run.solve(p, c, None)
+
+        rs = await asyncio.gather(*(one(p) for p in problems))
+        out[c] = (np.array([float(bool(r.correct)) for r in rs]), np.array([cost(r.usage, run.unit) for r in rs]))
+    run.fresh()
+    return out
+
+
+def quantile_bins(train: np.ndarray, test: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Bin indices (0 = hardest) of train and test values by the train values' quantiles."""
+    edges = list(np.unique(np.quantile(train, np.linspace(0, 1, bins + 1)[1:-1]))) if len(train) else []
+    return np.searchsorted(edges, train, side="right"), np.searchsorted(edges, test, side="right"), edges
+
+
+def knapsack(sizes: Sequence[int], acc: Sequence[Sequence[float]], costs: Sequence[Sequence[float]],
+             total: float) -> tuple[int, ...] | None:
+    """Choose one candidate per bin maximising sum_b sizes[b] * acc[b][k] subject to
+    sum_b sizes[b] * costs[b][k] <= total: an exact multiple-choice knapsack over the Pareto
+    frontier of partial choices. None when even the cheapest choice does not fit."""
+    front: list[tuple[float, float, tuple[int, ...]]] = [(0.0, 0.0, ())]
+    for m, a, c in zip(sizes, acc, costs):
+        cand = sorted((fc + m * c[k], fv + m * a[k], ch + (k,)) for fc, fv, ch in front for k in range(len(a))
+                      if fc + m * c[k] <= total + 1e-9)
+        front, best = [], -math.inf
+        for item in cand:  # keep only choices that buy accuracy for their extra cost
+            if item[1] > best + 1e-12:
+                front.append(item)
+                best = item[1]
+        if not front:
+            return None
+    return max(front, key=lambda x: (x[1], -x[0]))[2]
+
+
+async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candidate], planned: Sequence[float],
+                   pool: Pool, concurrency: int) -> list[Result]:
+    """Solve each problem with its planned candidate, caps drawn from the pool in input order."""
+    rest = [sum(planned[i + 1:]) for i in range(len(planned))]  # planned cost of those after i
+    sem = asyncio.Semaphore(concurrency)
+    turn = asyncio.Lock()
+
+    async def one(i: int) -> Result:
+        async with sem:
+            async with turn:  # caps are granted in input order, so `rest` is what is still to start
+                cap = pool.grant(keep=rest[i])
+            r = await run.solve(problems[i], plan[i], cap)
+            pool.settle(cap, cost(r.usage, run.unit))
+            return r
+
+    return list(await asyncio.gather(*(one(i) for i in range(len(problems)))))
+
+
+async def _sequential(run: _Run, problems: Sequence[Problem], pool: Pool, batch: int, max_samples: int,
+                      confidence: float, concurrency: int) -> tuple[list[Result], list[int]]:
+    answers: list[list[str | None]] = [[] for _ in problems]
+    usage = [Usage() for _ in problems]
+    open_ = set(range(len(problems)))
+    sem = asyncio.Semaphore(concurrency)
+    turn = asyncio.Lock()
+    rounds = 0
+    while open_:
+        rounds += 1
+        order = sorted(open_)
+        left = {"n": len(order)}
+
+        async def one(i: int) -> None:
+            async with sem:
+                async with turn:  # a fair share of what is free among this round's problems
+                    cap = pool.grant(keep=pool.free * (left["n"] - 1) / left["n"]) if left["n"] else 0.0
+                    left["n"] -= 1
+                k = min(batch, max_samples - len(answers[i]))
+                r = await run.solve(problems[i], Candidate("self_consistency", k), cap)
+                pool.settle(cap, cost(r.usage, run.unit))
+            usage[i] = usage[i] + r.usage
+            got = [t.answer for t in r.traces]
+            answers[i] += got
+            _, tally = await vote(answers[i])
+            counts = sorted(tally.values(), reverse=True)
+            lead = beta_stop_probability(int(counts[0]) if counts else 0, int(counts[1]) if len(counts) > 1 else 0)
+            if not got or lead >= confidence or len(answers[i]) >= max_samples:
+                open_.discard(i)  # settled, out of samples, or the budget gave it nothing
+
+        await asyncio.gather(*(one(i) for i in order))
+    results = []
+    for i, p in enumerate(problems):
+        answer, tally = await vote(answers[i])
+        r = Result(p.id, answer, stopped_by="done", usage=usage[i], strategy="sequential",
+                   telemetry={"samples": len(answers[i]), "votes": tally})
+        if run.task is not None and p.answer is not None:
+            r.correct = await run.task.grade(p, answer)
+        results.append(r)
+    return results, [len(a) for a in answers]
+
+
+async def allocate(
+    problems: Sequence[Problem],
+    candidates: Sequence[Candidate],
+    *,
+    total: float,
+    generator: Generator,
+    policy: str = "uniform",
+    unit: str = "total_tokens",
+    task: TaskLike | None = None,
+    train: Sequence[Problem] = (),
+    verifiers: Mapping[str, Verifier] | None = None,
+    sampling: Sampling | None = None,
+    oracle_pass1: Mapping[str, float] | None = None,
+    bins: int = 4,
+    probe_n: int = 4,
+    batch: int = 2,
+    max_samples: int = 8,
+    confidence: float = 0.95,
+    seed: int = 0,
+    concurrency: int = 8,
+) -> Allocation:
+    """Solve `problems` under a benchmark-wide budget `total` (in `unit`) with `policy`; the
+    oracle and predicted policies learn their per-bin choice on `train` (held out), and uniform
+    picks its configuration there. See the module docstring."""
+    if policy not in POLICIES:
+        raise TTSError(f"unknown allocation policy '{policy}'; valid: {', '.join(POLICIES)}")
+    if unit not in UNITS:
+        raise TTSError(f"allocation unit must be one of {', '.join(UNITS)}, not '{unit}'")
+    if not problems:
+        raise TTSError("allocation needs at least one problem")
+    if total <= 0:
+        raise TTSError(f"the total budget must be > 0, got {total}")
+    run = _Run(generator, task, verifiers or {}, sampling, unit, seed)
+    pool = Pool(total)
+    per_problem = total / len(problems)
+    if policy == "sequential":
+        if batch < 1 or max_samples < batch:
+            raise TTSError(f"sequential allocation needs 1 <= batch <= max_samples, got {batch}, {max_samples}")
+        results, samples = await _sequential(run, problems, pool, batch, max_samples, confidence, concurrency)
+        return Allocation(policy, total, unit, results, [f"{s} samples" for s in samples], pool.spent,
+                          {"mean_samples": sum(samples) / len(samples)})
+    if not candidates:
+        raise TTSError("allocation needs at least one candidate configuration")
+    if not train:
+        raise TTSError(f"the '{policy}' policy learns its choice on a held-out split: pass train=[...] problems")
+    stats = await profile(run, train, candidates, concurrency)
+    mean_acc = {c: float(stats[c][0].mean()) for c in candidates}
+    mean_cost = {c: float(stats[c][1].mean()) for c in candidates}
+    cheapest = min(candidates, key=lambda c: mean_cost[c])
+    telemetry: dict[str, Any] = {"train_accuracy": {c.label: mean_acc[c] for c in candidates},
+                                 "train_cost": {c.label: mean_cost[c] for c in candidates}}
+
+    if policy == "uniform":
+        fits = [c for c in candidates if mean_cost[c] <= per_problem]
+        if not fits:
+            raise TTSError(f"no candidate fits {per_problem:.4g} {unit} per problem (total {total:.4g} over "
+                           f"{len(problems)} problems); the cheapest, '{cheapest.label}', costs {mean_cost[cheapest]:.4g} "
+                           f"per problem: raise the total to at least {mean_cost[cheapest] * len(problems):.4g}")
+        best = max(fits, key=lambda c: (mean_acc[c], -mean_cost[c]))
+        plan, planned = [best] * len(problems), [mean_cost[best]] * len(problems)
+    else:
+        if policy == "oracle":
+            if oracle_pass1 is None:
+                raise TTSError("the oracle policy needs oracle_pass1={problem id: pass@1} (e.g. from a bank)")
+            missing = [p.id for p in (*train, *problems) if p.id not in oracle_pass1]
+            if missing:
+                raise TTSError(f"oracle_pass1 has no pass@1 for problem '{missing[0]}' ({len(missing)} missing)")
+            d_train = np.array([oracle_pass1[p.id] for p in train])
+            d_test = np.array([oracle_pass1[p.id] for p in problems])
+        else:
+            probe = Candidate("self_consistency", probe_n)
+            p_stats = await profile(run, train, [probe], concurrency)
+            probe_cost = float(p_stats[probe][1].mean())
+            if probe_cost * len(problems) > total:
+                raise TTSError(f"the total {total:.4g} {unit} is less than one probe per problem: the probe "
+                               f"('{probe.label}') costs {probe_cost:.4g} per problem, at least "
+                               f"{probe_cost * len(problems):.4g} in all")
+            d_train = await _agreement(run, train, probe, None, concurrency)
+            d_test = await _agreement(run, problems, probe, pool, concurrency)
+            telemetry["probe_spent"] = pool.spent
+        b_train, b_test, edges = quantile_bins(d_train, d_test, bins)
+        nbins = len(edges) + 1
+        sizes = [int((b_test == b).sum()) for b in range(nbins)]
+        acc_b, cost_b = [], []
+        for b in range(nbins):
+            idx = np.flatnonzero(b_train == b)
+            if idx.size == 0:  # no training problem in this bin: use the whole training split
+                idx = np.arange(len(train))
+            acc_b.append([float(stats[c][0][idx].mean()) for c in candidates])
+            cost_b.append([float(stats[c][1][idx].mean()) for c in candidates])
+        choice = knapsack(sizes, acc_b, cost_b, pool.free)
+        if choice is None:
+            raise TTSError(f"no candidate fits the {pool.free:.4g} {unit} left for {len(problems)} problems; the "
+                           f"cheapest, '{cheapest.label}', costs {mean_cost[cheapest]:.4g} per problem on the training split")
+        plan = [candidates[choice[b]] for b in b_test]
+        planned = [cost_b[b][choice[b]] for b in b_test]
+        telemetry.update({"edges": [float(e) for e in edges], "bin_sizes": sizes,
+                          "per_bin": [candidates[k].label for k in choice]})
+    results = await _execute(run, problems, plan, planned, pool, concurrency)
+    return Allocation(policy, total, unit, results, [c.label for c in plan], pool.spent, telemetry)
+
+
+async def _agreement(run: _Run, problems: Sequence[Problem], probe: Candidate, pool: Pool | None,
+                     concurrency: int) -> np.ndarray:
+    """The probe's largest vote share per problem (1 = all samples agree: an easy problem)."""
+    sem = asyncio.Semaphore(concurrency)
+    run.fresh()
+
+    async def one(i: int) -> float:
+        async with sem:
+            cap = pool.grant(keep=pool.free * (len(problems) - 1 - i) / max(1, len(problems) - i)) if pool else None
+            r = await run.solve(problems[i], probe, cap)
+            if pool is not None:
+                pool.settle(cap, cost(r.usage, run.unit))
+        votes = r.telemetry.get("votes") or {}
+        return max(votes.values()) / probe.n if votes else 0.0
+
+    out = np.array(await asyncio.gather(*(one(i) for i in range(len(problems)))))
+    run.fresh()
+    return out
+
+
+def bank_pass1(bank: Any) -> dict[str, float]:
+    """Each problem's pass@1 from a bank's recorded correctness (the oracle difficulty)."""
+    out = {}
+    for rec in bank.records():
+        graded = [t.correct for t in rec.samples if t.correct is not None]
+        if graded:
+            out[rec.key] = sum(graded) / len(graded)
+    return out
