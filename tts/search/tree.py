@@ -22,16 +22,28 @@ end-of-sequence, and the stop string is not in the text, so the two cannot be to
   successor its_hub (``stop_pattern=r"\\boxed"``) and search-and-learn's DVTS (``"boxed{" in
   text``);
 - "abort" / "error" end the path with that reason;
-- a path that reaches `max_steps` steps without any of these ends with "max_steps".
+- the last step a path may take (its `max_steps`-th) is generated without the step stop, to the
+  end of sequence (or `ctx.sampling.max_tokens`), as search-and-learn's last iteration does; it
+  ends the path ("stop", or "length" when cut), charged as any other call. Such a node's text
+  may hold several steps; the verifier scores each of them.
 
 A step that ended at end-of-sequence without an answer is therefore continued once more; the
 model then usually stops at once (an empty step, complete), so the cost is one short call.
 
+Rankings of finished paths (`choose`, and the strategies' own) never prefer a path without an
+answer over one with an answer: an answer first, then the score.
+
 Scoring sends the verifier traces whose ``prefix + text`` is the whole partial solution (with a
 look-ahead rollout appended when one is asked for). A process verifier returns one reward per
 step (`Score.steps`) and an aggregate (`Score.value`): `Node.reward` is the reward of the latest
-step (what the search algorithms rank by), `Node.value` the aggregate (what final selection uses).
-An outcome verifier without per-step rewards gives its value for both.
+step, `Node.rewards` all of them, `Node.value` the verifier's aggregate. `aggregate(node, how)`
+is search-and-learn's `agg_strategy` over `Node.rewards` ("last", "min", "prod"; an outcome
+verifier without per-step rewards gives its value). `score(..., single_step=True)` sends the
+whole partial solution as one step instead (newline runs collapsed to one "\\n", as the
+particle-filtering reference's `outputs_is_single_step`), so a verifier that cuts steps at blank
+lines returns one reward for the whole.
+
+References and known deviations per strategy: docs/references.md.
 
 Budget: every call goes through the context, which refuses calls that could exceed the budget.
 A refused (or shrunk) expansion or scoring sets ``search.stopped = "budget"``; strategies then
@@ -42,8 +54,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -56,6 +69,7 @@ from tts.answers.voting import vote
 
 DEFAULT_DELIMITER = "\n\n"
 SELECT = ("max", "weighted")
+AGGREGATES = ("last", "min", "prod")  # search-and-learn's agg_strategy
 
 
 @dataclass(eq=False, slots=True)
@@ -98,7 +112,8 @@ class Node:
 
 class BeamStrategy(Strategy):
     """The parameters beam search and DVTS share (n paths, beam_width samples per expansion,
-    greedy look-ahead, final selection), checked when the strategy is built."""
+    greedy look-ahead, final selection, the step-reward aggregate `agg` both rank and select
+    by), checked when the strategy is built."""
 
     def __init__(
         self,
@@ -109,6 +124,7 @@ class BeamStrategy(Strategy):
         delimiter: str = DEFAULT_DELIMITER,
         select: str = "max",
         step_tokens: int | None = None,
+        agg: str = "last",
     ):
         validate_width(n, beam_width)
         validate_steps(max_steps, delimiter, step_tokens)
@@ -121,6 +137,7 @@ class BeamStrategy(Strategy):
         self.delimiter = delimiter
         self.select = validate_select(select)
         self.step_tokens = step_tokens
+        self.agg = validate_agg(agg)
 
 
 def step_finish(trace: Trace, extract) -> FinishReason | None:
@@ -135,6 +152,32 @@ def step_finish(trace: Trace, extract) -> FinishReason | None:
 def rank_key(x: float | None) -> float:
     """Scores for ranking: an unscored node ranks last."""
     return -math.inf if x is None or math.isnan(x) else x
+
+
+def aggregate(node: Node, how: str = "last") -> float:
+    """search-and-learn's `aggregate_scores(all_scores, agg_strategy)` over the node's step
+    rewards; the verifier's value when it gave no step rewards; -inf when unscored."""
+    r = node.rewards
+    if not r:
+        return rank_key(node.value)
+    if how == "min":
+        return min(r)
+    if how == "prod":
+        return math.prod(r)
+    return r[-1]
+
+
+def validate_agg(agg: str) -> str:
+    if agg not in AGGREGATES:
+        raise ValueError(f"agg must be one of {AGGREGATES}, got '{agg}'")
+    return agg
+
+
+def size_alias(n: int | None, alias: int | None, alias_name: str, default: int) -> int:
+    """A strategy's size `n`, also accepted under its former name (`n_particles=`, `k=`)."""
+    if alias is not None and n is not None and alias != n:
+        raise ValueError(f"give n or {alias_name} (its alias), not both ({n} != {alias})")
+    return n if n is not None else alias if alias is not None else default
 
 
 def validate_select(select: str) -> str:
@@ -215,8 +258,12 @@ class StepSearch:
         child = self._add(parent, trace.text, trace.num_tokens, trace)
         child.finish_reason = step_finish(trace, self.ctx.extract)
         if child.finish_reason is None and child.depth >= self.max_steps:
-            child.finish_reason = "max_steps"
+            child.finish_reason = "stop"  # generated to the end of sequence (see `final`)
         return child
+
+    def final(self, node: Node) -> bool:
+        """Whether `node`'s next step is its path's last: generated to the end of sequence."""
+        return node.depth + 1 >= self.max_steps
 
     def answer(self, node: Node) -> str | None:
         return self.ctx.extract(node.solution) if node.solution else None
@@ -239,13 +286,17 @@ class StepSearch:
         return g
 
     # -- generation ----------------------------------------------------------------------
-    async def _sample(self, prefix: str, k: int, temperature: float | None) -> list[Trace]:
-        """Up to k continuations of `prefix` to the next delimiter; fewer (or none) when the
-        budget cannot cover k, which stops the search."""
+    async def _sample(self, prefix: str, k: int, temperature: float | None, final: bool = False) -> list[Trace]:
+        """Up to k continuations of `prefix` to the next delimiter (to the end of sequence when
+        `final`); fewer (or none) when the budget cannot cover k, which stops the search."""
         if k <= 0:
             return []
         over = {} if temperature is None else {"temperature": temperature}
-        req = self.ctx.request(k, prefix=prefix, stop=(self.delimiter,), max_tokens=self.step_tokens, **over)
+        if final:
+            over.update(stop=(), max_tokens=self.ctx.sampling.max_tokens)
+        else:
+            over.update(stop=(self.delimiter,), max_tokens=self.step_tokens)
+        req = self.ctx.request(k, prefix=prefix, **over)
         try:
             m = await self.ctx.affordable(req)
             if m == 0:
@@ -267,7 +318,9 @@ class StepSearch:
         for node, _ in jobs:
             if node.complete:
                 raise ValueError(f"node {node.id} is complete and cannot be expanded")
-        results = await asyncio.gather(*(self._sample(node.prefix, k, temperature) for node, k in jobs))
+        results = await asyncio.gather(
+            *(self._sample(node.prefix, k, temperature, self.final(node)) for node, k in jobs)
+        )
         return [[self._child(node, t) for t in traces] for (node, _), traces in zip(jobs, results)]
 
     async def lookahead(self, nodes: Sequence[Node], steps: int) -> dict[int, list[Trace]]:
@@ -308,14 +361,32 @@ class StepSearch:
             prefix=node.parent.prefix if node.parent is not None else "",
         )
 
-    async def score(self, nodes: Sequence[Node], rollouts: dict[int, list[Trace]] | None = None) -> bool:
-        """Score `nodes` in one verifier call (a node with a rollout is scored by its rollout);
-        False when the budget refused the call (the nodes stay unscored)."""
+    def _whole_trace(self, node: Node) -> Trace:
+        """The whole partial solution as one step, newline runs collapsed to one "\\n" (the
+        particle-filtering reference's `outputs_is_single_step`)."""
+        path = node.path()
+        return Trace(
+            text=re.sub(r"\n+", "\n", node.solution),
+            num_tokens=node.path_tokens,
+            finish_reason=node.trace.finish_reason if node.trace is not None else None,
+            logprobs=[lp for n in path if n.trace is not None for lp in n.trace.logprobs],
+            top_logprobs=[row for n in path if n.trace is not None for row in n.trace.top_logprobs],
+        )
+
+    async def score(
+        self, nodes: Sequence[Node], rollouts: dict[int, list[Trace]] | None = None, *, single_step: bool = False
+    ) -> bool:
+        """Score `nodes` in one verifier call (a node with a rollout is scored by its rollout;
+        with `single_step`, each whole solution as one step); False when the budget refused the
+        call (the nodes stay unscored)."""
         nodes = [n for n in nodes if n.parent is not None]
         if not nodes:
             return True
         rollouts = rollouts or {}
-        traces = [self._scored_trace(n, rollouts.get(n.id, ())) for n in nodes]
+        if single_step:
+            traces = [self._whole_trace(n) for n in nodes]
+        else:
+            traces = [self._scored_trace(n, rollouts.get(n.id, ())) for n in nodes]
         try:
             scores = await self.ctx.score(traces)
         except BudgetExceeded:
@@ -330,16 +401,20 @@ class StepSearch:
         return True
 
     # -- selection and the result --------------------------------------------------------
-    async def choose(self, candidates: Sequence[Node], select: str) -> tuple[str | None, dict]:
-        """The final answer: the candidate with the highest aggregate score ("max"; among equals
-        one with an answer, then the first), or weighted majority voting over the candidates'
-        answers ("weighted")."""
+    async def choose(
+        self, candidates: Sequence[Node], select: str, key: Callable[[Node], float] | None = None
+    ) -> tuple[str | None, dict]:
+        """The final answer: the candidate with an answer and the highest score ("max"; the
+        first of equals; a candidate without an answer only when none has one), or weighted
+        majority voting over the candidates' answers ("weighted"; those without an answer never
+        vote). The score is `key(node)`, by default the verifier's aggregate `Node.value`."""
         if not candidates:
             return None, {}
+        key = key or (lambda n: rank_key(n.value))
         if select == "max":
-            best = max(candidates, key=lambda n: (rank_key(n.value), self.answer(n) is not None))
+            best = max(candidates, key=lambda n: (self.answer(n) is not None, key(n)))
             return self.answer(best), {}
-        weights = [max(rank_key(n.value), 0.0) for n in candidates]
+        weights = [max(key(n), 0.0) for n in candidates]
         answer, tally = await vote([self.answer(n) for n in candidates], weights)
         return answer, {"votes": tally}
 
