@@ -12,6 +12,8 @@ src/sal/search/beam_search.py; Snell et al., 2024, "Scaling LLM test-time comput
   default, "min" or "prod") are kept; the first of equals wins.
 - lookahead k > 0 rolls each new open path out k more steps at temperature 0 and scores the path
   with its rollout; the rollout is not kept.
+- pipeline (default): each expansion is scored as soon as its samples arrive, without waiting
+  for the other beams' (one verifier call per expansion); the kept beams are the same.
 - The last allowed step (the max_steps-th) is generated to the end of sequence, as
   search-and-learn's last iteration, so every path ends; the search also ends when no path is
   open, or when the budget runs out (stopped_by "budget").
@@ -54,8 +56,9 @@ class BeamSearch(BeamStrategy):
         step_tokens: int | None = None,
         agg: str = "last",
         sort_completed: bool = False,
+        pipeline: bool = True,
     ):
-        super().__init__(n, beam_width, max_steps, lookahead, delimiter, select, step_tokens, agg)
+        super().__init__(n, beam_width, max_steps, lookahead, delimiter, select, step_tokens, agg, pipeline)
         self.sort_completed = sort_completed
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
@@ -69,10 +72,9 @@ class BeamSearch(BeamStrategy):
         finished: list[Node] = []
         kept: list[list[int]] = []
         while beams:
-            children = [c for group in await s.expand(spread(beams, self.n)) for c in group]
+            groups = await s.grow(spread(beams, self.n), self.lookahead, self.pipeline)
+            children = [c for group in groups for c in group]
             open_ = [c for c in children if not c.complete]
-            rollouts = await s.lookahead(open_, self.lookahead)
-            await s.score(children, rollouts)
             finished += [c for c in children if c.complete]
             if s.stopped == "budget":
                 beams = open_ or beams

@@ -7,7 +7,8 @@
   the candidates are scored (with an optional greedy look-ahead, as in beam search), and the
   subtree moves to its best candidate by the aggregate `agg` of its step rewards
   (search-and-learn's `agg_strategy`: "last", the default, "min" or "prod"; the first of equals
-  wins): greedy within a subtree, diverse across subtrees.
+  wins): greedy within a subtree, diverse across subtrees. With `pipeline` (default) each
+  subtree's candidates are scored as soon as they arrive, not after the slowest subtree's.
 - A subtree stops when its chosen step completes the path (see `tts.search.tree`), or when the
   budget runs out. The last allowed step (the max_steps-th) is generated to the end of
   sequence, as search-and-learn's last iteration.
@@ -50,10 +51,7 @@ class DVTS(BeamStrategy):
         live = list(range(m))
         chosen: list[list[int]] = []
         while live:
-            groups = await s.expand([(heads[i], self.beam_width) for i in live])
-            children = [c for g in groups for c in g]
-            rollouts = await s.lookahead(children, self.lookahead)
-            await s.score(children, rollouts)
+            groups = await s.grow([(heads[i], self.beam_width) for i in live], self.lookahead, self.pipeline)
             picked, still = [], []
             for i, group in zip(live, groups):
                 if not group:  # the budget refused this subtree's expansion

@@ -4,6 +4,7 @@ and the expected choices can be worked out by hand."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -102,7 +103,10 @@ async def test_beam_search_tree_is_a_digraph_with_the_expected_shape():
         assert {"text", "score", "tokens", "depth"} <= d.keys()
         if n != root:
             assert d["score"] == BEAM_REWARDS[d["text"]] and d["tokens"] == len(d["text"].split())
-    assert r.telemetry["expansions"] == 7 and r.telemetry["prm_calls"] == prm.calls == 4
+    # One verifier call per expansion (pipelined), or one per iteration without the pipeline.
+    assert r.telemetry["expansions"] == 7 and r.telemetry["prm_calls"] == prm.calls == 7
+    r2, _, prm2 = await run(BeamSearch(4, beam_width=2, pipeline=False))
+    assert r2.telemetry["prm_calls"] == prm2.calls == 4 and r2.telemetry["prm_passes"] == 16
     assert r.telemetry["prm_passes"] == 16 and r.telemetry["steps"] == 4
     rec = json.loads(json.dumps(r.record()))  # the graph is dropped, counters kept
     assert "tree" not in rec["telemetry"] and rec["telemetry"]["expansions"] == 7
@@ -141,6 +145,63 @@ async def test_beam_search_keeps_the_first_n_completed_or_the_best_n():
     assert [t.answer for t in r.traces] == ["8", "8", "5", "6"] and r.answer == "8"
     with pytest.raises(ValueError, match="agg"):
         DVTS(4, beam_width=2, agg="mean")
+
+
+class SlowTreeGenerator(TreeGenerator):
+    """FAKE: a TreeGenerator whose requests at `slow` prefixes take 50 ms (the others return at
+    once), logging ("generated", prefix) when each request returns."""
+
+    def __init__(self, tree, slow, log):
+        super().__init__(tree)
+        self.slow, self.log = slow, log
+
+    async def generate(self, req):
+        if req.prefix in self.slow:
+            await asyncio.sleep(0.05)
+        out = await super().generate(req)
+        self.log.append(("generated", req.prefix))
+        return out
+
+
+class LoggingPRM(TablePRM):
+    def __init__(self, rewards, log):
+        super().__init__(rewards)
+        self.log = log
+
+    async def score(self, problem, traces):
+        self.log.append(("scored", tuple(t.prefix for t in traces)))
+        return await super().score(problem, traces)
+
+
+@pytest.mark.parametrize("make", [lambda p: BeamSearch(4, beam_width=2, pipeline=p), lambda p: DVTS(4, 2, pipeline=p)])
+async def test_pipelining_scores_each_expansion_at_once_and_keeps_the_same_beams(make):
+    """Issue 13 item 2. The s2 beam's expansions are slow (50 ms). Pipelined, the s4 beam's
+    children are scored while s2's expansion is still out (s4's score is logged before s2's
+    samples return); without the pipeline every score waits for s2. The kept beams, the tree,
+    the traces and the answer are the same either way (hand ranking as in
+    test_beam_search_keeps_the_top_n_over_beam_width_paths / test_dvts_...)."""
+    runs = {}
+    for pipeline in (True, False):
+        log: list = []
+        gen, prm = SlowTreeGenerator(BEAM_TREE, {k("s2"), k("s2", "s2b")}, log), LoggingPRM(BEAM_REWARDS, log)
+        r = await tts.solve(P, make(pipeline), generator=gen, verifier=prm, sampling=tts.Sampling(max_tokens=20), seed=0)
+        first_s4_score = next(i for i, (what, x) in enumerate(log) if what == "scored" and k("s4") in x)
+        s2_back = log.index(("generated", k("s2")))
+        runs[pipeline] = (r, first_s4_score < s2_back)
+    (on, early), (off, late) = runs[True], runs[False]
+    assert early and not late
+    # Node ids follow arrival order, so compare by text.
+    for key in ("kept", "chosen"):
+        if key in on.telemetry:
+            assert [texts(on, ids) for ids in on.telemetry[key]] == [texts(off, ids) for ids in off.telemetry[key]]
+    assert [(t.text, t.score) for t in on.traces] == [(t.text, t.score) for t in off.traces]
+    assert on.answer == off.answer and on.answer in ("8", "5")
+
+    def shape(r):
+        g = r.telemetry["tree"]
+        return sorted((g.nodes[a]["text"], g.nodes[b]["text"], g.nodes[b]["score"]) for a, b in g.edges)
+
+    assert shape(on) == shape(off)
 
 
 async def test_search_without_a_verifier_is_a_user_error():

@@ -9,7 +9,9 @@ Expanding a node asks the engine to continue its text up to the next delimiter:
 drops the stop string from the text, so a child's solution is ``node.prefix + step`` and its
 own continuation prefix adds the delimiter back. All expansions of one search iteration go out
 together (one request per distinct prefix, with n = the samples it needs), so the engine batches
-them and serves the shared prefixes from its cache.
+them and serves the shared prefixes from its cache. `grow` (beam search, DVTS) also scores each
+expansion as soon as its own samples arrive (one verifier call per expansion), so no beam waits
+for the slowest; node ids then follow arrival order, the tree and every ranking do not change.
 
 When is a path complete? The engine reports finish_reason "stop" both for the delimiter and for
 end-of-sequence, and the stop string is not in the text, so the two cannot be told apart from a
@@ -91,7 +93,8 @@ __all__ = [  # what the strategies import from here (the shared rules live in tt
 class BeamStrategy(Strategy):
     """The parameters beam search and DVTS share (n paths, beam_width samples per expansion,
     greedy look-ahead, final selection, the step-reward aggregate `agg` both rank and select
-    by), checked when the strategy is built."""
+    by, `pipeline`: score each expansion as soon as it returns), checked when the strategy is
+    built."""
 
     def __init__(
         self,
@@ -103,6 +106,7 @@ class BeamStrategy(Strategy):
         select: str = "max",
         step_tokens: int | None = None,
         agg: str = "last",
+        pipeline: bool = True,
     ):
         validate_width(n, beam_width)
         validate_steps(max_steps, delimiter, step_tokens)
@@ -116,6 +120,7 @@ class BeamStrategy(Strategy):
         self.select = validate_select(select)
         self.step_tokens = step_tokens
         self.agg = validate_agg(agg)
+        self.pipeline = pipeline
 
 
 class StepSearch:
@@ -237,6 +242,25 @@ class StepSearch:
             *(self._sample(node.prefix, k, temperature, self.final(node)) for node, k in jobs)
         )
         return [[self._child(node, t) for t in traces] for (node, _), traces in zip(jobs, results)]
+
+    async def grow(self, jobs: Sequence[tuple[Node, int]], lookahead: int = 0, pipeline: bool = True) -> list[list[Node]]:
+        """`expand` the jobs and score the new children (an open child by its greedy rollout of
+        `lookahead` steps); the scored children per job. With `pipeline`, each expansion is
+        scored as soon as its own samples arrive (one verifier call per expansion), so no
+        expansion waits for the slowest; without, one verifier call after all of them. The
+        children, and so every ranking, are the same either way."""
+        if not pipeline:
+            groups = await self.expand(jobs)
+            children = [c for g in groups for c in g]
+            await self.score(children, await self.lookahead(children, lookahead))
+            return groups
+
+        async def one(job: tuple[Node, int]) -> list[Node]:
+            group = (await self.expand([job]))[0]
+            await self.score(group, await self.lookahead(group, lookahead))
+            return group
+
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
 
     async def lookahead(self, nodes: Sequence[Node], steps: int) -> dict[int, list[Trace]]:
         """Greedy (temperature 0) rollouts of up to `steps` more steps from each open node, all
