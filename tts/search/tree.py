@@ -1,4 +1,7 @@
 """Shared mechanics of step-level search: beam search, DVTS, A*-decoding, particle filtering.
+(Somewhat over 350 lines: the search state and every call it makes — expansion, look-ahead,
+scoring, selection, the result — stay together, since each shares the budget-stop rule; the
+nodes and pure rules are in `tts.search.paths`.)
 
 A *partial solution* is the assistant text so far; a *step* is the text the model writes up to
 the next `delimiter` (default a blank line, "\\n\\n"). Every partial solution is a `Node` of one
