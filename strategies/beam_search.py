@@ -6,17 +6,23 @@ src/sal/search/beam_search.py; Snell et al., 2024, "Scaling LLM test-time comput
 - n paths are active in every iteration. The first iteration samples n first steps from the
   problem; later ones expand each kept beam beam_width times (search-and-learn repeats the kept
   beams until there are n, so with fewer kept beams each gets more samples).
-- Each new step is scored; paths that completed (see `step_search`) leave the beam and join the
-  finished pool. Of the rest, the top n // beam_width by the reward of their latest step (the
-  "last" aggregation) are kept.
+- Each new step is scored; paths that completed (see `tts.search.tree`) leave the beam and join
+  the finished pool, in the order they completed. Of the rest, the top n // beam_width by the
+  aggregate `agg` of their step rewards (search-and-learn's `agg_strategy`: "last", the
+  default, "min" or "prod") are kept; the first of equals wins.
 - lookahead k > 0 rolls each new open path out k more steps at temperature 0 and scores the path
-  by the reward of its rollout's last step; the rollout is not kept (search-and-learn computes
-  the rollout but scores only the path, a known slip; we score the rollout, as its DVTS does).
-- The search ends when no path is open, after max_steps steps (paths still open end with
-  finish_reason "max_steps"), or when the budget runs out (stopped_by "budget").
-- Final answer: among the finished paths, the one with the highest aggregate PRM score
-  (select="max") or weighted majority voting over all of them (select="weighted").
+  with its rollout; the rollout is not kept.
+- pipeline (default): each expansion is scored as soon as its samples arrive, without waiting
+  for the other beams' (one verifier call per expansion); the kept beams are the same.
+- The last allowed step (the max_steps-th) is generated to the end of sequence, as
+  search-and-learn's last iteration, so every path ends; the search also ends when no path is
+  open, or when the budget runs out (stopped_by "budget").
+- Final answer: over the first n finished paths (search-and-learn's `sort_completed=False`;
+  `sort_completed=True` keeps the n with the highest aggregate instead), the one with an answer
+  and the highest aggregate (select="max") or weighted majority voting (select="weighted").
   With nothing finished at a budget stop, the best-scored open path answers (often None).
+
+The paper, the code read and every known deviation: docs/references.md.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from tts.registry import register
 from tts.types import Problem, Result
 
 from tts.search.tree import (
+    DEFAULT_DELIMITER,
     BeamStrategy,
     Node,
     StepSearch,
-    rank_key,
+    aggregate,
     spread,
 )
 
@@ -38,24 +45,45 @@ from tts.search.tree import (
 class BeamSearch(BeamStrategy):
     name = "beam_search"
 
+    def __init__(
+        self,
+        n: int = 8,
+        beam_width: int = 4,
+        max_steps: int = 40,
+        lookahead: int = 0,
+        delimiter: str = DEFAULT_DELIMITER,
+        select: str = "max",
+        step_tokens: int | None = None,
+        agg: str = "last",
+        sort_completed: bool = False,
+        pipeline: bool = True,
+    ):
+        super().__init__(n, beam_width, max_steps, lookahead, delimiter, select, step_tokens, agg, pipeline)
+        self.sort_completed = sort_completed
+
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
         keep = self.n // self.beam_width
+
+        def score(c: Node) -> float:
+            return aggregate(c, self.agg)
+
         beams: list[Node] = [s.root]
         finished: list[Node] = []
         kept: list[list[int]] = []
         while beams:
-            children = [c for group in await s.expand(spread(beams, self.n)) for c in group]
+            groups = await s.grow(spread(beams, self.n), self.lookahead, self.pipeline)
+            children = [c for group in groups for c in group]
             open_ = [c for c in children if not c.complete]
-            rollouts = await s.lookahead(open_, self.lookahead)
-            await s.score(children, rollouts)
             finished += [c for c in children if c.complete]
             if s.stopped == "budget":
                 beams = open_ or beams
                 break
-            beams = sorted(open_, key=lambda c: -rank_key(c.reward))[:keep]  # stable: first of equals
+            beams = sorted(open_, key=lambda c: -score(c))[:keep]  # stable: first of equals
             if beams:
                 kept.append([b.id for b in beams])
-        paths = finished or s.best_partial(beams)
-        answer, extra = await s.choose(paths, self.select)
+        if self.sort_completed:
+            finished = sorted(finished, key=lambda c: -score(c))
+        paths = finished[: self.n] or s.best_partial(beams)
+        answer, extra = await s.choose(paths, self.select, score)
         return s.result(problem, answer, paths, kept=kept, finished=len(finished), **extra)

@@ -1,38 +1,46 @@
 """Particle filtering and particle Gibbs over reasoning steps (Puri et al., 2025, "A Probabilistic
 Inference Approach to Inference-Time Scaling of LLMs using Particle-Based Monte Carlo Methods",
 arXiv 2502.01618), following its reference code (probabilistic-inference-scaling,
-src/sal/search/particle_gibbs.py, `particle_gibbs_kernel` with resample_inactive=False, and
-its successor Red-Hat-AI-Innovation-Team/its_hub, its_hub/algorithms/particle_gibbs.py).
+src/sal/search/particle_gibbs.py, `particle_gibbs_kernel`, with resample_inactive on as in every
+published run script) and its successor Red-Hat-AI-Innovation-Team/its_hub
+(its_hub/algorithms/particle_gibbs.py).
 
-One filtering run with N particles:
+One filtering run with n particles:
 
-1. every particle starts from the problem and takes one step (one request, n = N); each new
-   step is scored by the PRM, r = the reward of the particle's latest step;
-2. while some particle is unfinished: the unfinished particles are resampled. Their weights are
+1. every particle starts from the problem and takes one step (one request, n samples); each
+   particle is scored by the PRM. With `single_step` (the default, the paper's "model-based
+   aggregation"; the reference's `outputs_is_single_step=True`) the whole partial solution is
+   scored as one step, newline runs collapsed to one "\\n"; r is that reward. Without it, r is
+   the reward of the particle's latest step.
+2. while some particle is unfinished, the particles are resampled: weights
    w = softmax(logit(r) / softmax_temp), logit(r) = log r - log(1 - r) with r clipped to
-   [eps, 1 - eps]; as many indices as there are unfinished particles are drawn with
-   replacement (multinomial, `ctx.rng.choices`, so a run is reproducible from its seed) and
-   each unfinished particle is replaced by the drawn one. Finished particles are kept as
-   they are. Then every unfinished particle takes one more step (particles sharing a partial
-   solution share one request) and is scored.
-3. A particle finishes as a path completes (see `step_search`), at max_steps, or at a budget
-   stop.
+   [eps, 1 - eps]; n indices are drawn with replacement (multinomial, `ctx.rng.choices`, so a
+   run is reproducible from its seed). With `resample_inactive` (default) the pool is every
+   particle, a finished one with its final weight, so a finished high-reward particle can be
+   drawn many times (it stays finished); without it only the unfinished particles are
+   resampled (as many draws as there are of them) and finished ones are kept as they are.
+   Then every unfinished particle takes one more step (particles sharing a partial solution
+   share one request) and is scored.
+3. A particle finishes as a path completes (see `tts.search.tree`; its max_steps-th step is
+   generated to the end of sequence) or at a budget stop.
 
 Particle Gibbs (gibbs_iterations > 0): after each run one particle is drawn as the reference
 with probability softmax(logit(r) / softmax_temp) over the final particles. The next run uses
-N - 1 free particles plus the reference: at resampling step t the reference's ancestor at step
+n - 1 free particles plus the reference: at resampling step t the reference's ancestor at step
 t (its partial solution truncated to t steps, or all of it when shorter) joins the pool with
 its reward at that step, so it can be drawn (a drawn copy continues from the truncated
-solution), and the reference itself is kept unchanged to the end of the run. (The reference
-code reads the reference's reward one step ahead, rewards[step]; we compare equal depths, as
-its_hub's fix of that comparison intends.)
+solution), and the reference itself is kept unchanged to the end of the run.
 
-Final answer over the last run's particles (the reference included): the particle with the
-highest aggregate PRM score (select="max") or weighted majority voting by that score
-(select="weighted_vote"; "weighted" is accepted too). Duplicated particles count once per copy.
+Final answer over the last run's particles (the reference included): the particle with an
+answer and the highest score (select="max"; its_hub's argmax) or weighted majority voting by it
+(select="weighted_vote"; "weighted" is accepted too); the score is the verifier's value, r
+itself with `single_step`. Duplicated particles count once per copy.
 Telemetry per resampling: "weights" and "resampled" (drawn pool indices; the pool lists the
-unfinished particles in order, then the reference's ancestor); per run: "resamplings" (how many
-of those entries it made); per Gibbs iteration: "references" (the reference's node id).
+particles in order — only the unfinished ones without `resample_inactive` — then the
+reference's ancestor); per run: "resamplings" (how many of those entries it made); per Gibbs
+iteration: "references" (the reference's node id).
+
+The paper, the code read and every known deviation: docs/references.md.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from tts.interfaces import Strategy
 from tts.registry import register
 from tts.types import Problem, Result
 
-from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, softmax, validate_steps
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, size_alias, softmax, validate_steps
 
 SELECT = ("max", "weighted_vote", "weighted")
 
@@ -60,32 +68,38 @@ class ParticleFilter(Strategy):
 
     def __init__(
         self,
-        n_particles: int = 8,
+        n: int | None = None,
         max_steps: int = 40,
         gibbs_iterations: int = 0,
         select: str = "max",
         softmax_temp: float = 1.0,
         delimiter: str = DEFAULT_DELIMITER,
         step_tokens: int | None = None,
+        resample_inactive: bool = True,
+        single_step: bool = True,
+        n_particles: int | None = None,
     ):
+        n = size_alias(n, n_particles, "n_particles", 8)
         validate_steps(max_steps, delimiter, step_tokens)
-        if n_particles < 1:
-            raise ValueError(f"n_particles must be >= 1, got {n_particles}")
+        if n < 1:
+            raise ValueError(f"n (particles) must be >= 1, got {n}")
         if gibbs_iterations < 0:
             raise ValueError(f"gibbs_iterations must be >= 0, got {gibbs_iterations}")
-        if gibbs_iterations and n_particles < 2:
-            raise ValueError("particle Gibbs needs n_particles >= 2 (one is the reference)")
+        if gibbs_iterations and n < 2:
+            raise ValueError("particle Gibbs needs n >= 2 particles (one is the reference)")
         if select not in SELECT:
             raise ValueError(f"select must be one of {SELECT}, got '{select}'")
         if softmax_temp <= 0:
             raise ValueError(f"softmax_temp must be > 0, got {softmax_temp}")
-        self.n_particles = n_particles
+        self.n = n
         self.max_steps = max_steps
         self.gibbs_iterations = gibbs_iterations
         self.select = select
         self.softmax_temp = softmax_temp
         self.delimiter = delimiter
         self.step_tokens = step_tokens
+        self.resample_inactive = resample_inactive
+        self.single_step = single_step
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
@@ -106,7 +120,7 @@ class ParticleFilter(Strategy):
 
     async def _filter(self, s: StepSearch, reference: Node | None, log: dict) -> list[Node]:
         """One particle-filtering run; the final particles (the reference last, if any)."""
-        particles: list[Node] = [s.root] * (self.n_particles - (reference is not None))
+        particles: list[Node] = [s.root] * (self.n - (reference is not None))
         step = 0
         log["resamplings"].append(0)
         while True:
@@ -124,20 +138,22 @@ class ParticleFilter(Strategy):
                 for i, kid in zip(idx, kids):
                     particles[i] = kid
                     new.append(kid)
-            await s.score(new)
+            await s.score(new, single_step=self.single_step)
             step += 1
             if s.stopped == "budget":
                 break
             live = [i for i, p in enumerate(particles) if not p.complete]
             if not live:
                 break
-            # Resample the unfinished particles (and the reference's state at this step).
-            pool = [particles[i] for i in live]
+            # Resample every particle (or only the unfinished ones), and the reference's state at
+            # this step; a drawn finished particle stays finished.
+            resampled = range(len(particles)) if self.resample_inactive else live
+            pool = [particles[i] for i in resampled]
             if reference is not None:
                 pool.append(reference.ancestor(step))
             w = particle_weights([p.reward for p in pool], self.softmax_temp)
-            drawn = s.ctx.rng.choices(range(len(pool)), weights=w, k=len(live))
-            for i, d in zip(live, drawn):
+            drawn = s.ctx.rng.choices(range(len(pool)), weights=w, k=len(resampled))
+            for i, d in zip(resampled, drawn):
                 particles[i] = pool[d]
             log["weights"].append(w)
             log["resampled"].append(drawn)

@@ -6,9 +6,10 @@ runs in test_search_engine.py).
 delimiter; "" for the problem itself) to the possible next steps. A request that stops at the
 delimiter gets one step per sample: the i-th sample ever drawn at a prefix is
 ``steps[i % len(steps)]``; a prefix with no entry ends at once (an empty step, as a model that
-emits end-of-sequence). A request without the delimiter as a stop string (Best-of-N) walks the
-tree the same way to a leaf and returns the whole path. One "token" per whitespace-separated
-word; max_tokens truncates (finish_reason "length").
+emits end-of-sequence). A request without the delimiter as a stop string (Best-of-N, a search's
+last step) walks the tree the same way to a leaf (or until it has max_tokens words) and returns
+the steps joined by the delimiter. One "token" per whitespace-separated word; max_tokens
+truncates (finish_reason "length").
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TreeGenerator(Generator):
         self.calls = 0
         self.samples = 0
         self.requests: list[tuple[str, int, float]] = []  # (prefix, n, temperature) per call
+        self.stops: list[tuple[str, ...]] = []  # the stop strings of each call
         self._seen: dict[str, int] = defaultdict(int)
 
     def _next(self, prefix: str) -> str | None:
@@ -46,8 +48,10 @@ class TreeGenerator(Generator):
             text = self._next(req.prefix) or ""
         else:
             parts, prefix = [], req.prefix
-            while (step := self._next(prefix)) is not None:
+            words = 0
+            while words <= req.max_tokens and (step := self._next(prefix)) is not None:
                 parts.append(step)
+                words += len(step.split())
                 prefix = prefix + step + self.delimiter
             text = self.delimiter.join(parts)
         words = text.split()
@@ -67,6 +71,7 @@ class TreeGenerator(Generator):
         self.calls += 1
         self.samples += req.n
         self.requests.append((req.prefix, req.n, req.temperature))
+        self.stops.append(tuple(req.stop))
         traces = [self._one(req) for _ in range(req.n)]
         prompt = await self.count_prompt_tokens(req)
         return traces, Usage(

@@ -4,6 +4,7 @@ and the expected choices can be worked out by hand."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -79,7 +80,10 @@ async def test_beam_search_keeps_the_top_n_over_beam_width_paths():
         assert kept == ranked[:2]
     assert r.answer == "8"  # the best finished path (0.95)
     assert r.stopped_by == "done"
-    assert sorted(t.answer for t in r.traces) == ["5", "6", "8", "8", "9", "9"]
+    # Six paths finished (5 and 6 in iteration 3, then 8, 8, 9, 9); the result keeps the first
+    # n = 4 in the order they finished (search-and-learn's sort_completed=False).
+    assert r.telemetry["finished"] == 6
+    assert [t.answer for t in r.traces] == ["5", "6", "8", "8"]
     assert all(t.finish_reason == "stop" for t in r.traces)
     # Batching: one request per distinct prefix per iteration, n = its samples.
     assert [(p, n) for p, n, _ in gen.requests] == [
@@ -99,7 +103,10 @@ async def test_beam_search_tree_is_a_digraph_with_the_expected_shape():
         assert {"text", "score", "tokens", "depth"} <= d.keys()
         if n != root:
             assert d["score"] == BEAM_REWARDS[d["text"]] and d["tokens"] == len(d["text"].split())
-    assert r.telemetry["expansions"] == 7 and r.telemetry["prm_calls"] == prm.calls == 4
+    # One verifier call per expansion (pipelined), or one per iteration without the pipeline.
+    assert r.telemetry["expansions"] == 7 and r.telemetry["prm_calls"] == prm.calls == 7
+    r2, _, prm2 = await run(BeamSearch(4, beam_width=2, pipeline=False))
+    assert r2.telemetry["prm_calls"] == prm2.calls == 4 and r2.telemetry["prm_passes"] == 16
     assert r.telemetry["prm_passes"] == 16 and r.telemetry["steps"] == 4
     rec = json.loads(json.dumps(r.record()))  # the graph is dropped, counters kept
     assert "tree" not in rec["telemetry"] and rec["telemetry"]["expansions"] == 7
@@ -113,6 +120,88 @@ async def test_beam_search_weighted_selection_and_lookahead():
     assert any(t == 0.0 for *_, t in gen.requests)  # rollouts are greedy
     assert k("s2") + "s2a" in prm.scored  # s2 was scored by its one-step rollout
     assert r.answer is not None and r.stopped_by == "done"
+
+
+@pytest.mark.parametrize("agg,answer", [("last", "8"), ("min", "5"), ("prod", "5")])
+async def test_beam_search_ranks_and_selects_by_the_step_aggregate(agg, answer):
+    """search-and-learn's agg_strategy over the step rewards, for pruning and the final pick.
+    By hand, min: iteration 2 s2a .2, s2b .5, s4a .7, s4b .4 -> s4a, s2b (as with last);
+    the first 4 finished: 5 = min(.8, .7, .9) = .7, 6 = .3, 8 = min(.8, .7, .6, .95) = .6
+    (twice) -> 5. prod: 5 = .504, 6 = .135, 8 = .3192 -> 5. last: 8 (.95). Failed before the
+    fix: there was no agg (the answer was 8 whatever the aggregate)."""
+    r, _, _ = await run(BeamSearch(4, beam_width=2, agg=agg))
+    assert [texts(r, ids) for ids in r.telemetry["kept"]] == [["s2", "s4"], ["s4a", "s2b"], ["s4a2", "s2b2"]]
+    assert r.answer == answer
+
+
+async def test_beam_search_keeps_the_first_n_completed_or_the_best_n():
+    """sort_completed=False (search-and-learn's default) keeps the first n finished paths in
+    the order they finished: 5, 6, 8, 8 (9, 9 finished last). sort_completed=True keeps the n
+    with the highest aggregate: 8 (.95), 8, 5 (.9), 6 (.3), dropping 9 (.2). Failed before the
+    fix: all six were kept."""
+    r, _, _ = await run(BeamSearch(4, beam_width=2))
+    assert [t.answer for t in r.traces] == ["5", "6", "8", "8"]
+    r, _, _ = await run(BeamSearch(4, beam_width=2, sort_completed=True))
+    assert [t.answer for t in r.traces] == ["8", "8", "5", "6"] and r.answer == "8"
+    with pytest.raises(ValueError, match="agg"):
+        DVTS(4, beam_width=2, agg="mean")
+
+
+class SlowTreeGenerator(TreeGenerator):
+    """FAKE: a TreeGenerator whose requests at `slow` prefixes take 50 ms (the others return at
+    once), logging ("generated", prefix) when each request returns."""
+
+    def __init__(self, tree, slow, log):
+        super().__init__(tree)
+        self.slow, self.log = slow, log
+
+    async def generate(self, req):
+        if req.prefix in self.slow:
+            await asyncio.sleep(0.05)
+        out = await super().generate(req)
+        self.log.append(("generated", req.prefix))
+        return out
+
+
+class LoggingPRM(TablePRM):
+    def __init__(self, rewards, log):
+        super().__init__(rewards)
+        self.log = log
+
+    async def score(self, problem, traces):
+        self.log.append(("scored", tuple(t.prefix for t in traces)))
+        return await super().score(problem, traces)
+
+
+@pytest.mark.parametrize("make", [lambda p: BeamSearch(4, beam_width=2, pipeline=p), lambda p: DVTS(4, 2, pipeline=p)])
+async def test_pipelining_scores_each_expansion_at_once_and_keeps_the_same_beams(make):
+    """Issue 13 item 2. The s2 beam's expansions are slow (50 ms). Pipelined, the s4 beam's
+    children are scored while s2's expansion is still out (s4's score is logged before s2's
+    samples return); without the pipeline every score waits for s2. The kept beams, the tree,
+    the traces and the answer are the same either way (hand ranking as in
+    test_beam_search_keeps_the_top_n_over_beam_width_paths / test_dvts_...)."""
+    runs = {}
+    for pipeline in (True, False):
+        log: list = []
+        gen, prm = SlowTreeGenerator(BEAM_TREE, {k("s2"), k("s2", "s2b")}, log), LoggingPRM(BEAM_REWARDS, log)
+        r = await tts.solve(P, make(pipeline), generator=gen, verifier=prm, sampling=tts.Sampling(max_tokens=20), seed=0)
+        first_s4_score = next(i for i, (what, x) in enumerate(log) if what == "scored" and k("s4") in x)
+        s2_back = log.index(("generated", k("s2")))
+        runs[pipeline] = (r, first_s4_score < s2_back)
+    (on, early), (off, late) = runs[True], runs[False]
+    assert early and not late
+    # Node ids follow arrival order, so compare by text.
+    for key in ("kept", "chosen"):
+        if key in on.telemetry:
+            assert [texts(on, ids) for ids in on.telemetry[key]] == [texts(off, ids) for ids in off.telemetry[key]]
+    assert [(t.text, t.score) for t in on.traces] == [(t.text, t.score) for t in off.traces]
+    assert on.answer == off.answer and on.answer in ("8", "5")
+
+    def shape(r):
+        g = r.telemetry["tree"]
+        return sorted((g.nodes[a]["text"], g.nodes[b]["text"], g.nodes[b]["score"]) for a, b in g.edges)
+
+    assert shape(on) == shape(off)
 
 
 async def test_search_without_a_verifier_is_a_user_error():
@@ -157,7 +246,7 @@ ASTAR_REWARDS = {
 
 
 async def test_astar_finds_the_best_path_with_fewer_samples_than_best_of_n():
-    r, gen, _ = await run(AStar(k=2), ASTAR_TREE, ASTAR_REWARDS)
+    r, gen, _ = await run(AStar(2), ASTAR_TREE, ASTAR_REWARDS)
     assert r.answer == "7" and r.stopped_by == "done"
     # f = g + h, h = 1 - r, g adds only increases of h: a1 f=.8, b1 f=.4 -> pop b1;
     # b2x f=.2+.4+.6=1.2, b2 f=.2+0+.1=.3 -> pop b2; b3 f=.2+0+.05=.25 (finished) -> answer.
@@ -176,7 +265,7 @@ async def test_astar_finds_the_best_path_with_fewer_samples_than_best_of_n():
 
 
 async def test_astar_max_expansions_returns_the_best_so_far():
-    r, _, _ = await run(AStar(k=2, max_expansions=2), ASTAR_TREE, ASTAR_REWARDS)
+    r, _, _ = await run(AStar(2, max_expansions=2), ASTAR_TREE, ASTAR_REWARDS)
     # After 2 expansions nothing finished is in the queue: the best open state (b2) answers.
     assert r.telemetry["expansions"] == 2 and r.answer is None
     assert r.traces[0].text == k("b1") + "b2" and r.stopped_by == "done"
@@ -210,7 +299,8 @@ def hand_weights(rewards, temp=1.0):
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
 async def test_particle_weights_and_resampling_match_hand_computation(seed):
-    r, _, _ = await run(ParticleFilter(4), PF_TREE, PF_REWARDS, seed=seed)
+    """resample_inactive=False, latest-step rewards: only the unfinished particles are resampled."""
+    r, _, _ = await run(ParticleFilter(4, resample_inactive=False, single_step=False), PF_TREE, PF_REWARDS, seed=seed)
     rng = random.Random(seed)
     # Step 1: four particles p1..p4; all unfinished, so all four are resampled.
     particles = ["p1", "p2", "p3", "p4"]
@@ -234,6 +324,68 @@ async def test_particle_weights_and_resampling_match_hand_computation(seed):
     assert sorted(t.answer for t in r.traces) == final
     best = max(particles, key=lambda p: PF_REWARDS[p])
     assert r.answer == best.split("{")[1].rstrip("}")
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_finished_particles_take_part_in_resampling(seed):
+    """resample_inactive (the reference's published runs; its_hub): every particle is in the
+    pool, a finished one with its final reward, and n are drawn. Seeds 7 and 8 give a pool that
+    mixes finished and open particles at step 2. By hand for seed 8: step 1 draws [1, 3, 1, 2]
+    -> p2a .7, p4a .2, p2a .7, p3a .4 (p3a \\boxed, finished); odds r / (1 - r) = 7/3, 1/4,
+    7/3, 2/3, sum 67/12, weights [.4179, .0448, .4179, .1194]; the draw [0, 0, 3, 0] copies the
+    finished p3a once (it stays finished) and p2a three times (-> p2b \\boxed{2}, .9): answers
+    2, 2, 3, 2 and the answer 2. Failed before the fix: only the 3 open particles were pooled."""
+    r, _, _ = await run(ParticleFilter(4, single_step=False), PF_TREE, PF_REWARDS, seed=seed)
+    rng = random.Random(seed)
+    particles = ["p1", "p2", "p3", "p4"]
+    d1 = rng.choices(range(4), weights=hand_weights([PF_REWARDS[p] for p in particles]), k=4)
+    particles = [CHILD[particles[d]] for d in d1]
+    finished = ["boxed" in p for p in particles]
+    assert any(finished) and not all(finished)  # the pool mixes finished and open particles
+    w2 = hand_weights([PF_REWARDS[p] for p in particles])
+    d2 = rng.choices(range(4), weights=w2, k=4)
+    assert r.telemetry["weights"][1] == pytest.approx(w2) and r.telemetry["resampled"][1] == d2
+    particles = [particles[d] if "boxed" in particles[d] else CHILD[particles[d]] for d in d2]
+    assert [t.answer for t in r.traces] == [p.split("{")[1].rstrip("}") for p in particles]
+    if seed == 8:
+        assert r.telemetry["weights"][1] == pytest.approx([0.4179, 0.0448, 0.4179, 0.1194], abs=1e-4)
+        assert [t.answer for t in r.traces] == ["2", "2", "3", "2"] and r.answer == "2"
+    assert len(r.telemetry["weights"]) == 2  # after step 3 every particle has finished
+
+
+# Whole-solution rewards (newline runs collapsed, as the reference scores them), unlike the
+# per-step table: the p2 path scores .2 as a whole but .7 by its latest step.
+WHOLE = {
+    "p1": 0.3, "p2": 0.9, "p3": 0.6, "p4": 0.8,
+    "p1\np1a \\boxed{1}": 0.5, "p2\np2a": 0.2, "p3\np3a \\boxed{3}": 0.4, "p4\np4a": 0.6,
+    "p2\np2a\np2b \\boxed{2}": 0.9, "p4\np4a\np4b \\boxed{4}": 0.3,
+}  # fmt: skip
+
+
+async def test_particle_filter_scores_the_whole_solution_as_one_step():
+    """The paper's model-based aggregation (search-and-learn's QWEN_PRM.score with
+    outputs_is_single_step=True after re.sub(r"\\n+", "\\n", ...)): the verifier sees each
+    partial solution as one step. By hand, seed 8: step 1 as before (p1..p4 are one step each);
+    step 2 particles p2a, p4a, p2a, p3a scored as wholes .2, .6, .2, .4: weights = odds 1/4,
+    3/2, 1/4, 2/3 over 8/3 = [.09375, .5625, .09375, .25]. Failed before the fix: the verifier
+    got the steps and the weights came from the latest step (.7, .2, .7, .4)."""
+    r, _, prm = await run(ParticleFilter(4), PF_TREE, WHOLE, seed=8)
+    assert prm.scored and all(DELIM not in t for t in prm.scored)
+    assert "p2\np2a" in prm.scored and "p3\np3a \\boxed{3}" in prm.scored
+    assert r.telemetry["resampled"][0] == [1, 3, 1, 2]
+    assert r.telemetry["weights"][1] == pytest.approx([0.09375, 0.5625, 0.09375, 0.25])
+    assert all(len(t.steps) >= 2 for t in r.traces)  # the tree keeps the steps; only scoring is whole
+    assert all(t.score == WHOLE[t.text.replace(DELIM, "\n")] for t in r.traces)
+
+
+def test_sizes_are_n_with_the_former_names_as_aliases():
+    from tts.experiment.evaluate import build_strategy
+
+    assert ParticleFilter(n_particles=3).n == 3 and ParticleFilter(5).n == 5 and ParticleFilter().n == 8
+    assert AStar(k=3).n == 3 and AStar(2).n == 2 and AStar().n == 4
+    with pytest.raises(ValueError, match="n_particles"):
+        ParticleFilter(4, n_particles=3)
+    assert build_strategy("particle_filter", 6, {}).n == 6 and build_strategy("astar", 2, {}).n == 2
 
 
 def test_particle_weight_formula_with_temperature():
@@ -264,30 +416,93 @@ async def test_particle_gibbs_keeps_a_reference_particle():
 
 
 # -- all four: max_steps, budget ---------------------------------------------------------
-class EndlessTree(dict):
-    """Every prefix continues with one more step: only max_steps ends a path."""
+class DeepTree(dict):
+    """Every path continues with "more" until it has 5 steps, then ends (end of sequence)."""
 
     def get(self, key, default=None):
-        return ["more"]
+        return ["more"] if key.count(DELIM) < 5 else None
 
 
 SEARCHES = {
     "beam": lambda: BeamSearch(4, beam_width=2, max_steps=3),
     "beam_lookahead": lambda: BeamSearch(4, beam_width=2, max_steps=3, lookahead=1),
     "dvts": lambda: DVTS(4, beam_width=2, max_steps=3),
-    "astar": lambda: AStar(k=2, max_steps=3),
+    "astar": lambda: AStar(2, max_steps=3),
     "pf": lambda: ParticleFilter(4, max_steps=3),
     "pgibbs": lambda: ParticleFilter(3, max_steps=3, gibbs_iterations=1),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SEARCHES))
-async def test_max_steps_ends_paths(name):
-    r, _, _ = await run(SEARCHES[name](), EndlessTree(), {"more": 0.5})
-    assert r.traces and all(t.finish_reason == "max_steps" for t in r.traces)
-    assert all(len(t.steps) == 3 and t.answer is None for t in r.traces)
+async def test_max_steps_finishes_paths_to_the_end_of_sequence(name):
+    """search-and-learn's last iteration drops the step stop and generates to the end. By hand:
+    paths of 5 steps, max_steps 3: steps 1 and 2 stop at the delimiter, the third request (from
+    a 2-step prefix) has no stop and returns the 3 remaining steps in one node, finish "stop".
+    Failed before the fix: the third step stopped at the delimiter, finish "max_steps"."""
+    r, gen, _ = await run(SEARCHES[name](), DeepTree(), {"more": 0.5})
+    assert r.traces and all(t.finish_reason == "stop" for t in r.traces)
+    assert all(t.text == DELIM.join(["more"] * 5) and len(t.steps) == 3 for t in r.traces)
+    assert all(t.answer is None for t in r.traces)
     assert r.telemetry["steps"] == 3 and r.stopped_by == "done"
-    assert max(d for _, d in r.telemetry["tree"].nodes(data="depth")) == 3
+    sampled = [(p, stop) for (p, _, temp), stop in zip(gen.requests, gen.stops) if temp != 0.0]  # not rollouts
+    assert sampled and all((stop == ()) == (p.count(DELIM) == 2) for p, stop in sampled)
+    if "lookahead" not in name:  # charged as usual: every sampled token, the last chunk included
+        tokens = sum(t for _, t in r.telemetry["tree"].nodes(data="tokens"))
+        assert r.usage.completion_tokens == tokens and tokens > 0
+
+
+# An answered path (a, a1: \boxed{3}, 2 steps) against a deeper path without an answer whose
+# PRM scores are higher (b, b1, then b2, b3 to the end of sequence).
+COMPETE_TREE = {
+    k(): ["a", "b"],
+    k("a"): ["a1 \\boxed{3}"],
+    k("b"): ["b1"],
+    k("b", "b1"): ["b2"],
+    k("b", "b1", "b2"): ["b3"],
+}
+COMPETE_REWARDS = {"a": 0.4, "b": 0.6, "a1 \\boxed{3}": 0.5, "b1": 0.7, "b2": 0.8, "b3": 0.9}
+B_END = k("b", "b1") + "b2" + DELIM + "b3"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BeamSearch(2, beam_width=1, max_steps=3),
+        lambda: DVTS(2, beam_width=1, max_steps=3),
+        lambda: AStar(2, max_steps=3),
+        lambda: ParticleFilter(2, max_steps=3, single_step=False),
+    ],
+    ids=["beam", "dvts", "astar", "pf"],
+)
+async def test_an_answered_path_beats_a_deeper_unanswered_one(make):
+    """max_steps 3. Beam search (n 2, width 1, keeps 2): a .4, b .6 -> b1 .7 (open), a1 \\boxed{3}
+    .5 (finished) -> b1's last step goes to the end: b2, b3 (.9, no answer). Finished: a1, b-end.
+    DVTS (2 subtrees of width 1): subtree 1 a -> a1 (done), subtree 2 b -> b1 -> b-end.
+    A* (n 2): f(a) = .6 + .6, f(b) = .8 -> b; f(b1) = .4 + .3 -> b1; f(b-end) = .4 + .1 = .5:
+    popped first, no answer, a dead end; both b-ends, the second b1 and its two b-ends likewise;
+    then a (1.2) -> a1: f = .6 + .5, answered: the answer.
+    PF (seed 1, the draws replayed below): the final pool holds a1 and b-end.
+    Every search ranks b-end (.9) above a1 (.5) and must still answer 3. Failed before the fix:
+    the deeper path ended at b2 with "max_steps" and won with no answer."""
+    seed, strategy = 1, make()
+    r, gen, _ = await run(strategy, COMPETE_TREE, COMPETE_REWARDS, seed=seed)
+    assert r.answer == "3"
+    texts_ = {t.text for t in r.traces}
+    assert k("a") + "a1 \\boxed{3}" in texts_ or isinstance(strategy, AStar)
+    if not isinstance(strategy, AStar):
+        assert B_END in texts_  # the unanswered path was finished to its end and competed
+    assert (k("b", "b1"), ()) in [(p, st) for (p, *_), st in zip(gen.requests, gen.stops)]
+    if isinstance(strategy, AStar):
+        assert texts(r, r.telemetry["popped"])[1:] == [
+            "b", "b1", "b2" + DELIM + "b3", "b2" + DELIM + "b3", "b1", "b2" + DELIM + "b3",
+            "b2" + DELIM + "b3", "a", "a1 \\boxed{3}",
+        ]  # fmt: skip
+        assert r.telemetry["f"] == pytest.approx(1.1)
+    if isinstance(strategy, ParticleFilter):
+        rng = random.Random(seed)
+        assert rng.choices(range(2), weights=hand_weights([0.4, 0.6]), k=2) == [0, 1]  # a, b kept
+        assert rng.choices(range(2), weights=hand_weights([0.5, 0.7]), k=2) == [1, 0]  # a1, b1 kept
+        assert r.telemetry["resampled"] == [[0, 1], [1, 0]]
 
 
 async def test_budget_stop_returns_the_best_answer_so_far():

@@ -1,4 +1,7 @@
 """Shared mechanics of step-level search: beam search, DVTS, A*-decoding, particle filtering.
+(Somewhat over 350 lines: the search state and every call it makes — expansion, look-ahead,
+scoring, selection, the result — stay together, since each shares the budget-stop rule; the
+nodes and pure rules are in `tts.search.paths`.)
 
 A *partial solution* is the assistant text so far; a *step* is the text the model writes up to
 the next `delimiter` (default a blank line, "\\n\\n"). Every partial solution is a `Node` of one
@@ -9,7 +12,9 @@ Expanding a node asks the engine to continue its text up to the next delimiter:
 drops the stop string from the text, so a child's solution is ``node.prefix + step`` and its
 own continuation prefix adds the delimiter back. All expansions of one search iteration go out
 together (one request per distinct prefix, with n = the samples it needs), so the engine batches
-them and serves the shared prefixes from its cache.
+them and serves the shared prefixes from its cache. `grow` (beam search, DVTS) also scores each
+expansion as soon as its own samples arrive (one verifier call per expansion), so no beam waits
+for the slowest; node ids then follow arrival order, the tree and every ranking do not change.
 
 When is a path complete? The engine reports finish_reason "stop" both for the delimiter and for
 end-of-sequence, and the stop string is not in the text, so the two cannot be told apart from a
@@ -22,16 +27,28 @@ end-of-sequence, and the stop string is not in the text, so the two cannot be to
   successor its_hub (``stop_pattern=r"\\boxed"``) and search-and-learn's DVTS (``"boxed{" in
   text``);
 - "abort" / "error" end the path with that reason;
-- a path that reaches `max_steps` steps without any of these ends with "max_steps".
+- the last step a path may take (its `max_steps`-th) is generated without the step stop, to the
+  end of sequence (or `ctx.sampling.max_tokens`), as search-and-learn's last iteration does; it
+  ends the path ("stop", or "length" when cut), charged as any other call. Such a node's text
+  may hold several steps; the verifier scores each of them.
 
 A step that ended at end-of-sequence without an answer is therefore continued once more; the
 model then usually stops at once (an empty step, complete), so the cost is one short call.
 
+Rankings of finished paths (`choose`, and the strategies' own) never prefer a path without an
+answer over one with an answer: an answer first, then the score.
+
 Scoring sends the verifier traces whose ``prefix + text`` is the whole partial solution (with a
 look-ahead rollout appended when one is asked for). A process verifier returns one reward per
 step (`Score.steps`) and an aggregate (`Score.value`): `Node.reward` is the reward of the latest
-step (what the search algorithms rank by), `Node.value` the aggregate (what final selection uses).
-An outcome verifier without per-step rewards gives its value for both.
+step, `Node.rewards` all of them, `Node.value` the verifier's aggregate. `aggregate(node, how)`
+is search-and-learn's `agg_strategy` over `Node.rewards` ("last", "min", "prod"; an outcome
+verifier without per-step rewards gives its value). `score(..., single_step=True)` sends the
+whole partial solution as one step instead (newline runs collapsed to one "\\n", as the
+particle-filtering reference's `outputs_is_single_step`), so a verifier that cuts steps at blank
+lines returns one reward for the whole.
+
+References and known deviations per strategy: docs/references.md.
 
 Budget: every call goes through the context, which refuses calls that could exceed the budget.
 A refused (or shrunk) expansion or scoring sets ``search.stopped = "budget"``; strategies then
@@ -41,64 +58,46 @@ stop and return their best answer so far.
 from __future__ import annotations
 
 import asyncio
-import math
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Sequence
 
 import networkx as nx
 
-from tts.context import Context
-from tts.interfaces import Strategy
-from tts.errors import BudgetExceeded, TTSError
-from tts.types import FinishReason, Problem, Result, Step, StoppedBy, Trace
 from tts.answers.voting import vote
+from tts.context import Context
+from tts.errors import BudgetExceeded, TTSError
+from tts.interfaces import Strategy
+from tts.search.paths import (
+    AGGREGATES,
+    DEFAULT_DELIMITER,
+    SELECT,
+    Node,
+    aggregate,
+    logit,
+    rank_key,
+    size_alias,
+    softmax,
+    spread,
+    step_finish,
+    validate_agg,
+    validate_select,
+    validate_steps,
+    validate_width,
+)
+from tts.types import Problem, Result, Step, StoppedBy, Trace
 
-DEFAULT_DELIMITER = "\n\n"
-SELECT = ("max", "weighted")
-
-
-@dataclass(eq=False, slots=True)
-class Node:
-    """A partial solution: the root (empty) or a parent plus one step."""
-
-    id: int
-    parent: Node | None
-    text: str  # this step's text ("" for the root)
-    solution: str  # the whole assistant text so far
-    prefix: str  # what to continue from: solution + delimiter ("" for the root)
-    depth: int  # number of steps
-    tokens: int  # tokens of this step
-    path_tokens: int  # tokens of all steps so far
-    finish_reason: FinishReason | None = None  # None while the path can be extended
-    reward: float | None = None  # verifier reward of the latest step
-    value: float | None = None  # verifier aggregate over the steps
-    rewards: tuple[float, ...] = ()
-    trace: Trace | None = None  # the sampled step, logprobs included
-
-    @property
-    def complete(self) -> bool:
-        return self.finish_reason is not None
-
-    def path(self) -> list[Node]:
-        """The nodes from the first step to this one (the root excluded)."""
-        out, n = [], self
-        while n.parent is not None:
-            out.append(n)
-            n = n.parent
-        return out[::-1]
-
-    def ancestor(self, depth: int) -> Node:
-        """This node's ancestor at `depth` (itself when it is not deeper than that)."""
-        n = self
-        while n.depth > depth and n.parent is not None:
-            n = n.parent
-        return n
+__all__ = [  # what the strategies import from here (the shared rules live in tts.search.paths)
+    "AGGREGATES", "DEFAULT_DELIMITER", "SELECT", "BeamStrategy", "Node", "StepSearch", "aggregate",
+    "logit", "rank_key", "size_alias", "softmax", "spread", "step_finish", "validate_agg",
+    "validate_select", "validate_steps", "validate_width",
+]  # fmt: skip
 
 
 class BeamStrategy(Strategy):
     """The parameters beam search and DVTS share (n paths, beam_width samples per expansion,
-    greedy look-ahead, final selection), checked when the strategy is built."""
+    greedy look-ahead, final selection, the step-reward aggregate `agg` both rank and select
+    by, `pipeline`: score each expansion as soon as it returns), checked when the strategy is
+    built."""
 
     def __init__(
         self,
@@ -109,6 +108,8 @@ class BeamStrategy(Strategy):
         delimiter: str = DEFAULT_DELIMITER,
         select: str = "max",
         step_tokens: int | None = None,
+        agg: str = "last",
+        pipeline: bool = True,
     ):
         validate_width(n, beam_width)
         validate_steps(max_steps, delimiter, step_tokens)
@@ -121,43 +122,8 @@ class BeamStrategy(Strategy):
         self.delimiter = delimiter
         self.select = validate_select(select)
         self.step_tokens = step_tokens
-
-
-def step_finish(trace: Trace, extract) -> FinishReason | None:
-    """Whether a sampled step ends its path (see the module docstring), and how."""
-    if trace.finish_reason in ("length", "abort", "error"):
-        return trace.finish_reason
-    if not trace.text.strip() or extract(trace.text) is not None:
-        return "stop"
-    return None
-
-
-def rank_key(x: float | None) -> float:
-    """Scores for ranking: an unscored node ranks last."""
-    return -math.inf if x is None or math.isnan(x) else x
-
-
-def validate_select(select: str) -> str:
-    if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got '{select}'")
-    return select
-
-
-def validate_steps(max_steps: int, delimiter: str, step_tokens: int | None) -> None:
-    """The parameters every step-level search takes (checked when the strategy is built)."""
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if not isinstance(delimiter, str) or not delimiter:
-        raise ValueError("the step delimiter must be a non-empty string")
-    if step_tokens is not None and step_tokens < 1:
-        raise ValueError(f"step_tokens must be >= 1 or None, got {step_tokens}")
-
-
-def validate_width(n: int, beam_width: int) -> None:
-    if n < 1 or beam_width < 1:
-        raise ValueError(f"n ({n}) and beam_width ({beam_width}) must be >= 1")
-    if n % beam_width:
-        raise ValueError(f"beam_width ({beam_width}) must divide n ({n})")
+        self.agg = validate_agg(agg)
+        self.pipeline = pipeline
 
 
 class StepSearch:
@@ -215,8 +181,12 @@ class StepSearch:
         child = self._add(parent, trace.text, trace.num_tokens, trace)
         child.finish_reason = step_finish(trace, self.ctx.extract)
         if child.finish_reason is None and child.depth >= self.max_steps:
-            child.finish_reason = "max_steps"
+            child.finish_reason = "stop"  # generated to the end of sequence (see `final`)
         return child
+
+    def final(self, node: Node) -> bool:
+        """Whether `node`'s next step is its path's last: generated to the end of sequence."""
+        return node.depth + 1 >= self.max_steps
 
     def answer(self, node: Node) -> str | None:
         return self.ctx.extract(node.solution) if node.solution else None
@@ -239,13 +209,17 @@ class StepSearch:
         return g
 
     # -- generation ----------------------------------------------------------------------
-    async def _sample(self, prefix: str, k: int, temperature: float | None) -> list[Trace]:
-        """Up to k continuations of `prefix` to the next delimiter; fewer (or none) when the
-        budget cannot cover k, which stops the search."""
+    async def _sample(self, prefix: str, k: int, temperature: float | None, final: bool = False) -> list[Trace]:
+        """Up to k continuations of `prefix` to the next delimiter (to the end of sequence when
+        `final`); fewer (or none) when the budget cannot cover k, which stops the search."""
         if k <= 0:
             return []
         over = {} if temperature is None else {"temperature": temperature}
-        req = self.ctx.request(k, prefix=prefix, stop=(self.delimiter,), max_tokens=self.step_tokens, **over)
+        if final:
+            over.update(stop=(), max_tokens=self.ctx.sampling.max_tokens)
+        else:
+            over.update(stop=(self.delimiter,), max_tokens=self.step_tokens)
+        req = self.ctx.request(k, prefix=prefix, **over)
         try:
             m = await self.ctx.affordable(req)
             if m == 0:
@@ -267,8 +241,29 @@ class StepSearch:
         for node, _ in jobs:
             if node.complete:
                 raise ValueError(f"node {node.id} is complete and cannot be expanded")
-        results = await asyncio.gather(*(self._sample(node.prefix, k, temperature) for node, k in jobs))
+        results = await asyncio.gather(
+            *(self._sample(node.prefix, k, temperature, self.final(node)) for node, k in jobs)
+        )
         return [[self._child(node, t) for t in traces] for (node, _), traces in zip(jobs, results)]
+
+    async def grow(self, jobs: Sequence[tuple[Node, int]], lookahead: int = 0, pipeline: bool = True) -> list[list[Node]]:
+        """`expand` the jobs and score the new children (an open child by its greedy rollout of
+        `lookahead` steps); the scored children per job. With `pipeline`, each expansion is
+        scored as soon as its own samples arrive (one verifier call per expansion), so no
+        expansion waits for the slowest; without, one verifier call after all of them. The
+        children, and so every ranking, are the same either way."""
+        if not pipeline:
+            groups = await self.expand(jobs)
+            children = [c for g in groups for c in g]
+            await self.score(children, await self.lookahead(children, lookahead))
+            return groups
+
+        async def one(job: tuple[Node, int]) -> list[Node]:
+            group = (await self.expand([job]))[0]
+            await self.score(group, await self.lookahead(group, lookahead))
+            return group
+
+        return list(await asyncio.gather(*(one(j) for j in jobs)))
 
     async def lookahead(self, nodes: Sequence[Node], steps: int) -> dict[int, list[Trace]]:
         """Greedy (temperature 0) rollouts of up to `steps` more steps from each open node, all
@@ -308,14 +303,32 @@ class StepSearch:
             prefix=node.parent.prefix if node.parent is not None else "",
         )
 
-    async def score(self, nodes: Sequence[Node], rollouts: dict[int, list[Trace]] | None = None) -> bool:
-        """Score `nodes` in one verifier call (a node with a rollout is scored by its rollout);
-        False when the budget refused the call (the nodes stay unscored)."""
+    def _whole_trace(self, node: Node) -> Trace:
+        """The whole partial solution as one step, newline runs collapsed to one "\\n" (the
+        particle-filtering reference's `outputs_is_single_step`)."""
+        path = node.path()
+        return Trace(
+            text=re.sub(r"\n+", "\n", node.solution),
+            num_tokens=node.path_tokens,
+            finish_reason=node.trace.finish_reason if node.trace is not None else None,
+            logprobs=[lp for n in path if n.trace is not None for lp in n.trace.logprobs],
+            top_logprobs=[row for n in path if n.trace is not None for row in n.trace.top_logprobs],
+        )
+
+    async def score(
+        self, nodes: Sequence[Node], rollouts: dict[int, list[Trace]] | None = None, *, single_step: bool = False
+    ) -> bool:
+        """Score `nodes` in one verifier call (a node with a rollout is scored by its rollout;
+        with `single_step`, each whole solution as one step); False when the budget refused the
+        call (the nodes stay unscored)."""
         nodes = [n for n in nodes if n.parent is not None]
         if not nodes:
             return True
         rollouts = rollouts or {}
-        traces = [self._scored_trace(n, rollouts.get(n.id, ())) for n in nodes]
+        if single_step:
+            traces = [self._whole_trace(n) for n in nodes]
+        else:
+            traces = [self._scored_trace(n, rollouts.get(n.id, ())) for n in nodes]
         try:
             scores = await self.ctx.score(traces)
         except BudgetExceeded:
@@ -330,16 +343,20 @@ class StepSearch:
         return True
 
     # -- selection and the result --------------------------------------------------------
-    async def choose(self, candidates: Sequence[Node], select: str) -> tuple[str | None, dict]:
-        """The final answer: the candidate with the highest aggregate score ("max"; among equals
-        one with an answer, then the first), or weighted majority voting over the candidates'
-        answers ("weighted")."""
+    async def choose(
+        self, candidates: Sequence[Node], select: str, key: Callable[[Node], float] | None = None
+    ) -> tuple[str | None, dict]:
+        """The final answer: the candidate with an answer and the highest score ("max"; the
+        first of equals; a candidate without an answer only when none has one), or weighted
+        majority voting over the candidates' answers ("weighted"; those without an answer never
+        vote). The score is `key(node)`, by default the verifier's aggregate `Node.value`."""
         if not candidates:
             return None, {}
+        key = key or (lambda n: rank_key(n.value))
         if select == "max":
-            best = max(candidates, key=lambda n: (rank_key(n.value), self.answer(n) is not None))
+            best = max(candidates, key=lambda n: (self.answer(n) is not None, key(n)))
             return self.answer(best), {}
-        weights = [max(rank_key(n.value), 0.0) for n in candidates]
+        weights = [max(key(n), 0.0) for n in candidates]
         answer, tally = await vote([self.answer(n) for n in candidates], weights)
         return answer, {"votes": tally}
 
@@ -373,25 +390,3 @@ class StepSearch:
         """The best-scored of `nodes` (for a budget stop with nothing complete), as a list."""
         nodes = [n for n in nodes if n.parent is not None]
         return [max(nodes, key=lambda n: rank_key(n.reward))] if nodes else []
-
-
-def spread(nodes: Sequence[Node], n: int) -> list[tuple[Node, int]]:
-    """Share n samples over `nodes` as search-and-learn does (the kept beams repeated until
-    there are n): the first n % len(nodes) get one more."""
-    m = len(nodes)
-    return [(node, n // m + (1 if i < n % m else 0)) for i, node in enumerate(nodes)]
-
-
-def logit(p: float) -> float:
-    """log(p / (1 - p)) with p clipped to [eps, 1 - eps], as the particle-filtering reference."""
-    eps = sys.float_info.epsilon
-    p = min(max(p, eps), 1.0 - eps)
-    return math.log(p) - math.log(1.0 - p)
-
-
-def softmax(xs: Sequence[float], temperature: float = 1.0) -> list[float]:
-    z = [x / temperature for x in xs]
-    m = max(z)
-    e = [math.exp(x - m) for x in z]
-    s = sum(e)
-    return [x / s for x in e]
