@@ -143,6 +143,7 @@ class FakeOpenAIServer:
         self.mode, self.fail_first, self.text = mode, fail_first, text
         self.retry_after, self.hang_s = retry_after, hang_s
         self.hits, self.times = 0, []
+        self.report_usage = True  # False: a server that reports no token counts
         self._stop = threading.Event()
         fake = self
 
@@ -192,8 +193,9 @@ class FakeOpenAIServer:
                 self._send(200, b"")
 
             def _completion(self, choices):
+                usage = {"prompt_tokens": 7, "completion_tokens": len(fake.text.split()), "total_tokens": 0}
                 return {"id": "fake", "object": "chat.completion", "created": 0, "model": "fake", "choices": choices,
-                        "usage": {"prompt_tokens": 7, "completion_tokens": len(fake.text.split()), "total_tokens": 0}}
+                        "usage": usage if fake.report_usage else None}
 
             def _no_choices(self, body):
                 if body.get("stream"):
@@ -204,7 +206,7 @@ class FakeOpenAIServer:
                 c = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake", "choices": []}
                 if content is not None or finish is not None:
                     c["choices"] = [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]
-                if usage:
+                if usage and fake.report_usage:
                     c["usage"] = {"prompt_tokens": 7, "completion_tokens": k, "total_tokens": 7 + k}
                 return c
 

@@ -143,12 +143,12 @@ class OpenAIGenerator(Generator):
         if isinstance(e, _BadResponse):
             return "broken", f"unusable answer ({e})", None
         if isinstance(e, openai.APITimeoutError):
-            if isinstance(e.__cause__, httpx.ConnectTimeout):
+            if _cause_is(e, "ConnectTimeout"):
                 return "connect", f"connect timed out after {self.timeout:g}s", None
             return "hang", f"no answer within {self.timeout:g}s", None
         if isinstance(e, openai.APIConnectionError):
             cause = e.__cause__
-            if isinstance(cause, httpx.ConnectError):
+            if _cause_is(e, "ConnectError"):
                 return "connect", str(cause) or "connection refused", None
             return "broken", f"connection broke ({cause or e})", None
         if isinstance(e, openai.APIStatusError):
@@ -360,6 +360,11 @@ def _add_logprobs(t: Trace, lp: Any, k: int | None) -> list | None:
             t.top_logprobs.append([x.logprob for x in top])
             t.top_tokens.append([x.token for x in top])
     return content
+
+
+def _cause_is(e: Exception, name: str) -> bool:
+    # by name: the openai client may be built on its own copy of httpx (e.g. `httpx2`)
+    return type(e.__cause__).__name__ == name
 
 
 def _retry_after(response: Any) -> float | None:
