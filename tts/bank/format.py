@@ -216,7 +216,8 @@ def decode_record(payload: bytes) -> BankRecord:
 
 
 def _pad_cols(a: np.ndarray, k: int) -> np.ndarray:
-    a = a.reshape(a.shape[0], -1)
+    if a.ndim != 2:  # (an empty sample's rows cannot be reshaped with -1)
+        a = a.reshape(a.shape[0], -1) if a.size else np.zeros((a.shape[0], 0), np.float32)
     if a.shape[1] == k:
         return a
     out = np.full((a.shape[0], k), np.nan, np.float32)
