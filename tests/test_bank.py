@@ -295,12 +295,15 @@ async def test_math100_import_reproduces_best_of_n_and_majority(shared_data, tmp
     assert len(bank) == 100 and bank.logprobs is None
     problems = bank.problems()
     gen = ReplayGenerator(bank, seed=0)
+    # the bank's max_tokens (its longest sample): a smaller one cuts samples, as a live run would
+    sampling = bank.sampling_defaults()
+    assert sampling.max_tokens == max(s.num_tokens for r in bank.records() for s in r.samples) > 1024
     figures = {}
     for k in (1, 2, 4, 8):
         gen.reset()
-        bon = await tts.run_many(problems, BestOfN(k), generator=gen, verifier=RecordedScore())
+        bon = await tts.run_many(problems, BestOfN(k), generator=gen, verifier=RecordedScore(), sampling=sampling)
         gen.reset()
-        maj = await tts.run_many(problems, SelfConsistency(k), generator=gen)
+        maj = await tts.run_many(problems, SelfConsistency(k), generator=gen, sampling=sampling)
         acc = {"bon": 0, "maj": 0, "bon_replay": 0, "maj_replay": 0}
         for p, rb, rm in zip(problems, bon, maj):
             row, idx = rows[p.id], gen.order(p.id)[:k]  # the same samples, in the same order
