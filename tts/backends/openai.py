@@ -27,8 +27,6 @@ import itertools
 import json
 import logging
 import os
-import random
-import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,18 +34,12 @@ from typing import Any
 import httpx
 import openai
 
+from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
 from tts.types import GenRequest, Trace, Usage
 
 log = logging.getLogger(__name__)
-
-_MAX_DELAY = 30.0  # the longest wait between attempts (backoff or Retry-After)
-
-
-class _BadResponse(Exception):
-    """An answer we cannot use (not JSON, no choices, no finish reason, a stream cut short)."""
-
 
 class OpenAIGenerator(Generator):
     """Samples from `model` behind one or more OpenAI-compatible servers.
@@ -91,9 +83,8 @@ class OpenAIGenerator(Generator):
             openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout) for u in self.base_urls
         ]
         self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
-        self.attempts = retries + 1
+        self._policy = RetryPolicy(retries + 1, backoff, float(timeout), self.base_urls)
         self.timeout = float(timeout)
-        self.backoff = backoff
         self.max_model_len = max_model_len
         self._len_known = max_model_len is not None or not vllm
         self.vllm = vllm
@@ -110,56 +101,6 @@ class OpenAIGenerator(Generator):
         i = next(self._rr) % len(self.base_urls)
         self.calls[self.base_urls[i]] += 1
         return self.base_urls[i], self._clients[i]
-
-    async def _retry_or_raise(self, e: Exception, url: str, attempt: int, tried: list[str]) -> None:
-        """Sleep before the next attempt, or raise the BackendError that ends the request.
-        `tried` holds one entry per failed attempt: (url, kind) as "url" or "url!hang"."""
-        kind, detail, wait = self._classify(e, url)
-        tried.append(url + ("!hang" if kind == "hang" else ""))
-        hung = {u.removesuffix("!hang") for u in tried if u.endswith("!hang")}
-        where = ", ".join(dict.fromkeys(u.removesuffix("!hang") for u in tried))
-        final = kind == "rejected" or attempt + 1 >= self.attempts or hung >= set(self.base_urls)
-        if final:
-            n = f"{attempt + 1} attempt{'s' * (attempt > 0)}"
-            if kind == "rejected":
-                raise BackendError(f"server at {url} rejected the request{detail}") from e
-            if kind == "hang":
-                raise BackendError(
-                    f"server at {where} accepted the connection but sent no answer within {self.timeout:g}s "
-                    f"({n}); is it overloaded or stuck? raise the timeout (--timeout) if answers take longer") from e
-            if kind == "connect":
-                raise BackendError(f"cannot connect to {where} ({n}): {detail}; is the server running? "
-                                   "check --base-url") from e
-            raise BackendError(f"server at {where} still failing after {n}: {detail}") from e
-        delay = min(_MAX_DELAY, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-        if wait is not None:  # the server said when to come back: honoured, within bounds
-            delay = min(max(wait, delay), _MAX_DELAY, self.timeout)
-        log.warning("request to %s failed (%s); retrying in %.2fs", url, detail, delay)
-        await asyncio.sleep(delay)
-
-    def _classify(self, e: Exception, url: str) -> tuple[str, str, float | None]:
-        """(kind, detail, Retry-After seconds) of a failed attempt; kinds: "rejected" (not
-        retried), "hang", "connect", "broken" (retried). Anything else is a bug: re-raised."""
-        if isinstance(e, _BadResponse):
-            return "broken", f"unusable answer ({e})", None
-        if isinstance(e, openai.APITimeoutError):
-            if _cause_is(e, "ConnectTimeout"):
-                return "connect", f"connect timed out after {self.timeout:g}s", None
-            return "hang", f"no answer within {self.timeout:g}s", None
-        if isinstance(e, openai.APIConnectionError):
-            cause = e.__cause__
-            if _cause_is(e, "ConnectError"):
-                return "connect", str(cause) or "connection refused", None
-            return "broken", f"connection broke ({cause or e})", None
-        if isinstance(e, openai.APIStatusError):
-            status, body = e.status_code, e.body
-            msg = body.get("message", e) if isinstance(body, dict) else e
-            if status in (408, 429) or status >= 500:
-                return "broken", f"HTTP {status}: {msg}", _retry_after(e.response)
-            return "rejected", f" (HTTP {status}): {msg}", None
-        if isinstance(e, (openai.APIResponseValidationError, ValueError)):  # a body that is not JSON
-            return "broken", f"malformed answer ({type(e).__name__}: {e})", None
-        raise e
 
     async def _model_len(self) -> int | None:
         """The served model's max_model_len (vLLM's /v1/models reports it), read once."""
@@ -229,12 +170,12 @@ class OpenAIGenerator(Generator):
                     resp = await client.chat.completions.create(**kw)
                     choices = getattr(resp, "choices", None)
                     if not choices or getattr(choices[0], "message", None) is None:
-                        raise _BadResponse("no choices")
+                        raise BadResponse("no choices")
                     if choices[0].finish_reason is None:
-                        raise _BadResponse("a choice without a finish reason")
+                        raise BadResponse("a choice without a finish reason")
                     break
-                except Exception as e:  # noqa: BLE001  _classify re-raises what is not a backend fault
-                    await self._retry_or_raise(e, url, attempt, tried)
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    await self._policy.after_failure(e, url, attempt, tried)
         c, u = choices[0], resp.usage
         t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix)
         content = _add_logprobs(t, c.logprobs, req.logprobs)
@@ -285,12 +226,12 @@ class OpenAIGenerator(Generator):
                     finally:
                         await s.close()
                     if trace.finish_reason is None:
-                        raise _BadResponse(f"the stream ended without a finish reason after {trace.num_tokens} tokens")
-                except Exception as e:  # noqa: BLE001  _classify re-raises what is not a backend fault
+                        raise BadResponse(f"the stream ended without a finish reason after {trace.num_tokens} tokens")
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
                     if yielded:  # the caller has seen this sample grow: it cannot be restarted
-                        kind, detail, _ = self._classify(e, url)
+                        kind, detail, _ = self._policy.classify(e)
                         raise BackendError(f"stream from {url} broke after {trace.num_tokens} tokens: {detail}") from e
-                    await self._retry_or_raise(e, url, attempt, tried)
+                    await self._policy.after_failure(e, url, attempt, tried)
                     continue
                 yield trace, usage
                 return
@@ -305,8 +246,8 @@ class OpenAIGenerator(Generator):
                 root = url.rstrip("/").removesuffix("/v1")
                 try:
                     return await client.post(f"{root}{route}", cast_to=object, body=body)
-                except Exception as e:  # noqa: BLE001  _classify re-raises what is not a backend fault
-                    await self._retry_or_raise(e, url, attempt, tried)
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    await self._policy.after_failure(e, url, attempt, tried)
 
     # -- prompt tokens ---------------------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:
@@ -360,28 +301,6 @@ def _add_logprobs(t: Trace, lp: Any, k: int | None) -> list | None:
             t.top_logprobs.append([x.logprob for x in top])
             t.top_tokens.append([x.token for x in top])
     return content
-
-
-def _cause_is(e: Exception, name: str) -> bool:
-    # by name: the openai client may be built on its own copy of httpx (e.g. `httpx2`)
-    return type(e.__cause__).__name__ == name
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds from a Retry-After header (a number, or an HTTP date), or None."""
-    value = getattr(response, "headers", {}).get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _cached(u: Any) -> int:
