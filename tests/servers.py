@@ -114,3 +114,145 @@ def engine_counters() -> dict[str, float]:
                 if s.name.endswith("_total"):
                     out[s.name] = out.get(s.name, 0.0) + s.value
     return out
+
+
+class FakeOpenAIServer:
+    """A FAKE OpenAI-compatible chat server on 127.0.0.1 that fails on demand (a real server
+    cannot be made to): the fault-injection fixture. Answers POST /v1/chat/completions, streamed
+    or not. `mode` is what every request gets, or only the first `fail_first` requests (then
+    "ok", to prove a retry survived):
+
+    - "ok": a completion of `text` (streamed in word chunks, with usage);
+    - "http500" / "http400": that error status with an OpenAI-style error body;
+    - "ratelimit": 429 with a `Retry-After: retry_after` header;
+    - "hang": accepts, reads the request, never answers (bounded: held at most `hang_s`, and
+      released when the server stops);
+    - "malformed": 200 with a body that is not JSON; "empty": 200 with an empty body;
+    - "no_choices": 200 with a valid completion whose choices are empty;
+    - "cut": streams two content chunks, then closes the connection (no finish reason, no
+      [DONE]); non-streamed, sends half the JSON body and closes.
+
+    `hits` counts requests, `times` their arrival (time.monotonic())."""
+
+    MODES = ("ok", "http500", "http400", "ratelimit", "hang", "malformed", "empty", "no_choices", "cut")
+
+    def __init__(self, mode: str = "ok", fail_first: int | None = None, text: str = "so the answer is \\boxed{4}",
+                 retry_after: float = 1, hang_s: float = 30):
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(self.MODES)}")
+        self.mode, self.fail_first, self.text = mode, fail_first, text
+        self.retry_after, self.hang_s = retry_after, hang_s
+        self.hits, self.times = 0, []
+        self.report_usage = True  # False: a server that reports no token counts
+        self._stop = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with threading.Lock():
+                    fake.hits += 1
+                    fake.times.append(time.monotonic())
+                    n = fake.hits
+                mode = fake.mode if fake.fail_first is None or n <= fake.fail_first else "ok"
+                getattr(self, f"_{mode}")(body)
+
+            def _send(self, status, data: bytes, headers=(), length=None):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data) if length is None else length))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+
+            def _error(self, status, message, headers=()):
+                self._send(status, json.dumps({"error": {"message": message, "type": "fake", "code": status}}).encode(),
+                           headers)
+
+            def _http500(self, body):
+                self._error(500, "FAKE internal error")
+
+            def _http400(self, body):
+                self._error(400, "FAKE bad request: max_tokens is too large")
+
+            def _ratelimit(self, body):
+                self._error(429, "FAKE rate limited", [("Retry-After", str(fake.retry_after))])
+
+            def _hang(self, body):
+                fake._stop.wait(fake.hang_s)
+                self.close_connection = True
+
+            def _malformed(self, body):
+                self._send(200, b"<html>this is not json</html>")
+
+            def _empty(self, body):
+                self._send(200, b"")
+
+            def _completion(self, choices):
+                usage = {"prompt_tokens": 7, "completion_tokens": len(fake.text.split()), "total_tokens": 0}
+                return {"id": "fake", "object": "chat.completion", "created": 0, "model": "fake", "choices": choices,
+                        "usage": usage if fake.report_usage else None}
+
+            def _no_choices(self, body):
+                if body.get("stream"):
+                    return self._sse([self._chunk(None, None, usage=True)], done=True)
+                self._send(200, json.dumps(self._completion([])).encode())
+
+            def _chunk(self, content, finish, usage=False, k=0):
+                c = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake", "choices": []}
+                if content is not None or finish is not None:
+                    c["choices"] = [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]
+                if usage and fake.report_usage:
+                    c["usage"] = {"prompt_tokens": 7, "completion_tokens": k, "total_tokens": 7 + k}
+                return c
+
+            def _sse(self, chunks, done):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for c in chunks:
+                    self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+                    self.wfile.flush()
+                if done:
+                    self.wfile.write(b"data: [DONE]\n\n")
+
+            def _ok(self, body):
+                words = fake.text.split(" ")
+                if not body.get("stream"):
+                    msg = {"index": 0, "message": {"role": "assistant", "content": fake.text}, "finish_reason": "stop"}
+                    return self._send(200, json.dumps(self._completion([msg])).encode())
+                chunks = [self._chunk(w if i == 0 else " " + w, None, usage=True, k=i + 1) for i, w in enumerate(words)]
+                chunks.append(self._chunk("", "stop", usage=True, k=len(words)))
+                self._sse(chunks, done=True)
+
+            def _cut(self, body):
+                if not body.get("stream"):
+                    data = json.dumps(self._completion([])).encode()
+                    self._send(200, data[: len(data) // 2], length=len(data))
+                else:
+                    self._sse([self._chunk("so", None, usage=True, k=1), self._chunk(" the", None, usage=True, k=2)],
+                              done=False)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()  # releases hanging handlers
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -104,7 +104,7 @@ async def test_resume_skips_recorded_problems_and_drops_a_torn_write(tmp_path):
     assert Bank(out).keys() == ["p0", "p1"]  # readers see committed records only
     bank = await record(problems, gen, out, n=3, sampling=sampling, logprobs=1)
     assert gen.calls == calls + 2  # p0, p1 skipped
-    assert bank.keys() == ["p0", "p1", "p2", "p3"] and not bank.errors
+    assert bank.keys() == ["p0", "p1", "p2", "p3"]
     assert [len(r.samples) for r in bank.records()] == [3, 3, 3, 3]
     r = bank.get("p1")
     assert [s.answer for s in r.samples] == ["4", "2", "4"] and r.prompt_tokens > 0
@@ -114,30 +114,43 @@ async def test_resume_skips_recorded_problems_and_drops_a_torn_write(tmp_path):
         await record(problems, gen, out, n=3, sampling=tts.Sampling(max_tokens=8, temperature=1.0), logprobs=1)
 
 
-def test_truncated_or_corrupt_file_names_file_and_record(tmp_path):
-    bank = make_bank(tmp_path / "bank")
-    rb = tmp_path / "bank" / "records.bin"
-    lines = (tmp_path / "bank" / "index.jsonl").read_text().splitlines()
-    b_off = json.loads(lines[1])["offset"]
-    data = bytearray(rb.read_bytes())
-    data[b_off + 40] ^= 0xFF  # flip a byte inside record "b"
+def test_damaged_bank_is_an_error_on_open_never_a_smaller_bank(tmp_path):
+    """Each damage is found when the bank is opened and named with its repair. Failed before
+    the check on open: a garbage index line made a silently smaller bank, and a corrupt or
+    truncated record surfaced only when (and if) a run asked for it."""
+    from tts.bank.repair import drop_damaged
+
+    make_bank(tmp_path / "bank")
+    rb, idx = tmp_path / "bank" / "records.bin", tmp_path / "bank" / "index.jsonl"
+    good_rb, good_idx = rb.read_bytes(), idx.read_text()
+    lines = good_idx.splitlines()
+    # One garbage index line in the middle.
+    idx.write_text("\n".join([lines[0], lines[1].replace('"offset": ', '"offset": #'), lines[2]]) + "\n")
+    with pytest.raises(TTSError, match=r"damaged \(1 problem: index line 2: not an index entry.*tts\.bank\.repair"):
+        Bank(tmp_path / "bank")
+    with pytest.raises(TTSError, match="index line 2"):
+        BankWriter(tmp_path / "bank", MANIFEST)  # never appends to a damaged bank either
+    # A flipped byte inside record "b".
+    idx.write_text(good_idx)
+    data = bytearray(good_rb)
+    data[json.loads(lines[1])["offset"] + 40] ^= 0xFF
     rb.write_bytes(bytes(data))
-    with pytest.raises(TTSError, match=r"records\.bin: record 'b'.*corrupt"):
-        bank.get("b")
-    assert len(bank.get("a").samples) == 6 and len(bank.get("c").samples) == 6
-    # Truncated (a copy cut short): the last record is gone, the others read fine.
-    rb.write_bytes(bytes(data[: len(data) - 100]))
-    with pytest.raises(TTSError, match=r"records\.bin: record 'c'.*truncated"):
-        Bank(tmp_path / "bank").get("c")
+    with pytest.raises(TTSError, match=r"record 'b' \(index line 2\): corrupt"):
+        Bank(tmp_path / "bank")
+    # A truncated record file (a copy cut short): the last record is named.
+    rb.write_bytes(good_rb[: len(good_rb) - 100])
+    with pytest.raises(TTSError, match=r"record 'c' \(index line 3\): truncated: records\.bin ends at byte"):
+        Bank(tmp_path / "bank")
+    # The named repair keeps every intact record and backs up the old index.
+    assert [d.key for d in drop_damaged(tmp_path / "bank")] == ["c"]
+    assert Bank(tmp_path / "bank").keys() == ["a", "b"] and (tmp_path / "bank" / "index.jsonl.damaged").exists()
     assert Bank(tmp_path / "bank").get("a").samples[0].text.startswith("Step one")
-    assert [r.key for r in Bank(tmp_path / "bank").records(skip_corrupt=True)] == ["a"]
-    with pytest.raises(TTSError, match="truncated"):
-        BankWriter(tmp_path / "bank", MANIFEST)  # never appends after a hole
-    # A damaged index line in the middle: named, the rest readable.
-    lines[1] = lines[1].replace('"offset": ', '"offset": #')
-    (tmp_path / "bank" / "index.jsonl").write_text("\n".join(lines) + "\n")
+    # A record damaged after the bank was opened is still named when it is read.
     bank = Bank(tmp_path / "bank")
-    assert bank.keys() == ["a", "c"] and "index.jsonl, line 2" in bank.errors[0]
+    rb.write_bytes(bytes(data[: len(good_rb) - 100]))
+    with pytest.raises(TTSError, match=r"records\.bin: record 'b'.*corrupt.*tts\.bank\.repair"):
+        bank.get("b")
+    assert [r.key for r in bank.records(skip_corrupt=True)] == ["a"]
     # Not a bank at all.
     with pytest.raises(TTSError, match="not a trace bank"):
         Bank(tmp_path)
@@ -282,12 +295,15 @@ async def test_math100_import_reproduces_best_of_n_and_majority(shared_data, tmp
     assert len(bank) == 100 and bank.logprobs is None
     problems = bank.problems()
     gen = ReplayGenerator(bank, seed=0)
+    # the bank's max_tokens (its longest sample): a smaller one cuts samples, as a live run would
+    sampling = bank.sampling_defaults()
+    assert sampling.max_tokens == max(s.num_tokens for r in bank.records() for s in r.samples) > 1024
     figures = {}
     for k in (1, 2, 4, 8):
         gen.reset()
-        bon = await tts.run_many(problems, BestOfN(k), generator=gen, verifier=RecordedScore())
+        bon = await tts.run_many(problems, BestOfN(k), generator=gen, verifier=RecordedScore(), sampling=sampling)
         gen.reset()
-        maj = await tts.run_many(problems, SelfConsistency(k), generator=gen)
+        maj = await tts.run_many(problems, SelfConsistency(k), generator=gen, sampling=sampling)
         acc = {"bon": 0, "maj": 0, "bon_replay": 0, "maj_replay": 0}
         for p, rb, rm in zip(problems, bon, maj):
             row, idx = rows[p.id], gen.order(p.id)[:k]  # the same samples, in the same order

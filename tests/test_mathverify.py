@@ -46,7 +46,7 @@ def test_equivalent(pool, a, b, same):
 
 def test_results_are_cached_in_the_parent(pool):
     assert pool.equivalent("\\sqrt{8}", "2\\sqrt{2}")
-    assert pool._cache[("\\sqrt{8}", "2\\sqrt{2}")] is True
+    assert pool._cache[("\\sqrt{8}", "2\\sqrt{2}")] == (True, None)
     # Same normal form and plain integers never need a worker.
     assert pool.cached("\\dfrac{1}{2}", "\\frac{1}{2}") is True
     assert pool.cached("1,000", "999") is False
@@ -133,3 +133,65 @@ def test_worker_that_cannot_start_raises_instead_of_grading_wrong():
         assert p.equivalent("1/2", "0.5") is True  # and the pool starts a fresh one
     finally:
         p.close()
+
+
+# -- grading never raises ----------------------------------------------------------------------
+def _raises_on_marker(gold: str, pred: str) -> bool:
+    """Worker target: a parser that raises on some input (as math-verify/sympy can)."""
+    if pred == "BOOM":
+        raise RecursionError("maximum recursion depth exceeded")
+    return mv._compare(gold, pred)
+
+
+HOSTILE = [  # valid strings of a model's output
+    "1" + "0" * 5000,  # an integer over Python's 4300-digit int() limit
+    "-" + "9" * 10000,
+    "1," + "000," * 2000 + "000",  # thousands separators, 6004 digits
+    "10^{10^{10^{10}}}",
+    "{" * 3000 + "1" + "}" * 3000,
+    "\\begin{pmatrix}\\end{",
+    "\ud800",
+    "\\" * 1001,
+]
+
+
+@pytest.mark.parametrize("answer", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
+async def test_hostile_answers_grade_false_never_raise(answer):
+    """Failed before: the integer answers raised ValueError (int() of over 4300 digits) in the
+    parent's fast path, which crashed the run and kept no record."""
+    assert await mv.grade("1", answer) is False
+    assert mv.grade_sync("1", answer) is False
+    assert await mv.grade(answer, answer + "\x00") in (True, False)  # NUL bytes through the pipe
+
+
+def test_huge_integers_compare_without_int(pool):
+    big = "1" + "0" * 5000
+    assert pool.cached(big, big + "") is True and pool.cached(big, "0" + big) is True
+    assert pool.cached(big, big[:-1] + "1") is False and pool.cached("-0", "0") is True
+
+
+def test_every_grading_failure_is_counted():
+    pool = MathVerifyPool(workers=1, timeout=2.0)
+    pool._target = _raises_on_marker
+    try:
+        with mv.count_failures() as failed:
+            assert pool.equivalent("1", "BOOM") is False  # a parser error in the worker
+            pool.note("timeout: test", "1", "x")
+        assert failed == {"parser": 1, "timeout": 1} and pool.failures["parser"] == 1
+    finally:
+        pool.close()
+
+
+async def test_count_failures_is_per_task(monkeypatch):
+    pool = MathVerifyPool(workers=1, timeout=1.0)
+    pool._target = _hangs_on_marker
+    monkeypatch.setattr(mv, "_default", pool)
+    try:
+        async def one(gold):
+            with mv.count_failures() as failed:
+                ok = await mv.equivalent(gold, "2")
+            return ok, sum(failed.values())
+
+        assert await asyncio.gather(one("HANG"), one("2")) == [(False, 1), (True, 0)]
+    finally:
+        pool.close()

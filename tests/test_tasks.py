@@ -205,3 +205,20 @@ async def test_wrong_and_missing_answers_grade_false(name):
     assert not any(await _grade_all(task, [(p, task.extract("I give up.")) for p in problems]))
     p = problems[0]
     assert await task.grade(type(p)(p.id, p.question, None), p.answer) is False  # no gold
+
+
+def test_extraction_is_fast_on_hostile_output():
+    """Failed before: GSM8K's "answer is" pattern backtracked for 67 s on 400 spaces, and
+    extract_boxed was quadratic (198 s on 20,000 unclosed \\boxed{)."""
+    import time
+
+    from tts.answers import extract_boxed
+
+    t0 = time.perf_counter()
+    assert tasks.get_task("gsm8k").extract("the answer is" + " " * 5000 + "x") is None
+    assert tasks.get_task("gsm8k").extract("#### " + " " * 5000 + "x") is None
+    assert extract_boxed("\\boxed{" * 20000) is None
+    assert extract_boxed("\\boxed{" * 20000 + "\\boxed{7}") == "7"
+    assert extract_boxed("\\boxed{a} \\boxed{" + "{" * 3000 + "}" * 3000 + "}") == "{" * 3000 + "}" * 3000
+    assert time.perf_counter() - t0 < 2
+    assert extract_boxed("x \\boxed{\\frac{1}{2}} y \\boxed{3") == "\\frac{1}{2}"

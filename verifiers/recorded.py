@@ -36,7 +36,8 @@ class RecordedScore(Verifier):
         if self.source == "outcome":
             if t.score is None:
                 raise TTSError("RecordedScore needs traces replayed from a bank with outcome scores "
-                               "(ReplayGenerator(..., prefill_scores=True)); this trace has none")
+                               "(ReplayGenerator(..., prefill_scores=True)); this trace has none (a sample cut at the request's "
+                               "max_tokens has none: ask for max_tokens >= the bank's sampling['max_tokens'])")
             return Score(float(t.score), steps)
         if not steps:
             raise TTSError(f"RecordedScore('{self.source}') needs a bank with per-step PRM scores; this trace has none")

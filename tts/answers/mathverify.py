@@ -5,22 +5,53 @@ and sympy can hang for minutes on a hostile expression. So we always call it wit
 off and run it in "spawn" workers (never fork: the parent may hold vLLM/CUDA threads). A worker
 that does not answer within `timeout` seconds is killed and replaced; that comparison counts as
 "not equivalent". Model output is only ever parsed, never evaluated.
+
+Grading never raises on any answer string: a timeout, a worker crash, a parser error, an
+integer too long to convert, anything, is "not equivalent" plus a counted warning:
+`MathVerifyPool.failures` counts them by kind for the process, and `count_failures()` counts
+those of one piece of work (a record's grading) for its telemetry. Only a setup problem (no
+worker can start) raises, as a TTSError: that would otherwise grade everything wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import logging
 import multiprocessing as mp
 import queue
 import re
 import threading
 import weakref
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from tts.answers import normalize
 from tts.errors import TTSError
 
 _INT = re.compile(r"-?\d+")
+log = logging.getLogger(__name__)
+_counting: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("tts_grading_failures", default=None)
+
+
+@contextlib.contextmanager
+def count_failures() -> Iterator[Counter[str]]:
+    """Counts the grading failures (by kind) of the comparisons awaited inside the block, in this
+    task and the tasks it starts (e.g. `failed = sum(c.values())` for a record's telemetry)."""
+    c: Counter[str] = Counter()
+    token = _counting.set(c)
+    try:
+        yield c
+    finally:
+        _counting.reset(token)
+
+
+def _int_key(s: str) -> str:
+    """An integer's canonical digits without int(): Python refuses int() of over 4300 digits."""
+    neg, digits = s.startswith("-"), s.lstrip("-").lstrip("0") or "0"
+    return ("-" if neg and digits != "0" else "") + digits
 
 
 def _compare(gold: str, pred: str) -> bool:
@@ -50,10 +81,13 @@ def _serve(conn, target) -> None:
         except (EOFError, OSError):  # parent gone or closed us
             return
         try:
-            ok = bool(target(gold, pred))
-        except Exception:  # noqa: BLE001  an unparsable answer is simply not equivalent
-            ok = False
-        conn.send(("ok", ok))
+            conn.send(("ok", bool(target(gold, pred))))
+        except Exception as e:  # noqa: BLE001  an unparsable answer is not equivalent (and counted)
+            conn.send(("failed", f"{type(e).__name__}: {e}"[:200]))
+
+
+class PoolClosed(RuntimeError):
+    """Work asked of a closed pool: a programming error, raised (not a grading failure)."""
 
 
 class _Worker:
@@ -90,7 +124,8 @@ class MathVerifyPool:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._live: set[_Worker] = set()
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], bool] = {}
+        self._cache: dict[tuple[str, str], tuple[bool, str | None]] = {}
+        self.failures: Counter[str] = Counter()  # grading failures by kind, for the process
         self._closed = False
         self._finalizer = weakref.finalize(self, _kill_all, self._live)  # runs at exit too
         # Own threads for the async API: a call blocks up to `timeout`, and the loop's default
@@ -103,18 +138,41 @@ class MathVerifyPool:
         if ng is not None and ng == np_:
             return True
         if ng and np_ and _INT.fullmatch(ng) and _INT.fullmatch(np_):
-            return int(ng) == int(np_)
-        return self._cache.get((gold, pred))
+            return _int_key(ng) == _int_key(np_)
+        hit = self._cache.get((gold, pred))
+        return None if hit is None else hit[0]
+
+    def check(self, a: str, b: str) -> tuple[bool, str | None]:
+        """(whether `b` means the same as `a`, why grading failed or None). Never raises for any
+        strings, only TTSError when no worker can start."""
+        try:
+            known = self.cached(a, b)
+            if known is not None:
+                return known, self._cache.get((a, b), (known, None))[1]
+            ok, why = self._run(a, b)
+        except (TTSError, PoolClosed):
+            raise
+        except Exception as e:  # noqa: BLE001  the fast path or the pipe failed on this input
+            ok, why = False, f"error: {type(e).__name__}: {str(e)[:120]}"
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[(a, b)] = (ok, why)
+        return ok, why
+
+    def note(self, why: str, a: str, b: str) -> None:
+        """Count (and warn about) one grading failure."""
+        kind = why.split(":", 1)[0]
+        self.failures[kind] += 1
+        counter = _counting.get()
+        if counter is not None:
+            counter[kind] += 1
+        log.warning("grading %r against %r failed (%s); counted as not equivalent", b[:80], a[:80], why)
 
     def equivalent(self, a: str, b: str) -> bool:
         """Whether `b` means the same as `a` (`a` is taken as the reference side)."""
-        known = self.cached(a, b)
-        if known is not None:
-            return known
-        ok = self._run(a, b)
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        self._cache[(a, b)] = ok
+        ok, why = self.check(a, b)
+        if why is not None:
+            self.note(why, a, b)
         return ok
 
     def grade(self, gold: str, pred: str | None) -> bool:
@@ -129,7 +187,7 @@ class MathVerifyPool:
         while True:  # an idle worker, else a new one while under `workers`, else wait for one
             with self._lock:
                 if self._closed:
-                    raise RuntimeError("MathVerifyPool is closed")
+                    raise PoolClosed("MathVerifyPool is closed")
                 try:
                     return self._idle.get_nowait()
                 except queue.Empty:
@@ -167,7 +225,7 @@ class MathVerifyPool:
         raise TTSError(f"math-verify cannot run in a worker ({msg}); check that `import math_verify` "
                        "works, or install it: pip install 'math-verify[antlr4_13_2]'")
 
-    def _run(self, a: str, b: str) -> bool:
+    def _run(self, a: str, b: str) -> tuple[bool, str | None]:
         w = self._acquire()
         try:
             if not w.ready:
@@ -175,17 +233,17 @@ class MathVerifyPool:
             w.conn.send((a, b))
             if not w.conn.poll(self.timeout):  # hung in sympy: kill it, the answer is "no"
                 self._replace(w)
-                return False
-            ok = w.conn.recv()[1]
+                return False, f"timeout: no answer within {self.timeout:g}s"
+            kind, value = w.conn.recv()
         except (EOFError, OSError):  # the worker crashed on this input (or close() ran under us)
             self._replace(w)
-            return False
+            return False, "crash: the worker died on this input"
         except BaseException:  # start failed (already dropped), or interrupted mid-call
             if w in self._live:
                 self._replace(w)
             raise
         self._idle.put(w)
-        return ok
+        return (bool(value), None) if kind == "ok" else (False, f"parser: {value}")
 
     def close(self) -> None:
         with self._lock:
@@ -207,11 +265,22 @@ def default_pool() -> MathVerifyPool:
 
 
 async def equivalent(a: str, b: str) -> bool:
+    """Never raises for any strings (see the module's docstring); failures are counted."""
     pool = default_pool()
-    known = pool.cached(a, b)  # most comparisons end here, without a thread hop
+    try:
+        known = pool.cached(a, b)  # most comparisons end here, without a thread hop
+    except Exception as e:  # noqa: BLE001
+        pool.note(f"error: {type(e).__name__}: {str(e)[:120]}", a, b)
+        return False
     if known is not None:
+        why = pool._cache.get((a, b), (known, None))[1]  # a failure remembered is counted again
+        if why is not None:
+            pool.note(why, a, b)
         return known
-    return await asyncio.get_running_loop().run_in_executor(pool.executor, pool.equivalent, a, b)
+    ok, why = await asyncio.get_running_loop().run_in_executor(pool.executor, pool.check, a, b)
+    if why is not None:
+        pool.note(why, a, b)  # here, not in the thread: count_failures() is this task's
+    return ok
 
 
 async def grade(gold: str | None, pred: str | None) -> bool:

@@ -1,8 +1,16 @@
 """`OpenAIGenerator`: any OpenAI-compatible chat server, vLLM's first, as one async sampler.
 
 Several replicas (`base_urls`) are served round-robin, so a fleet looks like one generator.
-Retries are ours, not the client's: exponential backoff with jitter on 429, 5xx, connection
-errors and timeouts, over the next replica each time, then one `TTSError` that says what to do.
+Retries are ours, not the client's: exponential backoff with jitter (or the server's
+`Retry-After`, bounded) on 429, 5xx, connection errors, malformed or empty responses and streams
+cut before their finish reason, over the next replica each time; then one `BackendError` that
+says what failed and what to do. A fault is never a finished Trace with silent empty text.
+
+Timeouts: `timeout` seconds per attempt (connect, and each read of the answer). A server that
+accepts and does not answer in that time is not asked again (it rarely answers the next time,
+and every retry would add `timeout` to the wait); another replica is. So with one server the
+slowest fault, a hang, surfaces after about `timeout` seconds, as "connected but no answer";
+"cannot connect" is a different message.
 
 With `vllm=True` we use vLLM's server extensions:
 - `continue_final_message` to continue a partial assistant message (`GenRequest.prefix`);
@@ -19,7 +27,6 @@ import itertools
 import json
 import logging
 import os
-import random
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,21 +34,21 @@ from typing import Any
 import httpx
 import openai
 
-from tts.errors import TTSError
+from tts.backends.retry import BadResponse, RetryPolicy
+from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
 from tts.types import GenRequest, Trace, Usage
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
-_MAX_DELAY = 30.0
-
-
 class OpenAIGenerator(Generator):
     """Samples from `model` behind one or more OpenAI-compatible servers.
 
     `api_key` defaults to $OPENAI_API_KEY, else "EMPTY" (vLLM without --api-key); it is never
-    logged. `max_retries` is the number of attempts per request in all. `extra_body` holds
+    logged. `timeout`: seconds per attempt; `retries`: attempts after the first (`max_retries`,
+    the older name, counts attempts in all). `max_model_len`: the served model's length, which
+    clips each request's max_tokens to what fits after the prompt (with `vllm=True` it is read
+    from the server's /v1/models when not given). `extra_body` holds
     extra server sampling parameters sent with every request (e.g. vLLM's `top_k`,
     `ignore_eos`). Set `vllm=False` for servers without vLLM's extensions.
     """
@@ -52,13 +59,19 @@ class OpenAIGenerator(Generator):
         base_urls: str | list[str],
         api_key: str | None = None,
         max_concurrency: int = 64,
-        max_retries: int = 5,
+        retries: int = 3,
         backoff: float = 0.5,
-        timeout: float = 600,
+        timeout: float = 120,
         num_params: int | None = None,
         vllm: bool = True,
         extra_body: dict[str, Any] | None = None,
+        max_model_len: int | None = None,
+        max_retries: int | None = None,
     ):
+        if max_retries is not None:
+            retries = max_retries - 1
+        if retries < 0 or not timeout > 0 or backoff < 0 or max_concurrency < 1:
+            raise ValueError("need retries >= 0, timeout > 0, backoff >= 0 and max_concurrency >= 1")
         self.model = model
         self.num_params = num_params
         self.base_urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
@@ -70,8 +83,10 @@ class OpenAIGenerator(Generator):
             openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout) for u in self.base_urls
         ]
         self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
-        self.max_retries = max(1, max_retries)
-        self.backoff = backoff
+        self._policy = RetryPolicy(retries + 1, backoff, float(timeout), self.base_urls)
+        self.timeout = float(timeout)
+        self.max_model_len = max_model_len
+        self._len_known = max_model_len is not None or not vllm
         self.vllm = vllm
         self.extra_body = dict(extra_body or {})
         self.calls: Counter[str] = Counter()  # attempts sent to each base URL
@@ -87,28 +102,33 @@ class OpenAIGenerator(Generator):
         self.calls[self.base_urls[i]] += 1
         return self.base_urls[i], self._clients[i]
 
-    async def _retry_or_raise(self, e: Exception, url: str, attempt: int, tried: list[str]) -> None:
-        """Sleep before the next attempt, or raise the TTSError that ends the request."""
-        if not isinstance(e, _RETRYABLE):
-            status = getattr(e, "status_code", None)
-            body = getattr(e, "body", None)
-            msg = body.get("message", e) if isinstance(body, dict) else e
-            raise TTSError(f"server at {url} rejected the request{f' (HTTP {status})' if status else ''}: {msg}") from e
-        tried.append(url)
-        if attempt + 1 >= self.max_retries:
-            where = ", ".join(dict.fromkeys(tried))
-            cause = f"{e} ({e.__cause__})" if e.__cause__ else str(e)
-            if isinstance(e, openai.APIConnectionError):
-                raise TTSError(
-                    f"server at {where} unreachable after {attempt + 1} attempts: {cause}; "
-                    "is it running? check --base-url"
-                ) from e
-            raise TTSError(f"server at {where} still failing after {attempt + 1} attempts: {cause}") from e
-        delay = min(_MAX_DELAY, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-        log.warning("request to %s failed (%s); retrying in %.2fs", url, e, delay)
-        await asyncio.sleep(delay)
+    async def _model_len(self) -> int | None:
+        """The served model's max_model_len (vLLM's /v1/models reports it), read once."""
+        if not self._len_known:
+            self._len_known = True
+            try:
+                r = await self._http.get(f"{self.base_urls[0].rstrip('/')}/models")
+                r.raise_for_status()
+                rows = [m for m in r.json().get("data", []) if m.get("id") == self.model] or r.json().get("data", [])
+                self.max_model_len = int(rows[0]["max_model_len"]) if rows and rows[0].get("max_model_len") else None
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+                log.warning("could not read the model's length from %s/models (%s); max_tokens not clipped",
+                            self.base_urls[0], e)
+        return self.max_model_len
 
-    def _kwargs(self, req: GenRequest) -> dict[str, Any]:
+    async def _clip(self, req: GenRequest) -> int:
+        """max_tokens clipped to what fits in the model after the prompt (a server rejects
+        more): what this backend can return for `req`, never above req.max_tokens."""
+        length = await self._model_len()
+        if length is None:
+            return req.max_tokens
+        room = length - await self.count_prompt_tokens(req)
+        if room < 1:
+            raise TTSError(f"the prompt fills the model's length ({length} tokens); shorten it or serve a longer "
+                           "context (--max-model-len)")
+        return min(req.max_tokens, room)
+
+    async def _kwargs(self, req: GenRequest) -> dict[str, Any]:
         messages = list(req.messages)
         extra = dict(self.extra_body)
         if req.prefix:
@@ -116,7 +136,7 @@ class OpenAIGenerator(Generator):
             if self.vllm:
                 extra.update(add_generation_prompt=False, continue_final_message=True)
         kw: dict[str, Any] = dict(
-            model=self.model, messages=messages, n=req.n, max_tokens=req.max_tokens,
+            model=self.model, messages=messages, n=req.n, max_tokens=await self._clip(req),
             temperature=req.temperature, top_p=req.top_p,
         )
         if req.stop:
@@ -141,32 +161,40 @@ class OpenAIGenerator(Generator):
         return [t for t, _ in done], sum((u for _, u in done), Usage())
 
     async def _sample(self, req: GenRequest) -> tuple[Trace, Usage]:
-        kw = self._kwargs(req)
+        kw = await self._kwargs(req)
         tried: list[str] = []
         async with self._sem:
             for attempt in itertools.count():
                 url, client = self._pick()
                 try:
                     resp = await client.chat.completions.create(**kw)
+                    choices = getattr(resp, "choices", None)
+                    if not choices or getattr(choices[0], "message", None) is None:
+                        raise BadResponse("no choices")
+                    if choices[0].finish_reason is None:
+                        raise BadResponse("a choice without a finish reason")
                     break
-                except openai.APIError as e:
-                    await self._retry_or_raise(e, url, attempt, tried)
-        c, u = resp.choices[0], resp.usage
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    await self._policy.after_failure(e, url, attempt, tried)
+        c, u = choices[0], resp.usage
         t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix)
         content = _add_logprobs(t, c.logprobs, req.logprobs)
         # usage is exact for one sample; without it, one logprob entry per token, else the
-        # UTF-8 byte count (an upper bound for byte-level BPE: never an undercount).
-        t.num_tokens = u.completion_tokens if u else len(content) if content is not None else len(t.text.encode())
+        # UTF-8 byte count (an upper bound for byte-level BPE: never an undercount), which the
+        # server's max_tokens bounds too.
+        t.num_tokens = u.completion_tokens if u else min(len(content) if content is not None else len(t.text.encode()),
+                                                          kw["max_tokens"])
         prompt = u.prompt_tokens if u else await self.count_prompt_tokens(req)
         return t, Usage(prompt_tokens=prompt, cached_tokens=_cached(u), completion_tokens=t.num_tokens)
 
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         """Yields the same Trace object, grown in place (copy it to keep a snapshot), as the
         in-process generator does; the last yield has `finish_reason` set and the final usage
-        (with cached tokens, which vLLM reports only at the end)."""
+        (with cached tokens, which vLLM reports only at the end). A stream that breaks or ends
+        without a finish reason is retried while nothing was yielded, else a BackendError."""
         if req.n != 1:
             raise ValueError("stream() samples one trace; use n=1 and start several streams")
-        kw = self._kwargs(req)
+        kw = await self._kwargs(req)
         opts = {"include_usage": True, "continuous_usage_stats": True} if self.vllm else {"include_usage": True}
         tried: list[str] = []
         async with self._sem:
@@ -178,15 +206,16 @@ class OpenAIGenerator(Generator):
                     try:  # leaving early (aclose, cancellation) closes the HTTP stream: vLLM aborts
                         async for chunk in s:
                             new = False
-                            for c in chunk.choices[:1]:
+                            for c in (getattr(chunk, "choices", None) or ())[:1]:
                                 trace.text += c.delta.content or ""
                                 content = _add_logprobs(trace, c.logprobs, req.logprobs)
                                 new = bool(c.delta.content or content)
                                 if not self.vllm:  # approximate until the final usage arrives
-                                    trace.num_tokens += len(content) if content else int(new)
+                                    trace.num_tokens = min(trace.num_tokens + (len(content) if content else int(new)),
+                                                           kw["max_tokens"])
                                 if c.finish_reason is not None:
                                     trace.finish_reason = _finish(c.finish_reason)
-                            if chunk.usage:
+                            if getattr(chunk, "usage", None):
                                 usage.prompt_tokens = chunk.usage.prompt_tokens
                                 usage.cached_tokens = _cached(chunk.usage)
                                 trace.num_tokens = chunk.usage.completion_tokens or 0
@@ -196,12 +225,14 @@ class OpenAIGenerator(Generator):
                                 yield trace, Usage(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
                     finally:
                         await s.close()
-                except openai.APIError as e:
-                    if yielded:
-                        raise TTSError(f"stream from {url} broke after {trace.num_tokens} tokens: {e}") from e
-                    await self._retry_or_raise(e, url, attempt, tried)
+                    if trace.finish_reason is None:
+                        raise BadResponse(f"the stream ended without a finish reason after {trace.num_tokens} tokens")
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    if yielded:  # the caller has seen this sample grow: it cannot be restarted
+                        kind, detail, _ = self._policy.classify(e)
+                        raise BackendError(f"stream from {url} broke after {trace.num_tokens} tokens: {detail}") from e
+                    await self._policy.after_failure(e, url, attempt, tried)
                     continue
-                trace.finish_reason = trace.finish_reason or "abort"
                 yield trace, usage
                 return
 
@@ -215,8 +246,8 @@ class OpenAIGenerator(Generator):
                 root = url.rstrip("/").removesuffix("/v1")
                 try:
                     return await client.post(f"{root}{route}", cast_to=object, body=body)
-                except openai.APIError as e:
-                    await self._retry_or_raise(e, url, attempt, tried)
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    await self._policy.after_failure(e, url, attempt, tried)
 
     # -- prompt tokens ---------------------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:

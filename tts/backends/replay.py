@@ -11,7 +11,10 @@ sample-based strategy re-runs at no generation cost, deterministically.
   text is revealed at the recorded token offsets when the bank has them (recorded from streams),
   else proportionally to tokens. The accountant therefore charges exactly the tokens consumed,
   and an abandoned stream only up to where it was abandoned.
-- Usage: prompt tokens as recorded (per sample), completion tokens as recorded; cached tokens are
+- A request's max_tokens holds: a sample recorded longer (a bank imported without its
+  max_tokens) is served cut at max_tokens with finish reason "length", as the live model would
+  have returned it (`_cut`), so no call returns more than the accountant reserved for it.
+- Usage: prompt tokens as recorded (per sample), completion tokens as served; cached tokens are
   reported as 0 (prefix-cache hits belong to the live run's cache state, not to the samples; the
   engine-reported totals are kept in the bank's records for reference).
 - Replayed traces carry the recorded answer (what the recording task extracted) and, with
@@ -118,7 +121,9 @@ class ReplayGenerator(Generator):
 
     # -- request checks ----------------------------------------------------------------------
     def _check_field(self, f: str, v: Any) -> None:
-        have = self.bank.sampling.get(f)
+        # max_tokens as recorded: a bank that does not know it (an import) serves any request,
+        # its samples cut at the request's max_tokens (`_trace`)
+        have = self.bank.recorded_max_tokens if f == "max_tokens" else self.bank.sampling.get(f)
         if have is not None and v != have:
             raise TTSError(f"bank {self.bank.path} was recorded with {f}={have}, the request asks {f}={v}; "
                            f"replay needs the bank's sampling (run with sampling=bank.sampling_defaults())")
@@ -153,8 +158,7 @@ class ReplayGenerator(Generator):
         if key is None:
             key = self.bank.find(question)
             if key is None:
-                bad = f" ({len(self.bank.errors)} unreadable index lines: {self.bank.errors[0]})" if self.bank.errors else ""
-                raise TTSError(f"bank {self.bank.path} has no problem with the question {question[:80]!r}{bad}; "
+                raise TTSError(f"bank {self.bank.path} has no problem with the question {question[:80]!r}; "
                                "replay the problems the bank was recorded on (Bank.problems())")
             self._keys[question] = key
         rec = self.record(key)
@@ -200,7 +204,7 @@ class ReplayGenerator(Generator):
         (s,) = self._take(rec, 1)
         full = self._trace(s, req)
         total, text = full.num_tokens, full.text
-        ends = s.char_ends.tolist() if s.char_ends is not None and len(s.char_ends) == total else None
+        ends = s.char_ends[:total].tolist() if s.char_ends is not None and len(s.char_ends) == s.num_tokens else None
         trace = Trace(text="", num_tokens=0, prefix=req.prefix)
         if total == 0:
             yield full, Usage(prompt_tokens=rec.prompt_tokens)
@@ -227,17 +231,43 @@ class ReplayGenerator(Generator):
             yield trace, Usage(prompt_tokens=rec.prompt_tokens, completion_tokens=end)
 
     def _trace(self, s: RecordedTrace, req: GenRequest) -> Trace:
+        if s.num_tokens > req.max_tokens:
+            return self._cut(s, req)
         t = Trace(text=s.text, num_tokens=s.num_tokens, finish_reason=s.finish_reason, prefix=req.prefix)  # type: ignore[arg-type]
         if s.token_ids is not None:
             t.token_ids = s.token_ids.tolist()
         if self.recorded_answers:
             t.answer = s.answer
-        if req.logprobs is not None and s.logprobs is not None:
-            t.logprobs = s.logprobs.tolist()
-            if req.logprobs > 0:
-                t.top_logprobs = s.top_rows(req.logprobs)
+        self._add_logprobs(t, s, req, s.num_tokens)
         if self.prefill_scores:
             t.score = s.score
             if s.step_scores is not None:
                 t.steps = [Step(txt, 0, float(v)) for txt, v in zip(s.steps(), s.step_scores.tolist())]
         return t
+
+    def _cut(self, s: RecordedTrace, req: GenRequest) -> Trace:
+        """A sample recorded longer than the request's max_tokens, as the live model would have
+        returned it: its first max_tokens tokens, finish reason "length". Sampling is token by
+        token, so a smaller max_tokens only cuts the same sample; a backend never returns more
+        than max_tokens, which is the worst case the accountant reserves. The text is cut at the
+        recorded token offsets (banks recorded from streams), else proportionally to tokens (an
+        approximation of where the token boundary falls). The recorded answer and scores belong
+        to the whole sample: the answer is extracted again from the cut text (by the Context),
+        and the cut trace has no recorded score (a verifier must score it)."""
+        m = req.max_tokens
+        if s.char_ends is not None and len(s.char_ends) == s.num_tokens:
+            text = s.text[: int(s.char_ends[m - 1])] if m > 0 else ""
+        else:
+            text = s.text[: len(s.text) * m // max(s.num_tokens, 1)]
+        t = Trace(text=text, num_tokens=m, finish_reason="length", prefix=req.prefix)
+        if s.token_ids is not None:
+            t.token_ids = s.token_ids[:m].tolist()
+        self._add_logprobs(t, s, req, m)
+        return t
+
+    @staticmethod
+    def _add_logprobs(t: Trace, s: RecordedTrace, req: GenRequest, m: int) -> None:
+        if req.logprobs is not None and s.logprobs is not None:
+            t.logprobs = s.logprobs[:m].tolist()
+            if req.logprobs > 0:
+                t.top_logprobs = s.top_rows(req.logprobs)[:m]

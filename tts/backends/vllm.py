@@ -2,7 +2,9 @@
 
 Every request of every problem in flight goes to the one engine, whose continuous batching is
 where throughput comes from. We tokenize prompts ourselves (chat template + optional partial
-assistant message) so the accountant can check a call's worst case before dispatch.
+assistant message) so the accountant can check a call's worst case before dispatch; a request's
+max_tokens is clipped to what fits in the model after its prompt, so no call returns more than
+that worst case. An engine that fails (dead, or a request it cannot finish) is a BackendError.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tts.errors import TTSError
+from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
 from tts.types import GenRequest, Trace, Usage
 
@@ -87,6 +89,7 @@ class VLLMGenerator(Generator):
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as e:
             raise TTSError(f"vLLM could not start on {model}: {e}") from e
+        self.max_model_len: int | None = getattr(getattr(self.engine, "model_config", None), "max_model_len", None)
         self._ids = itertools.count()
         self._prompts: OrderedDict[tuple, list[int]] = OrderedDict()
 
@@ -113,12 +116,22 @@ class VLLMGenerator(Generator):
     async def count_prompt_tokens(self, req: GenRequest) -> int:
         return len(self.prompt_ids(req))
 
-    def _params(self, req: GenRequest, kind: Any, **extra: Any) -> Any:
+    def _room(self, req: GenRequest, ids: list[int]) -> int:
+        """max_tokens clipped to the model's length minus the prompt (the engine stops there)."""
+        if self.max_model_len is None:
+            return req.max_tokens
+        room = self.max_model_len - len(ids)
+        if room < 1:
+            raise TTSError(f"the prompt ({len(ids)} tokens) fills the model's length ({self.max_model_len}); "
+                           "shorten it or raise --max-model-len")
+        return min(req.max_tokens, room)
+
+    def _params(self, req: GenRequest, kind: Any, max_tokens: int, **extra: Any) -> Any:
         from vllm import SamplingParams
 
         return SamplingParams(
             n=req.n,
-            max_tokens=req.max_tokens,
+            max_tokens=max_tokens,
             temperature=req.temperature,
             top_p=req.top_p,
             stop=list(req.stop) or None,
@@ -135,7 +148,7 @@ class VLLMGenerator(Generator):
         from vllm.sampling_params import RequestOutputKind
 
         ids = self.prompt_ids(req)
-        params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY)
+        params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY, self._room(req, ids))
         finals = await asyncio.gather(*(self._final(ids, params) for _ in range(req.n)))
         traces = [self._trace(out.outputs[0], req) for out in finals]
         usage = Usage(
@@ -147,9 +160,21 @@ class VLLMGenerator(Generator):
 
     async def _final(self, ids: list[int], params: Any) -> Any:
         final = None
-        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+        async for out in self._outputs(ids, params):
             final = out
+        if final is None or final.outputs[0].finish_reason is None:
+            raise BackendError("the vLLM engine ended a request without finishing it; see its log above")
         return final
+
+    async def _outputs(self, ids: list[int], params: Any) -> AsyncIterator[Any]:
+        """The engine's outputs for one request; its failures as BackendError."""
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+        try:
+            async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+                yield out
+        except (EngineDeadError, EngineGenerateError) as e:
+            raise BackendError(f"the vLLM engine failed ({type(e).__name__}: {e}); see its log above") from e
 
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         """Yields the same Trace object, grown in place (copy it to keep a snapshot)."""
@@ -158,24 +183,30 @@ class VLLMGenerator(Generator):
         if req.n != 1:
             raise ValueError("stream() samples one trace; use n=1 and start several streams")
         ids = self.prompt_ids(req)
-        params = self._params(req, RequestOutputKind.DELTA)
+        params = self._params(req, RequestOutputKind.DELTA, self._room(req, ids))
         trace = Trace(text="", num_tokens=0, prefix=req.prefix)
         parts: list[str] = []
         usage = Usage(prompt_tokens=len(ids))
         # Leaving this loop early (break, aclose, cancellation) makes vLLM abort the request.
-        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
-            o = out.outputs[0]
-            parts.append(o.text)
-            trace.text = "".join(parts)
-            trace.num_tokens += len(o.token_ids)
-            trace.token_ids.extend(o.token_ids)
-            if req.logprobs is not None and o.logprobs:
-                self._add_logprobs(trace, o.token_ids, o.logprobs, req.logprobs)
-            if o.finish_reason is not None:
-                trace.finish_reason = _finish(o.finish_reason)
-            usage.cached_tokens = out.num_cached_tokens or 0
-            usage.completion_tokens = trace.num_tokens
-            yield trace, usage
+        agen = self._outputs(ids, params)
+        try:
+            async for out in agen:
+                o = out.outputs[0]
+                parts.append(o.text)
+                trace.text = "".join(parts)
+                trace.num_tokens += len(o.token_ids)
+                trace.token_ids.extend(o.token_ids)
+                if req.logprobs is not None and o.logprobs:
+                    self._add_logprobs(trace, o.token_ids, o.logprobs, req.logprobs)
+                if o.finish_reason is not None:
+                    trace.finish_reason = _finish(o.finish_reason)
+                usage.cached_tokens = out.num_cached_tokens or 0
+                usage.completion_tokens = trace.num_tokens
+                yield trace, usage
+        finally:
+            await agen.aclose()  # closing it closes the engine's stream: vLLM aborts the request
+        if trace.finish_reason is None:
+            raise BackendError("the vLLM engine ended a stream without finishing it; see its log above")
 
     def _trace(self, o: Any, req: GenRequest) -> Trace:
         t = Trace(

@@ -163,18 +163,21 @@ def _default_model_name() -> str:
 
 async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
     """pass@N (any sample right) and maj@N (the majority answer right) over the samples."""
+    from tts.answers import mathverify
     from tts.answers.voting import vote
 
     answers = [t.answer for t in result.traces]
     if problem.answer is None or not answers:
         return {}
-    majority, _ = await vote(answers)
-    distinct = {a for a in answers if a is not None}
-    graded = {a: await task.grade(problem, a) for a in distinct}
+    with mathverify.count_failures() as failed:  # grading failures: "not equivalent", counted
+        majority, _ = await vote(answers)
+        distinct = {a for a in answers if a is not None}
+        graded = {a: await task.grade(problem, a) for a in distinct}
     return {
         "n_samples": len(answers),
         "pass_at_n": any(graded.values()),
         "maj_at_n": graded.get(majority, False) if majority is not None else False,
+        **({"grading_failures": sum(failed.values())} if failed else {}),
     }
 
 
