@@ -30,8 +30,6 @@ from tts.registry import register
 from tts.types import Problem, Result, Trace
 from tts.answers.voting import vote
 
-from tts.search.sampling import sample
-
 CRITERIA = ("beta", "dirichlet")
 
 
@@ -63,7 +61,7 @@ class _StopRule(Strategy):
         traces: list[Trace] = []
         answer, tally, stopped, rounds = None, {}, "done", 0
         while len(traces) < self.n:
-            batch, stopped = await sample(ctx, min(self.step, self.n - len(traces)), logprobs=None)
+            batch, stopped = await ctx.sample(min(self.step, self.n - len(traces)), logprobs=None)
             traces += batch
             rounds += 1
             answer, tally = await vote([t.answer for t in traces])
