@@ -12,11 +12,11 @@ import itertools
 import json
 import os
 import struct
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tts.backends.common import LRU, chat_prompt_ids, load_tokenizer, prompt_key
 from tts.errors import TTSError
 from tts.interfaces import Generator
 from tts.types import GenRequest, Trace, Usage
@@ -45,7 +45,6 @@ class VLLMGenerator(Generator):
         if _looks_like_path(model) and not Path(model).expanduser().is_dir():
             raise TTSError(f"model folder not found: {model} (pass an existing folder or a hub id)")
         try:
-            from transformers import AutoTokenizer
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -70,10 +69,7 @@ class VLLMGenerator(Generator):
             engine_kwargs["kv_cache_memory_bytes"] = 4 * 2**30
         self.model = name or model  # the name results are recorded under
         self.num_params = num_params or model_parameters(model)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-        except Exception as e:
-            raise TTSError(f"cannot load a tokenizer from {model}: {e}") from e
+        self.tokenizer = load_tokenizer(model)  # public, as `engine`: the PRMs share both
         args = AsyncEngineArgs(
             model=model,
             seed=seed,
@@ -88,7 +84,7 @@ class VLLMGenerator(Generator):
         except Exception as e:
             raise TTSError(f"vLLM could not start on {model}: {e}") from e
         self._ids = itertools.count()
-        self._prompts: OrderedDict[tuple, list[int]] = OrderedDict()
+        self._prompts: LRU[tuple[str, str], list[int]] = LRU(4096)
 
     # -- prompts -----------------------------------------------------------------------------
     def prompt_ids(self, req: GenRequest) -> list[int]:
@@ -96,18 +92,12 @@ class VLLMGenerator(Generator):
 
         Cached (LRU) because step-level search asks for the same prompts again and again.
         """
-        key = (json.dumps(req.messages, sort_keys=True), req.prefix)
+        key = prompt_key(req)
         ids = self._prompts.get(key)
         if ids is None:
-            text = self.tokenizer.apply_chat_template(
-                req.messages, add_generation_prompt=True, tokenize=False
-            )
-            ids = self.tokenizer.encode(text + req.prefix, add_special_tokens=False)
-            self._prompts[key] = ids
-            if len(self._prompts) > 4096:
-                self._prompts.popitem(last=False)
-        else:
-            self._prompts.move_to_end(key)
+            ids = self._prompts.put(key, chat_prompt_ids(
+                self.tokenizer, req.messages, generation_prompt=True, suffix=req.prefix
+            ))
         return ids
 
     async def count_prompt_tokens(self, req: GenRequest) -> int:
@@ -136,7 +126,7 @@ class VLLMGenerator(Generator):
 
         ids = self.prompt_ids(req)
         params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY)
-        finals = await asyncio.gather(*(self._final(ids, params) for _ in range(req.n)))
+        finals = await asyncio.gather(*(self.final_output(ids, params) for _ in range(req.n)))
         traces = [self._trace(out.outputs[0], req) for out in finals]
         usage = Usage(
             prompt_tokens=len(ids) * req.n,
@@ -145,9 +135,14 @@ class VLLMGenerator(Generator):
         )
         return traces, usage
 
-    async def _final(self, ids: list[int], params: Any) -> Any:
+    async def final_output(self, ids: list[int], params: Any) -> Any:
+        """The last output of one engine request on prompt `ids`: a generation for vLLM
+        `SamplingParams`, a pooling (`engine.encode`) for `PoolingParams` (the PRMs' calls)."""
+        from vllm import PoolingParams
+
+        run = self.engine.encode if isinstance(params, PoolingParams) else self.engine.generate
         final = None
-        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+        async for out in run({"prompt_token_ids": ids}, params, self.request_id()):
             final = out
         return final
 
@@ -163,7 +158,7 @@ class VLLMGenerator(Generator):
         parts: list[str] = []
         usage = Usage(prompt_tokens=len(ids))
         # Leaving this loop early (break, aclose, cancellation) makes vLLM abort the request.
-        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+        async for out in self.engine.generate({"prompt_token_ids": ids}, params, self.request_id()):
             o = out.outputs[0]
             parts.append(o.text)
             trace.text = "".join(parts)
@@ -199,7 +194,8 @@ class VLLMGenerator(Generator):
                 t.top_logprobs.append([lp.logprob for lp in top])
                 t.top_tokens.append([lp.decoded_token or "" for lp in top])
 
-    def _rid(self) -> str:
+    def request_id(self) -> str:
+        """A fresh engine request id (unique in this process)."""
         return f"tts-{os.getpid()}-{next(self._ids)}"
 
     async def close(self) -> None:
