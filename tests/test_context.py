@@ -98,3 +98,15 @@ def test_prompt_cache_helpers():
     assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
     msgs = [{"role": "user", "content": "héllo"}]
     assert byte_bound(msgs, "ab") == 6 + 2 + 32
+
+
+def test_torn_last_line_is_not_a_line_and_is_cut(tmp_path, capsys):
+    from tts.jsonl import complete_lines, drop_torn_tail
+
+    raw = b'{"a": 1}\n{"b": 2}\n{"c":'
+    lines, good = complete_lines(raw)
+    assert [n for n, _ in lines] == [1, 2] and good == len(raw) - len(b'{"c":')
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(raw)
+    assert drop_torn_tail(f, good) and f.read_bytes() == raw[:good] and "torn" in capsys.readouterr().err
+    assert not drop_torn_tail(f, good) and complete_lines(f.read_bytes())[1] == good
