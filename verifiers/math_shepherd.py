@@ -7,13 +7,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from tts.backends.common import load_tokenizer
 from tts.errors import TTSError
 from tts.interfaces import Generator
 from tts.registry import register
 from tts.types import Problem, Score, Trace
 
-from verifiers.prm import AGGREGATES, _check_aggregate, _in_process, _PRM, _softmax_pair
+from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, _softmax_pair
 
 MATH_SHEPHERD_DEFAULT = "peiyi9979/math-shepherd-mistral-7b-prm"
 
@@ -71,19 +70,9 @@ class MathShepherdPRM(_PRM):
         self.step_tag = step_tag
         self.good_token = good_token
         self.bad_token = bad_token
-        if engine is None:
-            tokenizer = load_tokenizer(self.model)  # checked before an engine is started
-            ids = self._check_tokens(tokenizer)
-        owner = _in_process(self.model, engine, None, dict(engine_kwargs, num_params=num_params))
-        if engine is None:
-            self._owner = owner
-        else:
-            tokenizer = owner.tokenizer
-            ids = self._check_tokens(tokenizer)
-        self._tag_id, self._good_id, self._bad_id = ids
-        self._tokenizer = tokenizer
-        self._gen = owner
-        self.num_params = num_params or owner.num_params
+        self._tag_id, self._good_id, self._bad_id = self._attach(
+            engine, None, num_params, engine_kwargs, self._check_tokens
+        )
 
     def _check_tokens(self, tokenizer: Any) -> tuple[int, int, int]:
         ids = []

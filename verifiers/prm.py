@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from tts.backends.common import load_tokenizer
 from tts.errors import TTSError
 from tts.interfaces import Verifier
 from tts.types import Problem, Score, Trace, split_steps
 
 AGGREGATES = ("last", "min", "prod", "mean")
+T = TypeVar("T")
 
 _SUBMODULES = {"QwenPRM": "qwen_prm", "QWEN_PRM_DEFAULT": "qwen_prm", "MathShepherdPRM": "math_shepherd",
                "MATH_SHEPHERD_DEFAULT": "math_shepherd", "LLMJudgePRM": "llm_judge", "JUDGE_PROMPT": "llm_judge"}
@@ -75,22 +77,6 @@ def _softmax_pair(a: float, b: float) -> float:
     return 1.0 / (1.0 + math.exp(b - a)) if b - a < 700 else 0.0
 
 
-def _in_process(model: str, engine: Any, runner: str | None, engine_kwargs: dict[str, Any]) -> Any:
-    """The `VLLMGenerator` whose engine serves the reward model: `engine` when given (shared,
-    never closed here), else a new one (its model checks, tokenizer, parameter count and error
-    messages are the generator's)."""
-    from tts.backends.vllm import VLLMGenerator
-
-    if engine is not None:
-        if not hasattr(engine, "final_output") or not hasattr(engine, "tokenizer"):
-            raise TTSError("engine= must be an in-process tts.VLLMGenerator serving the reward model")
-        return engine
-    if runner is not None:
-        engine_kwargs = dict(engine_kwargs, runner=runner)
-    return VLLMGenerator(model, **engine_kwargs)
-
-
-
 def yes_probability(t: Trace, model: str = "the judge") -> float | None:
     """P(yes) / (P(yes) + P(no)) at a judge's first generated token, summing the variants of each
     word in its top-k ("Yes", " yes", ...); None when neither word is among them (no verdict).
@@ -117,6 +103,30 @@ class _PRM(Verifier):
     aggregate: str
     _owner: Any = None  # the VLLMGenerator this PRM started (closed by close())
     _gen: Any = None  # the VLLMGenerator whose engine serves the model (`_owner` or a shared one)
+
+    def _attach(
+        self, engine: Any, runner: str | None, num_params: int | None, engine_kwargs: dict[str, Any],
+        check: Callable[[Any], T],
+    ) -> T:
+        """Start the `VLLMGenerator` whose engine serves `self.model` (closed by `close()`), or
+        share `engine` (an in-process VLLMGenerator of it, never closed here); its model checks,
+        tokenizer, parameter count and error messages are the generator's. `check(tokenizer)`
+        validates the model's special tokens, before an engine is started when we start one;
+        its result is returned."""
+        from tts.backends.vllm import VLLMGenerator
+
+        if engine is None:
+            self._tokenizer = load_tokenizer(self.model)
+            checked = check(self._tokenizer)
+            kwargs = dict(engine_kwargs, num_params=num_params, **({"runner": runner} if runner else {}))
+            self._gen = self._owner = VLLMGenerator(self.model, **kwargs)
+        else:
+            if not hasattr(engine, "final_output") or not hasattr(engine, "tokenizer"):
+                raise TTSError("engine= must be an in-process tts.VLLMGenerator serving the reward model")
+            self._gen, self._tokenizer = engine, engine.tokenizer
+            checked = check(self._tokenizer)
+        self.num_params = num_params or self._gen.num_params
+        return checked
 
     def _steps(self, trace: Trace) -> list[str]:
         return split_steps(trace.prefix + trace.text, self.delimiter)

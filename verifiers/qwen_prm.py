@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tts.backends.common import LRU, byte_bound, chat_prompt_ids, load_tokenizer
+from tts.backends.common import LRU, byte_bound, chat_prompt_ids
 from tts.errors import TTSError
 from tts.interfaces import Generator
 from tts.registry import register
 from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Score, Trace
 
-from verifiers.prm import AGGREGATES, _check_aggregate, _in_process, _PRM, _softmax_pair
+from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, _softmax_pair
 
 QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
 
@@ -88,17 +88,7 @@ class QwenPRM(_PRM):
             )
             self.num_params = num_params or model_parameters(model)
             return
-        if engine is None:
-            self._tokenizer = load_tokenizer(model)  # checked before an engine is started
-            self._step_id = self._check_step_token(self._tokenizer)
-        owner = _in_process(model, engine, "pooling", dict(engine_kwargs, num_params=num_params))
-        if engine is None:
-            self._owner = owner
-        else:
-            self._tokenizer = owner.tokenizer
-            self._step_id = self._check_step_token(self._tokenizer)
-        self._gen = owner
-        self.num_params = num_params or owner.num_params
+        self._step_id = self._attach(engine, "pooling", num_params, engine_kwargs, self._check_step_token)
 
     def _check_step_token(self, tokenizer: Any) -> int:
         ids = tokenizer.encode(self.step_token, add_special_tokens=False)
