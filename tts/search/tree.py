@@ -245,18 +245,16 @@ class StepSearch:
         if k <= 0:
             return []
         over = {} if temperature is None else {"temperature": temperature}
-        req = self.ctx.request(k, prefix=prefix, stop=(self.delimiter,), max_tokens=self.step_tokens, **over)
         try:
-            m = await self.ctx.affordable(req)
-            if m == 0:
-                self.stopped = "budget"
-                return []
-            traces = await self.ctx.generate(req.replace(n=m))
+            traces, why = await self.ctx.sample(
+                k, prefix=prefix, stop=(self.delimiter,), max_tokens=self.step_tokens, **over
+            )
         except BudgetExceeded:
+            traces, why = [], "budget"
+        if why == "budget":
             self.stopped = "budget"
+        if not traces:
             return []
-        if m < k:
-            self.stopped = "budget"
         self.expansions += 1
         self.samples += len(traces)
         return traces
