@@ -110,3 +110,14 @@ def test_torn_last_line_is_not_a_line_and_is_cut(tmp_path, capsys):
     f.write_bytes(raw)
     assert drop_torn_tail(f, good) and f.read_bytes() == raw[:good] and "torn" in capsys.readouterr().err
     assert not drop_torn_tail(f, good) and complete_lines(f.read_bytes())[1] == good
+
+
+async def test_first_finish_cut_by_the_wall_clock_is_stopped_by_budget():
+    """Failed before the one stopped_by rule: FirstFinish said "done" when the wall-clock cap cut
+    every stream mid-way (it counted only streams refused at the start), DeepPrune "budget"."""
+    from strategies import FirstFinish
+
+    gen = ScriptedGenerator([" ".join(["w"] * 40)], delay=0.02)  # 40 tokens, 0.8 s per stream
+    r = await tts.solve(P, FirstFinish(2), generator=gen, budget=Budget(wall_seconds=0.2),
+                        sampling=tts.Sampling(max_tokens=50))
+    assert all(0 < t.num_tokens < 40 for t in r.traces) and r.stopped_by == "budget"
