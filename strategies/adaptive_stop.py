@@ -39,8 +39,6 @@ from tts.types import Problem, Result, Trace
 from tts.answers.voting import beta_stop_probability, vote
 from tts.answers.mathverify import group_answers
 
-from tts.search.sampling import sample
-
 CRITERIA = ("beta", "dirichlet")
 
 
@@ -77,7 +75,7 @@ class _StopRule(Strategy):
         traces: list[Trace] = []
         answer, tally, stopped, rounds = None, {}, "done", 0
         while len(traces) < self.n:
-            batch, stopped = await sample(ctx, min(self.step, self.n - len(traces)), logprobs=None)
+            batch, stopped = await ctx.sample(min(self.step, self.n - len(traces)), logprobs=None)
             traces += batch
             rounds += 1
             answer, tally = await self.tally(traces)

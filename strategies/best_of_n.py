@@ -13,8 +13,6 @@ from tts.registry import register
 from tts.types import Problem, Result
 from tts.answers.voting import vote
 
-from tts.search.sampling import sample
-
 SELECT = ("max", "weighted")
 
 
@@ -31,7 +29,7 @@ class BestOfN(Strategy):
         self.select = select
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        traces, stopped = await sample(ctx, self.n)
+        traces, stopped = await ctx.sample(self.n)
         if not traces:
             return Result(problem.id, None, stopped_by=stopped)
         try:

@@ -119,7 +119,7 @@ class CertaintyProbe(Strategy):
         answer, tally = await vote(answers)
         return Result(
             problem.id, answer, [r.trace for r in pool.runs],
-            stopped_by="budget" if pool.refused else "done",
+            stopped_by=pool.stopped_by,
             telemetry={
                 "votes": tally,
                 "certain_stops": sum("answer" in r.data for r in pool.runs),

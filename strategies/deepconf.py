@@ -42,7 +42,6 @@ from verifiers.confidence import MEASURES, token_confidence, token_confidences, 
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
-from tts.search.sampling import sample
 
 MODES = ("online", "offline")
 VOTES = ("majority", "weighted", "filtered")
@@ -110,7 +109,7 @@ class DeepConf(Strategy):
 
     # -- offline -------------------------------------------------------------------------------
     async def _offline(self, problem: Problem, ctx: Context) -> Result:
-        traces, stopped = await sample(ctx, self.n, logprobs=self.top_k)
+        traces, stopped = await ctx.sample(self.n, logprobs=self.top_k)
         confs = [trace_confidence(token_confidences(t, self.top_k), self.measure, self.window) for t in traces]
         voters = [i for i, t in enumerate(traces) if t.answer is not None]
         if self.vote == "filtered" and voters:
@@ -186,7 +185,7 @@ class DeepConf(Strategy):
             failed={r.index: r.error for r in pool.runs if r.state == "failed"},
         )
         return Result(problem.id, answer, [r.trace for r in pool.runs],
-                      stopped_by="budget" if pool.refused else "done", telemetry=telemetry)
+                      stopped_by=pool.stopped_by, telemetry=telemetry)
 
     def _top_up(self, pool: Streams, todo: int) -> int:
         """Launch final traces up to the in-flight cap; returns how many were launched."""

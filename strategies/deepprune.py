@@ -53,8 +53,7 @@ from tts.context import Context
 from tts.errors import BudgetExceeded, TTSError
 from tts.interfaces import Strategy
 from tts.registry import register
-from tts.backends.replay import ReplayGenerator
-from tts.types import Problem, Result, StoppedBy
+from tts.types import Problem, Result
 from verifiers.equivalence import EquivalenceJudge, Prefix, make_judge
 from tts.answers.voting import vote
 
@@ -102,7 +101,7 @@ class DeepPrune(Strategy):
         await self._judge.close()
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        if self.wait and not isinstance(ctx.generator, ReplayGenerator):
+        if self.wait and ctx.generator.realtime:
             raise TTSError("DeepPrune(wait=True) is for replayed traces (a live engine keeps generating while a "
                            "trace waits for its verdict); use wait=False with a live generator")
         clustering = _Clustering(self._judge, self.tau, ctx)
@@ -134,7 +133,7 @@ class DeepPrune(Strategy):
             await pool.close()
 
         answer, tally = await self._vote(clustering.clusters)
-        stopped: StoppedBy = "budget" if any(r.reason == "budget" for r in pool.runs) else "done"
+        stopped = pool.stopped_by
         return Result(
             problem.id, answer, [r.trace for r in pool.runs], stopped_by=stopped,
             telemetry={

@@ -65,7 +65,7 @@ class FirstFinish(Strategy):
         answer, tally = await vote([r.trace.answer for r in voters])
         return Result(
             problem.id, answer, [r.trace for r in pool.runs],
-            stopped_by="budget" if pool.refused else "done",
+            stopped_by=pool.stopped_by,
             telemetry={
                 "finish_order": [r.index for r in done],
                 "cut": [r.index for r in cut],

@@ -8,8 +8,6 @@ from tts.registry import register
 from tts.types import Problem, Result
 from tts.answers.voting import vote
 
-from tts.search.sampling import sample
-
 
 @register("strategy", "self_consistency")
 class SelfConsistency(Strategy):
@@ -21,6 +19,6 @@ class SelfConsistency(Strategy):
         self.n = n
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        traces, stopped = await sample(ctx, self.n, logprobs=None)  # voting needs no logprobs
+        traces, stopped = await ctx.sample(self.n, logprobs=None)  # voting needs no logprobs
         answer, tally = await vote([t.answer for t in traces])
         return Result(problem.id, answer, traces, stopped_by=stopped, telemetry={"votes": tally})

@@ -2,8 +2,9 @@
 
 Every generator and verifier call of a strategy goes through `Context`, whose `Accountant`
 checks the worst case of the call against the budget *before* dispatch (counting calls still in
-flight as reserved), and charges what the backend reports afterwards. Strategies never count
-tokens themselves, and no run can go over its budget.
+flight as reserved), and charges what the backend reports afterwards. Strategies, verifiers and
+judges never count tokens themselves (`sample` shrinks a request to what is affordable; `verify`
+and `judge` run a verifier's or judge's own model call), and no run can go over its budget.
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tts.answers import extract_boxed
 from tts.errors import BudgetExceeded
 from tts.interfaces import Generator, Verifier
-from tts.types import Budget, GenRequest, Problem, Score, Trace, Usage
+from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
 
-
-@dataclass(slots=True)
-class Sampling:
-    """Run-wide sampling defaults; a strategy overrides fields per request."""
-
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
+T = TypeVar("T")
 
 
 class Accountant:
@@ -172,6 +166,15 @@ class Context:
                 hi = mid - 1
         return lo
 
+    async def sample(self, n: int, **overrides: Any) -> tuple[list[Trace], StoppedBy]:
+        """Up to `n` independent traces in one engine request (`overrides` as for `request`);
+        fewer when the budget cannot cover `n`, and then stopped_by is "budget"."""
+        req = self.request(n, **overrides)
+        k = await self.affordable(req)
+        if k == 0:
+            return [], "budget"
+        return await self.generate(req.replace(n=k)), stopped_by(budget=k < n)
+
     def _finish_traces(self, traces: Sequence[Trace]) -> None:
         for t in traces:
             if t.answer is None and t.finish_reason is not None:
@@ -228,14 +231,39 @@ class Context:
         """Score traces with the context's verifier; sets each trace's `score`."""
         if self.verifier is None:
             raise ValueError("this strategy needs a verifier; pass verifier=... (e.g. Confidence())")
-        acc = self.accountant
-        worst = acc.worst_verification(await self.verifier.estimate_tokens(self.problem, traces))
-        with acc.reserve(worst):
-            scores = await self.verifier.score(self.problem, traces)
-        acc.charge_verification(sum(s.tokens for s in scores))
+        verifier = self.verifier
+
+        async def work() -> tuple[list[Score], int]:
+            scores = await verifier.score(self.problem, traces)
+            return scores, sum(s.tokens for s in scores)
+
+        scores = await self.verify(work, await verifier.estimate_tokens(self.problem, traces))
         for t, s in zip(traces, scores):
             t.score = s.value
         return scores
+
+    async def verify(
+        self, work: Callable[[], Awaitable[tuple[T, int]]], worst_tokens: int, params: int | None = None
+    ) -> T:
+        """Run one verifier-side computation under the accountant: `work()` returns its result and
+        the verifier tokens it computed; it is refused (BudgetExceeded) unless `worst_tokens` fit,
+        and charged as one verifier call at `params` (default: the context's verifier's size)."""
+        acc = self.accountant
+        with acc.reserve(acc.worst_verification(worst_tokens, params)):
+            result, tokens = await work()
+        acc.charge_verification(tokens, params=params)
+        return result
+
+    async def judge(self, judge: Generator, req: GenRequest) -> list[Trace]:
+        """A judge model's generation (a verifier's or an equivalence judge's own model call),
+        charged as verifier tokens (prompt + completion) at the judge's size."""
+
+        async def work() -> tuple[list[Trace], int]:
+            traces, usage = await judge.generate(req)
+            return traces, usage.prompt_tokens + usage.completion_tokens
+
+        worst = await judge.count_prompt_tokens(req) + req.n * req.max_tokens
+        return await self.verify(work, worst, judge.num_params)
 
 
 @contextlib.asynccontextmanager

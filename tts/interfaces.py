@@ -24,6 +24,9 @@ class Generator(ABC):
 
     model: str = ""
     num_params: int | None = None  # for FLOPs estimates; None when unknown
+    # Whether generation takes real time. False for a replay, whose traces are served from a
+    # bank: a stream that waits for a verdict there loses no tokens to a clock (DeepPrune's wait).
+    realtime: bool = True
 
     @abstractmethod
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:

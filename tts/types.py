@@ -15,6 +15,8 @@ from typing import Any, Literal
 FinishReason = Literal["stop", "length", "abort", "max_steps", "budget", "error"]
 StoppedBy = Literal["done", "budget", "early_stop", "error"]
 
+STEP_DELIMITER = "\n\n"
+
 DEFAULT_SYSTEM_PROMPT = (
     "Please reason step by step, and put your final answer within \\boxed{}."
 )
@@ -74,10 +76,36 @@ class Trace:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
-    def split_steps(self, delimiter: str = "\n\n") -> list[Step]:
-        """Cut the text into steps at `delimiter` (empty pieces dropped); stores and returns them."""
-        self.steps = [Step(p) for p in self.text.split(delimiter) if p.strip()]
+    def split_steps(self, delimiter: str = STEP_DELIMITER) -> list[Step]:
+        """Cut the text into steps at `delimiter` (see `split_steps`); stores and returns them."""
+        self.steps = [Step(p) for p in split_steps(self.text, delimiter)]
         return self.steps
+
+
+def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
+    """`text` cut at `delimiter`, whitespace-only pieces dropped (the pieces are not stripped):
+    the one step splitter of traces, PRMs and judges."""
+    return [p for p in text.split(delimiter) if p.strip()]
+
+
+@dataclass(slots=True)
+class Sampling:
+    """Run-wide sampling defaults (the one place they are written); a strategy overrides fields
+    per request."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 1024
+
+
+_DEFAULT_SAMPLING = Sampling()
+
+
+def stopped_by(budget: bool = False, early: bool = False) -> "StoppedBy":
+    """The one `Result.stopped_by` rule: "budget" when the budget refused or cut any call the
+    strategy made (it wins: the run did not get what it asked for), else "early_stop" when the
+    strategy's own rule stopped it before its size, else "done"."""
+    return "budget" if budget else "early_stop" if early else "done"
 
 
 @dataclass(slots=True)
@@ -90,9 +118,9 @@ class GenRequest:
 
     messages: list[dict[str, str]]
     n: int = 1
-    max_tokens: int = 1024
-    temperature: float = 0.7
-    top_p: float = 1.0
+    max_tokens: int = _DEFAULT_SAMPLING.max_tokens
+    temperature: float = _DEFAULT_SAMPLING.temperature
+    top_p: float = _DEFAULT_SAMPLING.top_p
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
     prefix: str = ""

@@ -2,7 +2,10 @@
 
 from verifiers.confidence import Confidence
 from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, ProbeJudge
-from verifiers.prm import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
+from verifiers.llm_judge import LLMJudgePRM
+from verifiers.math_shepherd import MathShepherdPRM
+from verifiers.prm import aggregate
+from verifiers.qwen_prm import QwenPRM
 from verifiers.recorded import RecordedScore
 from verifiers.self_eval import SelfEval
 from tts.answers.voting import vote

@@ -154,12 +154,7 @@ class ModelJudge(EquivalenceJudge):
 
     async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
         judge = self._judge(ctx)
-        req = self.request(a, b)
-        acc = ctx.accountant
-        worst = acc.worst_verification(await judge.count_prompt_tokens(req) + req.max_tokens, judge.num_params)
-        with acc.reserve(worst):
-            (out,), usage = await judge.generate(req)
-        acc.charge_verification(usage.prompt_tokens + usage.completion_tokens, params=judge.num_params)
+        (out,) = await ctx.judge(judge, self.request(a, b))
         p = yes_probability(out, judge.model or "the judge model")
         if p is None:  # no verdict: never a reason to prune
             raise TTSError(f"judge {judge.model} answered {out.text!r}: neither yes nor no in its top-{self.top_k}")
@@ -234,14 +229,10 @@ class EmbeddingJudge(EquivalenceJudge):
 
     async def embedding(self, ctx: Context, p: Prefix) -> Any:
         async def make() -> Any:
-            acc = ctx.accountant
             async with self._lock:  # one forward pass at a time: the CPU is shared with the engine
                 _, net = await asyncio.to_thread(self._load)
                 params = sum(w.numel() for w in net.parameters())
-                with acc.reserve(acc.worst_verification(self.max_length, params)):
-                    e, tokens = await asyncio.to_thread(self._embed, p.text)
-            acc.charge_verification(tokens, params=params)
-            return e
+                return await ctx.verify(lambda: asyncio.to_thread(self._embed, p.text), self.max_length, params)
 
         return await p.once(f"embedding:{self.model}", make)
 

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 
+from tts.backends.common import LRU, byte_bound, prompt_key
 from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
@@ -93,7 +93,7 @@ class OpenAIGenerator(Generator):
         self._rr = itertools.count()
         self._tok_rr = itertools.count()  # /tokenize rotates on its own, so `calls` stays clean
         self._sem = asyncio.Semaphore(max_concurrency)
-        self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._counts: LRU[tuple[str, str], int] = LRU(4096)
         self._can_tokenize = vllm
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -252,18 +252,13 @@ class OpenAIGenerator(Generator):
     # -- prompt tokens ---------------------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:
         """Exact via vLLM's /tokenize (cached by prompt), else an upper bound."""
-        key = (json.dumps(req.messages, sort_keys=True), req.prefix)
-        if key in self._counts:
-            self._counts.move_to_end(key)
-            return self._counts[key]
-        n = await self._tokenize(req) if self._can_tokenize else None
+        key = prompt_key(req)
+        n = self._counts.get(key)
         if n is None:
-            # Byte-level BPE tokens cover at least one byte; 16 per message for the template.
-            text = sum(len(str(m.get("content") or "").encode()) for m in req.messages)
-            return text + len(req.prefix.encode()) + 16 * (len(req.messages) + 1)
-        self._counts[key] = n
-        if len(self._counts) > 4096:
-            self._counts.popitem(last=False)
+            n = await self._tokenize(req) if self._can_tokenize else None
+            if n is None:
+                return byte_bound(req.messages, req.prefix)
+            self._counts.put(key, n)
         return n
 
     async def _tokenize(self, req: GenRequest) -> int | None:

@@ -54,6 +54,8 @@ class ReplayGenerator(Generator):
     results hash like live ones of the same configuration).
     """
 
+    realtime = False  # traces come from the bank: no clock runs while a stream waits
+
     def __init__(
         self,
         bank: Bank | str | Path,

@@ -14,11 +14,11 @@ import itertools
 import json
 import os
 import struct
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tts.backends.common import LRU, chat_prompt_ids, load_tokenizer, prompt_key
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
 from tts.types import GenRequest, Trace, Usage
@@ -47,7 +47,6 @@ class VLLMGenerator(Generator):
         if _looks_like_path(model) and not Path(model).expanduser().is_dir():
             raise TTSError(f"model folder not found: {model} (pass an existing folder or a hub id)")
         try:
-            from transformers import AutoTokenizer
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -72,10 +71,7 @@ class VLLMGenerator(Generator):
             engine_kwargs["kv_cache_memory_bytes"] = 4 * 2**30
         self.model = name or model  # the name results are recorded under
         self.num_params = num_params or model_parameters(model)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-        except Exception as e:
-            raise TTSError(f"cannot load a tokenizer from {model}: {e}") from e
+        self.tokenizer = load_tokenizer(model)  # public, as `engine`: the PRMs share both
         args = AsyncEngineArgs(
             model=model,
             seed=seed,
@@ -91,7 +87,7 @@ class VLLMGenerator(Generator):
             raise TTSError(f"vLLM could not start on {model}: {e}") from e
         self.max_model_len: int | None = getattr(getattr(self.engine, "model_config", None), "max_model_len", None)
         self._ids = itertools.count()
-        self._prompts: OrderedDict[tuple, list[int]] = OrderedDict()
+        self._prompts: LRU[tuple[str, str], list[int]] = LRU(4096)
 
     # -- prompts -----------------------------------------------------------------------------
     def prompt_ids(self, req: GenRequest) -> list[int]:
@@ -99,18 +95,12 @@ class VLLMGenerator(Generator):
 
         Cached (LRU) because step-level search asks for the same prompts again and again.
         """
-        key = (json.dumps(req.messages, sort_keys=True), req.prefix)
+        key = prompt_key(req)
         ids = self._prompts.get(key)
         if ids is None:
-            text = self.tokenizer.apply_chat_template(
-                req.messages, add_generation_prompt=True, tokenize=False
-            )
-            ids = self.tokenizer.encode(text + req.prefix, add_special_tokens=False)
-            self._prompts[key] = ids
-            if len(self._prompts) > 4096:
-                self._prompts.popitem(last=False)
-        else:
-            self._prompts.move_to_end(key)
+            ids = self._prompts.put(key, chat_prompt_ids(
+                self.tokenizer, req.messages, generation_prompt=True, suffix=req.prefix
+            ))
         return ids
 
     async def count_prompt_tokens(self, req: GenRequest) -> int:
@@ -149,7 +139,7 @@ class VLLMGenerator(Generator):
 
         ids = self.prompt_ids(req)
         params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY, self._room(req, ids))
-        finals = await asyncio.gather(*(self._final(ids, params) for _ in range(req.n)))
+        finals = await asyncio.gather(*(self.final_output(ids, params) for _ in range(req.n)))
         traces = [self._trace(out.outputs[0], req) for out in finals]
         usage = Usage(
             prompt_tokens=len(ids) * req.n,
@@ -158,20 +148,27 @@ class VLLMGenerator(Generator):
         )
         return traces, usage
 
-    async def _final(self, ids: list[int], params: Any) -> Any:
+    async def final_output(self, ids: list[int], params: Any) -> Any:
+        """The last output of one engine request on prompt `ids`: a generation for vLLM
+        `SamplingParams`, a pooling (`engine.encode`) for `PoolingParams` (the PRMs' calls)."""
+        from vllm import PoolingParams
+
         final = None
         async for out in self._outputs(ids, params):
             final = out
-        if final is None or final.outputs[0].finish_reason is None:
+        pooled = isinstance(params, PoolingParams)
+        if final is None or (not pooled and final.outputs[0].finish_reason is None):
             raise BackendError("the vLLM engine ended a request without finishing it; see its log above")
         return final
 
     async def _outputs(self, ids: list[int], params: Any) -> AsyncIterator[Any]:
         """The engine's outputs for one request; its failures as BackendError."""
+        from vllm import PoolingParams
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
+        run = self.engine.encode if isinstance(params, PoolingParams) else self.engine.generate
         try:
-            async for out in self.engine.generate({"prompt_token_ids": ids}, params, self._rid()):
+            async for out in run({"prompt_token_ids": ids}, params, self.request_id()):
                 yield out
         except (EngineDeadError, EngineGenerateError) as e:
             raise BackendError(f"the vLLM engine failed ({type(e).__name__}: {e}); see its log above") from e
@@ -230,7 +227,8 @@ class VLLMGenerator(Generator):
                 t.top_logprobs.append([lp.logprob for lp in top])
                 t.top_tokens.append([lp.decoded_token or "" for lp in top])
 
-    def _rid(self) -> str:
+    def request_id(self) -> str:
+        """A fresh engine request id (unique in this process)."""
         return f"tts-{os.getpid()}-{next(self._ids)}"
 
     async def close(self) -> None:

@@ -18,6 +18,8 @@ first-finish, DeepPrune, DeepConf-online and certainty probing share.
 - The accountant charges each stream as it grows (`Context.stream`), so a stopped trace costs
   exactly the tokens it delivered up to the stop.
 - A stream the budget refuses to start ends at once with state "refused"; `refused` counts them.
+  `stopped_by` is the pool's `Result.stopped_by`: "budget" when the budget refused or cut any
+  stream, else "done".
 - A stream whose backend fails ends with state "failed" and the error in `run.error`; the others
   go on (one bad request must not sink the problem).
 """
@@ -32,7 +34,7 @@ from typing import Any, Literal
 
 from tts.context import Context
 from tts.errors import BudgetExceeded
-from tts.types import Trace
+from tts.types import StoppedBy, Trace, stopped_by
 
 State = Literal["running", "finished", "stopped", "refused", "failed"]
 
@@ -72,6 +74,10 @@ class Streams:
     @property
     def refused(self) -> int:
         return sum(r.state == "refused" for r in self.runs)
+
+    @property
+    def stopped_by(self) -> StoppedBy:
+        return stopped_by(budget=any(r.reason == "budget" for r in self.runs))
 
     @property
     def live(self) -> list[Run]:

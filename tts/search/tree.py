@@ -219,18 +219,14 @@ class StepSearch:
             over.update(stop=(), max_tokens=self.ctx.sampling.max_tokens)
         else:
             over.update(stop=(self.delimiter,), max_tokens=self.step_tokens)
-        req = self.ctx.request(k, prefix=prefix, **over)
         try:
-            m = await self.ctx.affordable(req)
-            if m == 0:
-                self.stopped = "budget"
-                return []
-            traces = await self.ctx.generate(req.replace(n=m))
+            traces, why = await self.ctx.sample(k, prefix=prefix, **over)
         except BudgetExceeded:
+            traces, why = [], "budget"
+        if why == "budget":
             self.stopped = "budget"
+        if not traces:
             return []
-        if m < k:
-            self.stopped = "budget"
         self.expansions += 1
         self.samples += len(traces)
         return traces

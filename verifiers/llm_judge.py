@@ -1,0 +1,114 @@
+"""`LLMJudgePRM`: any Generator as a process judge, reward P(Yes) per step (what the PRMs share:
+`verifiers.prm`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tts.errors import TTSError
+from tts.interfaces import Generator
+from tts.registry import register
+from tts.types import GenRequest, Problem, Score, Trace
+
+from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, yes_probability
+
+JUDGE_PROMPT = (
+    "You are checking a step-by-step solution to a math problem.\n\n"
+    "Problem:\n{question}\n\n"
+    "Previous steps:\n{previous}\n\n"
+    "Latest step:\n{step}\n\n"
+    "Is the latest step correct? Answer Yes or No."
+)
+
+
+@register("verifier", "llm_judge")
+def llm_judge(model: str | None = None, generator: Generator | None = None, **options: Any) -> "LLMJudgePRM":
+    """Registry factory: a judge over `generator`; with only `model`, an in-process vLLM judge."""
+    if generator is None:
+        if model is None:
+            raise TTSError("the llm_judge verifier needs a judge: pass generator=... or model=...")
+        from tts.backends.vllm import VLLMGenerator
+
+        judge = LLMJudgePRM(VLLMGenerator(model), **options)
+        judge._owns_generator = True
+        return judge
+    return LLMJudgePRM(generator, **options)
+
+
+class LLMJudgePRM(_PRM):
+    """A Generator as a process judge: for a step, it is shown the question, the previous steps
+    and the latest step (`prompt`, formatted with {question}, {previous}, {step}) and asked
+    "Answer Yes or No."; the reward is P(Yes) / (P(Yes) + P(No)) over its first token's top-k
+    (`top_k`, default 20), summing the variants of each word present ("Yes", " Yes", "yes", ...;
+    0.5 when neither is). `steps="all"` judges every step (one request per step, all sent
+    together), `steps="last"` only the newest one (its reward is the single step reward).
+    `Score.tokens` is the judge's prompt + completion tokens; the generator needs to return the
+    top-k tokens' strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+    """
+
+    name = "llm_judge"
+    _owns_generator = False
+
+    def __init__(
+        self,
+        generator: Generator,
+        *,
+        steps: str = "all",
+        aggregate: str = "last",
+        delimiter: str = "\n\n",
+        prompt: str = JUDGE_PROMPT,
+        top_k: int = 20,
+        system_prompt: str | None = None,
+    ):
+        if steps not in ("all", "last"):
+            raise TTSError(f"LLMJudgePRM steps must be 'all' or 'last', not '{steps}'")
+        if top_k < 1:
+            raise TTSError("LLMJudgePRM needs top_k >= 1 to read P(Yes)")
+        if not delimiter:
+            raise TTSError("LLMJudgePRM needs a non-empty step delimiter (default '\\n\\n')")
+        self._judge = generator
+        self.model = generator.model
+        self.steps = steps
+        self.aggregate = _check_aggregate(aggregate, AGGREGATES)
+        self.delimiter = delimiter
+        self.prompt = prompt
+        self.top_k = top_k
+        self.system_prompt = system_prompt
+        self.num_params = generator.num_params
+
+    def requests(self, problem: Problem, trace: Trace) -> list[GenRequest]:
+        """One judge request per step to judge (all, or the last)."""
+        steps = [s.strip() for s in self._steps(trace)]
+        judged = range(len(steps)) if self.steps == "all" else range(len(steps) - 1, len(steps))
+        out = []
+        for i in judged:
+            previous = "\n\n".join(steps[:i]) or "(none)"
+            content = self.prompt.format(question=problem.question, previous=previous, step=steps[i])
+            msgs = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+            msgs.append({"role": "user", "content": content})
+            out.append(GenRequest(messages=msgs, n=1, max_tokens=1, temperature=0.0, logprobs=self.top_k))
+        return out
+
+    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
+        reqs = [r for t in traces for r in self.requests(problem, t)]
+        counts = await asyncio.gather(*(self._judge.count_prompt_tokens(r) for r in reqs))
+        return sum(counts) + sum(r.max_tokens for r in reqs)
+
+    async def _score_one(self, problem: Problem, trace: Trace) -> Score:
+        reqs = self.requests(problem, trace)
+        if not reqs:
+            return Score(0.0, (), 0)
+        outs = await asyncio.gather(*(self._judge.generate(r) for r in reqs))
+        rewards = [self.p_yes(traces[0]) for traces, _ in outs]
+        tokens = sum(u.prompt_tokens + u.completion_tokens for _, u in outs)
+        return self._score(rewards, tokens)
+
+    def p_yes(self, t: Trace) -> float:
+        """P(Yes) / (P(Yes) + P(No)) at the judge's first token; 0.5 when neither word is there."""
+        p = yes_probability(t, self.model)
+        return 0.5 if p is None else p
+
+    async def close(self) -> None:
+        if self._owns_generator:
+            await self._judge.close()
