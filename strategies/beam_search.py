@@ -37,6 +37,7 @@ from tts.search.tree import (
 @register("strategy", "beam_search")
 class BeamSearch(BeamStrategy):
     name = "beam_search"
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)

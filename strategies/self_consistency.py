@@ -14,6 +14,7 @@ from tts.search.sampling import sample
 @register("strategy", "self_consistency")
 class SelfConsistency(Strategy):
     name = "self_consistency"
+    subsamplable = True  # votes among independent samples
 
     def __init__(self, n: int = 8):
         if n < 1:

@@ -9,67 +9,96 @@ from __future__ import annotations
 
 import inspect
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tts.context import Sampling
 from tts.errors import TTSError
+from tts.experiment.inputs import BudgetCaps, DataFile, OutPath, Retries, Timeout, one_line, option_name
+from tts.experiment.spec import BackendId, RunSpec, budget_caps, sampling_fields
+from tts.experiment.store import ResultStore, is_failed
 from tts.registry import lookup
-from tts.runner import config_hash, describe, run_many
-from tts.experiment.store import ResultStore
+from tts.runner import run_many
 from tts.types import Budget, Problem, Result
 
-# Strategies that need scores get this verifier unless one is named: confidence from the
-# model's own logprobs for selection, and the generator as its own step judge for search (so
-# both run with no reward model installed).
-DEFAULT_VERIFIER = {
-    "best_of_n": "confidence",
-    "weighted_majority": "confidence",
-    **{s: "llm_judge" for s in ("beam_search", "dvts", "astar", "particle_filter")},
-}
 
 
-@dataclass
-class BenchConfig:
+BACKENDS = ("openai", "replay", "vllm")
+
+
+def _check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; valid: {', '.join(BACKENDS)}")
+    return name
+
+
+class BenchConfig(BaseModel):
+    """The options of one `tts bench` run (the CLI's, or one run of a sweep), validated when
+    built: a bad value is a ValidationError naming the option, before anything starts."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
     task: str
     strategy: str
-    n: int = 8
-    params: dict[str, Any] = field(default_factory=dict)
+    n: int = Field(8, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
     verifier: str | None = None
     verifier_model: str | None = None  # the reward model a PRM verifier loads
     model: str | None = None  # None: the embedded default model
     name: str | None = None  # the model name results are recorded under (default: see model_name)
-    backend: str = "vllm"  # vllm | openai | replay (of the trace bank `bank`)
-    base_urls: list[str] = field(default_factory=list)
+    backend: Annotated[str, AfterValidator(_check_backend)] = "vllm"  # replay: of the trace bank `bank`
+    base_urls: list[str] = Field(default_factory=list)
     bank: str | None = None  # --backend replay: the bank folder
-    data: str | None = None
-    limit: int | None = None
-    out: str | None = None
-    seed: int = 0
+    data: DataFile = None
+    limit: int | None = Field(None, ge=1)
+    out: OutPath = None
+    seed: int = Field(0, ge=0)
     # None: the bank's value under --backend replay, else tts.Sampling's default (0.7, 1.0, 1024)
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    budget: dict[str, float] = field(default_factory=dict)
-    concurrency: int = 64
-    max_model_len: int = 4096
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    budget: BudgetCaps = Field(default_factory=dict)
+    concurrency: int = Field(64, ge=1)
+    max_model_len: int = Field(4096, ge=1)
     enforce_eager: bool | None = None  # None: eager on the CPU, compiled graphs on a GPU
+    timeout: Timeout = None
+    retries: Retries = None
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "BenchConfig":
+        """Validate CLI options: a bad one is one TTSError line naming the option."""
+        try:
+            return cls(**options)
+        except ValidationError as e:
+            raise TTSError(one_line(e, option_name)) from None
 
 
-def build_strategy(name: str, n: int, params: dict[str, Any]) -> Any:
+def build_strategy(name: str, n: int | None, params: dict[str, Any]) -> Any:
+    """The named strategy with `n` as its size and `params` validated by its parameter model."""
     factory = lookup("strategy", name)
-    accepted = inspect.signature(factory).parameters
-    # -n sets the strategy's size: its `n`, else its first parameter (n_particles, k, ...).
-    size = "n" if "n" in accepted else next(iter(accepted), None)
-    kwargs = {size: n, **params} if size else dict(params)
+    model = factory.params_model()
+    size = factory.size_param()
+    kwargs = dict(params)
+    if n is not None and size is not None and not any(k in kwargs for k in (size, *factory.aliases)):
+        kwargs[size] = n
+    accepted = [*model.model_fields, *factory.aliases]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise TTSError(
-            f"strategy '{name}' takes no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}"
-        )
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise TTSError(f"strategy '{name}' takes no parameter {', '.join(unknown)}{hint}; "
+                       f"it takes: {', '.join(accepted)}")
     try:
-        return factory(**kwargs)
+        checked = model.model_validate(kwargs)
+        return factory(**{k: getattr(checked, k) for k in model.model_fields})
+    except ValidationError as e:
+        raise TTSError(f"strategy '{name}': {one_line(e)}") from None
     except (TypeError, ValueError) as e:
         raise TTSError(f"strategy '{name}': {e}") from None
 
@@ -93,8 +122,6 @@ def build_budget(caps: dict[str, float]) -> Budget | None:
         raise TTSError(f"unknown budget cap {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
     return Budget(**caps)  # type: ignore[arg-type]
 
-
-BACKENDS = ("openai", "replay", "vllm")
 
 
 def open_bank(cfg: BenchConfig) -> Any:
@@ -144,7 +171,7 @@ def build_generator(cfg: BenchConfig) -> Any:
 
         if not cfg.model or not cfg.base_urls:
             raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
-        return OpenAIGenerator(cfg.model, cfg.base_urls)
+        return OpenAIGenerator(cfg.model, cfg.base_urls, **request_policy(OpenAIGenerator, cfg))
     if cfg.backend == "replay":
         from tts.backends.replay import ReplayGenerator
 
@@ -153,6 +180,17 @@ def build_generator(cfg: BenchConfig) -> Any:
         return ReplayGenerator(bank, seed=cfg.seed, sampling=resolve_sampling(cfg, bank),
                                name=model_name(cfg, bank))
     raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
+
+
+def request_policy(cls: Any, cfg: BenchConfig) -> dict[str, Any]:
+    """--timeout / --retries as the OpenAI generator's constructor takes them (given ones only)."""
+    accepted = inspect.signature(cls).parameters
+    out: dict[str, Any] = {}
+    if cfg.timeout is not None:
+        out["timeout"] = cfg.timeout
+    if cfg.retries is not None:
+        out["retries" if "retries" in accepted else "max_retries"] = cfg.retries
+    return out
 
 
 def _default_model_name() -> str:
@@ -184,23 +222,28 @@ class Prepared:
 
     task: Any
     strategy: Any
-    verifier_name: str | None
+    spec: RunSpec
     budget: Budget | None
     sampling: Sampling
     problems: list[Problem]
-    model_name: str
-    config_hash: str
+    model_name: str  # what records name as their model
     bank: Any = None  # the replayed bank (--backend replay)
+
+    @property
+    def config_hash(self) -> str:
+        return self.spec.config_hash()
+
+    @property
+    def verifier_name(self) -> str | None:
+        return self.spec.verifier
 
 
 def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prepared:
-    """Validate `cfg` and compute its config hash; `problems` replaces loading the task's."""
+    """Validate `cfg` and build its RunSpec; `problems` replaces loading the task's."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
-    if cfg.backend not in BACKENDS:
-        raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
     bank = open_bank(cfg) if cfg.backend == "replay" else None
-    verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
+    verifier_name = cfg.verifier or type(strategy).default_verifier
     if bank is not None and not cfg.verifier and verifier_name == "confidence" and bank.manifest.get("outcome"):
         verifier_name = "recorded"  # a bank with outcome scores (math100) selects by them
     if verifier_name is not None:
@@ -216,11 +259,24 @@ def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prep
             problems = bank.problems()[: cfg.limit]  # the recorded problems, in recording order
         else:
             problems = task.load(cfg.data, limit=cfg.limit)
-    name = model_name(cfg, bank)
-    described = describe(strategy, name, None, budget, sampling, task)
-    described["verifier"] = verifier_name and {"name": verifier_name, "model": cfg.verifier_model}
-    return Prepared(task, strategy, verifier_name, budget, sampling, list(problems), name,
-                    config_hash(**described), bank)
+    if bank is not None:
+        backend = BackendId(kind="replay", model=str(bank.model), bank=bank.path.name)
+    else:
+        backend = BackendId(kind=cfg.backend, model=cfg.name or cfg.model or _default_model_name())
+    spec = RunSpec(task=task.name, strategy=strategy.name, params=strategy.config(), verifier=verifier_name,
+                   verifier_model=cfg.verifier_model, sampling=sampling_fields(sampling),
+                   budget=budget_caps(budget), seed=cfg.seed, backend=backend)
+    return Prepared(task, strategy, spec, budget, sampling, list(problems), model_name(cfg, bank), bank)
+
+
+def failed_record(problem: Problem, spec: RunSpec, error: BaseException) -> dict[str, Any]:
+    """What a problem whose solving failed (a backend fault) leaves: status failed and the
+    error, never an answer; a resume retries it."""
+    return {
+        "problem_id": problem.id, "config_hash": spec.config_hash(), "seed": spec.seed,
+        "strategy": spec.strategy, "status": "failed", "answer": None, "correct": None,
+        "error": f"{type(error).__name__}: {error}",
+    }
 
 
 async def bench(
@@ -238,7 +294,8 @@ async def bench(
     from `cfg`, and closed at the end); a ReplayGenerator passed in is reset (a run draws each
     problem's samples without replacement, in the order `cfg.seed` gives). `store` (anything
     with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
-    replaces loading the task's."""
+    replaces loading the task's. A problem that fails (a backend fault) is stored as a failed
+    record, which the next run retries; a user error (TTSError) stops the run."""
     from tts.backends.replay import ReplayGenerator
 
     p = prepare(cfg, problems)
@@ -257,6 +314,18 @@ async def bench(
     if isinstance(generator, ReplayGenerator):
         generator.reset(cfg.seed)
     owned_verifier = verifier is None
+
+    def finish(rec: dict[str, Any], problem: Problem) -> None:
+        rec["gold"] = problem.answer
+        rec["model"] = p.model_name
+        rec["task"] = cfg.task
+        if p.bank is not None:
+            rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
+        rec["finished_at"] = time.time()
+        store.append(rec)
+        if progress is not None:
+            progress.advance(rec)
+
     try:
         if owned_verifier:
             verifier = build_verifier(p.verifier_name, cfg, generator)
@@ -265,18 +334,18 @@ async def bench(
 
         async def on_result(r: Result) -> None:
             problem = by_id[r.problem_id]
-            r.config_hash = chash  # the bench's description is authoritative (model as named)
             rec = r.record()
+            if rec.get("error"):  # a finished record never carries an error
+                finish(failed_record(problem, p.spec, RuntimeError(rec["error"])), problem)
+                return
+            rec["status"] = "finished"
             rec.update(await grade_all(task, problem, r))
-            rec["gold"] = problem.answer
-            rec["model"] = p.model_name
-            rec["task"] = cfg.task
-            if p.bank is not None:
-                rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
-            rec["finished_at"] = time.time()
-            store.append(rec)
-            if progress is not None:
-                progress.advance(rec)
+            finish(rec, problem)
+
+        async def on_error(problem: Problem, e: Exception) -> None:
+            if not isinstance(e, TTSError):  # unexpected: keep the traceback for whoever debugs it
+                traceback.print_exception(e, limit=-3)
+            finish(failed_record(problem, p.spec, e), problem)
 
         by_id = {q.id: q for q in todo}
         await run_many(
@@ -288,8 +357,10 @@ async def bench(
             sampling=p.sampling,
             task=task,
             seed=cfg.seed,
+            spec=p.spec,
             concurrency=cfg.concurrency,
             on_result=on_result,
+            on_error=on_error,
         )
     finally:
         await _close(strategy)  # a strategy may hold a model of its own (DeepPrune's judge)
@@ -312,13 +383,19 @@ def summarize(
     records: Sequence[dict[str, Any]], wall: float | None = None, fresh: Sequence[dict[str, Any]] = ()
 ) -> dict[str, Any]:
     """Accuracy, pass@N / maj@N where defined, mean tokens per problem, and the throughput of
-    this invocation (`fresh` records generated in `wall` seconds)."""
+    this invocation (`fresh` records generated in `wall` seconds). Failed records (a backend
+    fault; a resume retries them) are counted as `failed` and nowhere else: the means are over
+    the answered problems."""
+    failed = sum(map(is_failed, records))
+    records = [r for r in records if not is_failed(r)]
+    fresh = [r for r in fresh if not is_failed(r)]
     k = len(records)
     if k == 0:
-        return {"problems": 0}
+        return {"problems": failed, "failed": failed}
     mean = lambda key: sum(r["usage"][key] for r in records) / k  # noqa: E731
     out: dict[str, Any] = {
-        "problems": k,
+        "problems": k + failed,
+        "failed": failed,
         "accuracy": sum(bool(r.get("correct")) for r in records) / k,
         "mean_completion_tokens": mean("completion_tokens"),
         "mean_total_tokens": mean("total_tokens"),

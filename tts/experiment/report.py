@@ -39,7 +39,8 @@ def bootstrap_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tu
 
 
 def rows(out: str | Path) -> list[dict[str, Any]]:
-    from tts.experiment.sweep import PLAN, load_records
+    from tts.experiment.plan import PLAN_FILE as PLAN
+    from tts.experiment.store import load_records
 
     out = Path(out)
     if not (out / PLAN).exists():
