@@ -51,3 +51,27 @@ async def test_backend_faults_are_failed_records_and_a_resume_retries_them(tmp_p
     assert summarize(list(reopened.records.values()))["failed"] == 0
     keys = [(r["problem_id"], r["seed"]) for r in lines if r["status"] == "finished"]
     assert len(keys) == len(set(keys)) == 5  # no finished key twice
+
+
+def test_report_counts_failed_records_apart(tmp_path):
+    """`tts report`: failed records are a column of their own and never count as answers."""
+    from tts.experiment import report
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps({
+        "file": "s.yaml", "name": "s", "tasks": [{"name": "t", "problems": [f"t/{i}" for i in range(4)]}],
+        "runs": [{"config_hash": h, "seed": 0, "task_index": 0, "task": "t", "strategy": "s", "n": 1,
+                  "label": h, "curve": h, "source": "live"} for h in ("h", "g")],
+    }))
+    usage = {"prompt_tokens": 1, "completion_tokens": 2, "verifier_tokens": 0, "generator_flops": 1.0,
+             "verifier_flops": 0.0, "wall_seconds": 0.1, "total_tokens": 3}
+    done = [{"problem_id": f"t/{i}", "config_hash": "h", "seed": 0, "status": "finished", "correct": True,
+             "usage": usage} for i in (0, 1)]
+    failed = [{"problem_id": f"t/{i}", "config_hash": h, "seed": 0, "status": "failed", "correct": None,
+               "error": "BackendError: x"} for i, h in ((2, "h"), (3, "h"), (0, "g"))]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in done + failed))
+    rows = {r["config_hash"]: r for r in report.rows(out)}
+    assert rows["h"]["records"] == 2 and rows["h"]["failed"] == 2 and rows["h"]["accuracy"] == 1.0
+    assert rows["g"]["records"] == 0 and rows["g"]["failed"] == 1
+    assert any(p.suffix == ".png" for p in report.write(out, list(rows.values())))

@@ -202,8 +202,18 @@ def _bench(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - progress.t_ready if progress.t_ready else None
     ids = {p.id for p in problems}
     records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
-    _print_summary(cfg, summarize(records, wall, progress.fresh), store, len(progress.fresh))
-    return 0
+    summary = summarize(records, wall, progress.fresh)
+    _print_summary(cfg, summary, store, len(progress.fresh))
+    return _report_failures([r for r in records if r.get("status") == "failed"])
+
+
+def _report_failures(failed: list[dict[str, Any]]) -> int:
+    """Exit 1 when problems failed (backend faults): stored as failed, retried by a re-run."""
+    if not failed:
+        return 0
+    print(f"{len(failed)} problems failed (first: {failed[0]['problem_id']}: {failed[0]['error']}); "
+          "run the same command again to retry them", file=sys.stderr)
+    return 1
 
 
 def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
@@ -269,7 +279,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return 130
     print(f"{fresh[0]} new records; {len(store.records)} in {store.path}; `tts report {plan.out}` for the table",
           file=sys.stderr)
-    return 0
+    return _report_failures([r for r in store.records.values() if r.get("status") == "failed"])
 
 
 def _report(args: argparse.Namespace) -> int:
