@@ -191,3 +191,50 @@ def test_cli_bad_option_is_one_line_in_a_real_process(tmp_path):
                            "best_of_n", "--concurrency", "zero"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+
+# -- dry runs need no network -------------------------------------------------------------------
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_dry_runs_offline_in_seconds(path, shared_data, math100_bank, tmp_path):
+    """`tts sweep FILE --dry-run` validates everything and prints the plan without the network
+    (failed before for the GPU files: 40 s of dataset-hub retries, then an error). Run where the
+    files' relative paths resolve (../shared/data, banks/math100), with the hub NOT set offline,
+    so any attempt to reach it would show as retries and time."""
+    (tmp_path / "shared").symlink_to(shared_data.parent)
+    work = tmp_path / "work"
+    (work / "banks").mkdir(parents=True)
+    (work / "banks" / "math100").symlink_to(math100_bank.path)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", "sweep", str(path), "--dry-run"], cwd=work,
+                          capture_output=True, text=True, timeout=120, env=env)
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert wall < 15 and "Retrying" not in proc.stderr, (wall, proc.stderr[-2000:])
+    doc = yaml.safe_load(path.read_text())
+    hub = any("data" not in t for t in doc["tasks"]) and doc.get("model", {}).get("backend") != "replay"
+    if hub:  # counts that need a download are shown as unknown
+        assert "? (on the dataset hub" in proc.stderr and "generated tokens: ?" in proc.stderr
+    else:
+        assert "? (on the dataset hub" not in proc.stderr
+
+
+def test_unreachable_hub_fails_fast_and_says_what_it_waited_for(tmp_path):
+    """Failed before: the hub client retried for ~25 s, then a long error. Now a bounded probe
+    of the hub's host (here a closed port on 127.0.0.1) names it and fails in seconds."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", "bench", "--task", "math500", "--strategy",
+                           "self_consistency", "--limit", "1", "--out", str(tmp_path / "r.jsonl")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and time.perf_counter() - t0 < 15, proc.stderr[-2000:]
+    assert "loading HuggingFaceH4/MATH-500 from the dataset hub (127.0.0.1" in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"error: cannot reach the dataset hub at 127.0.0.1:{port}")
