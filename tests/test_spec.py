@@ -10,7 +10,8 @@ import pytest
 import tts
 from tts.cli import main
 from tts.errors import TTSError
-from tts.experiment.evaluate import BenchConfig, build_strategy, prepare
+from tts.experiment.build import build_strategy
+from tts.experiment.evaluate import BenchConfig, prepare
 from tts.registry import STRATEGIES, load_plugins, lookup
 
 

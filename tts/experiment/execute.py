@@ -46,7 +46,8 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
     each Ray actor."""
     from tts.backends.replay import ReplayGenerator
     from tts.context import Sampling
-    from tts.experiment.evaluate import _close, bench, build_generator, build_verifier, prepare
+    from tts.experiment.build import build_generator, build_verifier
+    from tts.experiment.evaluate import _close, bench, prepare
     from tts.experiment.record import record_bank
 
     if any(ps is None for ps in plan.problems):

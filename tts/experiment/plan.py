@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from tts.errors import TTSError
-from tts.experiment.evaluate import BenchConfig, prepare
+from tts.experiment.build import BenchConfig
+from tts.experiment.evaluate import prepare
 from tts.experiment.inputs import one_line
 from tts.experiment.schema import StrategySpec, SweepError, SweepFile, did_you_mean, parse_file
 from tts.experiment.spec import RunSpec

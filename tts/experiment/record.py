@@ -242,7 +242,7 @@ def run_record_command(args: Any) -> int:
     if args.prm:
         prm_class()  # before anything slow: is there a PRM at all?
 
-    from tts.experiment.evaluate import BenchConfig, build_generator
+    from tts.experiment.build import BenchConfig, build_generator
     from tts.registry import lookup
     from tts.backends.vllm import model_parameters
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tts.experiment.evaluate import BenchConfig, _default_model_name, build_strategy
+from tts.experiment.build import BenchConfig, _default_model_name, build_strategy
 from tts.experiment.spec import BackendId
 from tts.registry import lookup
 
