@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tts.errors import TTSError
-from tts.experiment.plan import PLAN_FILE, Job, Plan, Run
+from tts.experiment.plan import PLAN_FILE, Job, Plan, PlannedRun
 from tts.experiment.store import RESULTS, SweepStore
 from tts.registry import lookup
 
@@ -66,10 +66,10 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
 
     sink = _Sink()
 
-    def todo(run: Run) -> bool:
+    def todo(run: PlannedRun) -> bool:
         return any(not store.done((p.id, run.config_hash, run.cfg.seed)) for p in plan.problems[run.task_index])
 
-    async def verifier_for(run: Run, gen: Any) -> Any:
+    async def verifier_for(run: PlannedRun, gen: Any) -> Any:
         name = prepare(run.cfg, problems=[]).spec.verifier
         if name is None:
             return None

@@ -1,6 +1,6 @@
 """A sweep file expanded into runs and jobs (`plan`), its estimate and its printout.
 
-Every run is one `BenchConfig` (the options of a `tts bench` call) and the `RunSpec` it
+Every `PlannedRun` (not to be confused with a stream's `tts.search.streams.Run`) is one `BenchConfig` (the options of a `tts bench` call) and the `RunSpec` it
 produces; a job is what one engine does in one go: a live run, or a subsample group (record
 once at the largest n, replay every run of the group).
 """
@@ -31,7 +31,7 @@ Axes = dict[str, list[Any]]
 
 
 @dataclass
-class Run:
+class PlannedRun:
     """One (task, strategy configuration, seed): one `bench()` call."""
 
     cfg: BenchConfig
@@ -51,7 +51,7 @@ class Job:
     """What one engine does in one go: a live run, or a subsample group (record once, replay
     every run). Shards and Ray actors split the plan by jobs."""
 
-    runs: list[Run]
+    runs: list[PlannedRun]
     bank: Path | None = None  # subsample group: the bank recorded at the largest n
     record_n: int = 0
     logprobs: int | None = None
@@ -63,7 +63,7 @@ class Plan:
     sweep: SweepFile
     out: Path
     problems: list[list[Problem] | None]  # per task; None: on the dataset hub, not loaded (dry run)
-    runs: list[Run]
+    runs: list[PlannedRun]
     jobs: list[Job]
 
     def base_config(self) -> BenchConfig:
@@ -178,7 +178,7 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
     top = [_axes(sw.grid, "grid", file), _axes(sw.zip_, "zip", file)]
     problems = _load_problems(file, sw, load, offline)
 
-    runs: list[Run] = []
+    runs: list[PlannedRun] = []
     seen: set[tuple[str, int, int]] = set()
     for block, bpath in blocks:
         axes = top + [_axes(block.grid, f"{bpath}.grid", file), _axes(block.zip_, f"{bpath}.zip", file)]
@@ -203,7 +203,7 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
 
 
 def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: dict[str, tuple[Any, str]],
-         ti: int, seed: int) -> Run:
+         ti: int, seed: int) -> PlannedRun:
     get = lambda k, default: settings[k][0] if k in settings else default  # noqa: E731
     where = lambda k, default: settings[k][1] if k in settings else default  # noqa: E731
     name = get("strategy", block.name)
@@ -252,7 +252,7 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
         spec = prepare(cfg, problems=[]).spec
     except TTSError as e:  # a parameter value the strategy refuses, a sampling mismatch with the bank, ...
         raise SweepError(file, bpath, str(e)) from None
-    return Run(cfg, spec, ti, label, curve)
+    return PlannedRun(cfg, spec, ti, label, curve)
 
 
 def print_plan(plan: Plan, shard: tuple[int, int] = (0, 1), file: Any = None) -> None:

@@ -48,6 +48,7 @@ class RecordOptions(BaseModel):
     seed: int = Field(0, ge=0)
     concurrency: int = Field(64, ge=1)
     max_model_len: int = Field(4096, ge=1)
+    import_math100: DataFile = None
 
     @classmethod
     def check(cls, args: Any) -> "RecordOptions":

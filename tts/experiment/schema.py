@@ -80,7 +80,25 @@ class SweepFile(_Strict):
 
 
 def schema() -> dict[str, Any]:
-    return SweepFile.model_json_schema(by_alias=True)
+    """The file's JSON schema, plus each registered strategy's declarations and parameter
+    schema (from its constructor) under `x-strategies`: what `params` and grid axes accept."""
+    from tts.registry import STRATEGIES, load_plugins
+
+    load_plugins()
+    out = SweepFile.model_json_schema(by_alias=True)
+    out["x-strategies"] = {name: _strategy_schema(cls) for name, cls in sorted(STRATEGIES.items())}
+    return out
+
+
+def _strategy_schema(cls: Any) -> dict[str, Any]:
+    model = cls.params_model()
+    try:
+        params = model.model_json_schema()
+    except Exception:  # a parameter typed by a class (DeepPrune's judge): names and defaults only
+        params = {"properties": {k: {"default": repr(f.default)} for k, f in model.model_fields.items()}}
+    return {"size": cls.size_param(), "aliases": dict(cls.aliases), "default_verifier": cls.default_verifier,
+            "subsamplable": cls.subsamplable if isinstance(cls.subsamplable, bool) else "per configuration",
+            "params": params}
 
 
 class SweepError(TTSError):

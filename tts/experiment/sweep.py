@@ -39,11 +39,11 @@ The pieces: `schema` (the file), `plan` (runs and jobs), `subsample` (groups), `
 
 from tts.experiment.execute import OnResult, execute, parse_shard, run_local, run_sweep, store_for, write_plan
 from tts.experiment.plan import PLAN_FILE as PLAN
-from tts.experiment.plan import Job, Plan, Run, plan, print_plan
+from tts.experiment.plan import Job, Plan, PlannedRun, plan, print_plan
 from tts.experiment.schema import SweepError, SweepFile, parse_file, schema
 from tts.experiment.store import RESULTS, SweepStore, load_records
 from tts.experiment.subsample import subsamplable
 
-__all__ = ["PLAN", "RESULTS", "Job", "OnResult", "Plan", "Run", "SweepError", "SweepFile", "SweepStore",
-           "execute", "load_records", "parse_file", "parse_shard", "plan", "print_plan", "run_local",
+__all__ = ["PLAN", "RESULTS", "Job", "OnResult", "Plan", "PlannedRun", "SweepError", "SweepFile",
+           "SweepStore", "execute", "load_records", "parse_file", "parse_shard", "plan", "print_plan", "run_local",
            "run_sweep", "schema", "store_for", "subsamplable", "write_plan"]
