@@ -1,7 +1,7 @@
 """A sweep file expanded into runs and jobs (`plan`), its estimate and its printout.
 
-Every `PlannedRun` (not to be confused with a stream's `tts.search.streams.Run`) is one `BenchConfig` (the options of a `tts bench` call) and the `RunSpec` it
-produces; a job is what one engine does in one go: a live run, or a subsample group (record
+Every `PlannedRun` (not a stream's `tts.search.streams.Run`) is one `BenchConfig` (the options
+of a `tts bench` call) and the `RunSpec` it produces; a job is what one engine does in one go: a live run, or a subsample group (record
 once at the largest n, replay every run of the group).
 """
 

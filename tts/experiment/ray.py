@@ -71,7 +71,7 @@ def run_ray(jobs: Sequence[Any], plan: Any, store: Any, actors: int | None = Non
     k = max(1, min(actors or gpus or 1, len(jobs) or 1))
     opts = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     Actor = ray.remote(**opts)(EngineWorker)
-    done = set(store.records) | set(getattr(store, "others", ()))
+    done = {k for k in store.records if store.done(k)} | set(getattr(store, "others", ()))  # failed: retried
     workers = [Actor.remote() for _ in range(k)]
     streams = [w.run.options(num_returns="streaming").remote(list(jobs[i::k]), plan, done)
                for i, w in enumerate(workers) if jobs[i::k]]
