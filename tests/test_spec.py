@@ -79,3 +79,15 @@ def test_size_by_name_and_alias():
 def test_parameter_model_validates(params, match):
     with pytest.raises(TTSError, match=match):
         build_strategy("best_of_n", None, params)
+
+
+def test_a_recorder_is_keyed_as_the_backend_it_wraps_and_a_replay_apart():
+    from scripted import ScriptedGenerator
+
+    from strategies import SelfConsistency
+    from tts.backends.recording import RecordingGenerator
+    from tts.experiment.spec import spec_of
+
+    gen = ScriptedGenerator(["\\boxed{1}"])
+    assert spec_of(SelfConsistency(2), RecordingGenerator(gen)) == spec_of(SelfConsistency(2), gen)
+    assert spec_of(SelfConsistency(2), gen).backend.kind == "scripted"

@@ -62,7 +62,10 @@ def sampling_fields(sampling: Sampling) -> dict[str, Any]:
 def backend_of(generator: Any) -> BackendId:
     """A generator's identity: its `kind` attribute, else its class name without `Generator`
     (VLLMGenerator -> vllm, OpenAIGenerator -> openai, ReplayGenerator -> replay); a generator
-    serving a bank (replay) names the bank's model and folder."""
+    serving a bank (replay) names the bank's model and folder. A wrapper that passes requests
+    on (`inner`: the recorder) is the backend it wraps."""
+    while getattr(generator, "inner", None) is not None:
+        generator = generator.inner
     kind = getattr(generator, "kind", None) or type(generator).__name__.removesuffix("Generator").lower()
     bank = getattr(generator, "bank", None)
     if bank is not None and hasattr(bank, "path"):
