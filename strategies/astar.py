@@ -43,6 +43,8 @@ from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, size_alias, val
 @register("strategy", "astar")
 class AStar(Strategy):
     name = "astar"
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
+    aliases = {"k": "n"}  # the size (samples per expansion) is `n`; `k` is accepted too
 
     def __init__(
         self,

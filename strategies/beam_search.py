@@ -44,6 +44,7 @@ from tts.search.tree import (
 @register("strategy", "beam_search")
 class BeamSearch(BeamStrategy):
     name = "beam_search"
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
 
     def __init__(
         self,

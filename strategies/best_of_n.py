@@ -19,6 +19,8 @@ SELECT = ("max", "weighted")
 @register("strategy", "best_of_n")
 class BestOfN(Strategy):
     name = "best_of_n"
+    subsamplable = True  # selects among independent samples
+    default_verifier = "confidence"  # the model's own logprobs: runs with no reward model
 
     def __init__(self, n: int = 8, select: str = "max"):
         if n < 1:
@@ -46,6 +48,12 @@ class BestOfN(Strategy):
 
 
 @register("strategy", "weighted_majority")
-def weighted_majority(n: int = 8) -> BestOfN:
+class WeightedMajority(BestOfN):
     """Weighted majority voting: Best-of-N with scores summed per answer."""
-    return BestOfN(n, select="weighted")
+
+    name = "weighted_majority"
+
+    def __init__(self, n: int = 8):
+        super().__init__(n, select="weighted")
+
+weighted_majority = WeightedMajority  # the name the factory function had

@@ -38,6 +38,7 @@ from tts.search.tree import (
 @register("strategy", "dvts")
 class DVTS(BeamStrategy):
     name = "dvts"
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)

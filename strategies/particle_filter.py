@@ -65,6 +65,8 @@ def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> 
 @register("strategy", "particle_filter")
 class ParticleFilter(Strategy):
     name = "particle_filter"
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
+    aliases = {"n_particles": "n"}  # the size is `n`; the paper's `n_particles` is accepted too
 
     def __init__(
         self,

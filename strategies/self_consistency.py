@@ -12,6 +12,7 @@ from tts.answers.voting import vote
 @register("strategy", "self_consistency")
 class SelfConsistency(Strategy):
     name = "self_consistency"
+    subsamplable = True  # votes among independent samples
 
     def __init__(self, n: int = 8):
         if n < 1:

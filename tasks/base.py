@@ -70,6 +70,7 @@ class Task:
             raise TTSError(f"loading {self.name} from the hub needs the `datasets` package: "
                            "pip install datasets (or pip install 'ttscale[hub]'), "
                            "or pass --data FILE.jsonl") from None
+        _reach_hub(self.hub_id)
         try:
             return datasets.load_dataset(self.hub_id, self.hub_config, split=self.hub_split)
         except Exception as e:  # network down, offline mode, renamed dataset...
@@ -92,6 +93,39 @@ class Task:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+HUB_PROBE_SECONDS = 5.0
+
+
+def _reach_hub(dataset: str) -> None:
+    """Say what a hub load waits for, and fail within HUB_PROBE_SECONDS when the hub cannot be
+    reached (the hub client itself retries for ~25 s before giving up). Skipped offline (the
+    local cache is used) and behind a proxy (a direct probe would say nothing about it)."""
+    import os
+    import socket
+    import sys
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except Exception:  # noqa: BLE001  (an older client: the public hub)
+        endpoint = "https://huggingface.co"
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    print(f"loading {dataset} from the dataset hub ({host}; pass --data FILE.jsonl to use a local file)",
+          file=sys.stderr)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as e:
+        raise TTSError(f"cannot reach the dataset hub at {host}:{port} to load {dataset} ({e}); check the "
+                       "network, set HF_HUB_OFFLINE=1 to use the local cache, or pass --data FILE.jsonl") from None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -15,7 +15,8 @@ import tts
 from strategies import BestOfN, SelfConsistency
 from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace, import_math100
 from tts.errors import TTSError
-from tts.backends.recording import RecordingGenerator, record, record_run
+from tts.backends.recording import RecordingGenerator
+from tts.experiment.record import record_bank, record_run
 from tts.backends.replay import ReplayGenerator
 from tts.types import DEFAULT_SYSTEM_PROMPT, GenRequest, Problem, Usage
 from verifiers import Confidence
@@ -94,7 +95,7 @@ async def test_resume_skips_recorded_problems_and_drops_a_torn_write(tmp_path):
     problems = [Problem(f"p{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(4)]
     gen = ScriptedGenerator(["so \\boxed{2}", "hence \\boxed{4}"])
     sampling = tts.Sampling(max_tokens=8)
-    await record(problems[:2], gen, out, n=3, sampling=sampling, logprobs=1)
+    await record_bank(problems[:2], gen, out, n=3, sampling=sampling, logprobs=1)
     calls = gen.calls
     # An interrupted write: record bytes without their index line, and a torn index line.
     with open(out / "records.bin", "ab") as f:
@@ -102,7 +103,7 @@ async def test_resume_skips_recorded_problems_and_drops_a_torn_write(tmp_path):
     with open(out / "index.jsonl", "ab") as f:
         f.write(b'{"key": "p9", "q": "x", "off')
     assert Bank(out).keys() == ["p0", "p1"]  # readers see committed records only
-    bank = await record(problems, gen, out, n=3, sampling=sampling, logprobs=1)
+    bank = await record_bank(problems, gen, out, n=3, sampling=sampling, logprobs=1)
     assert gen.calls == calls + 2  # p0, p1 skipped
     assert bank.keys() == ["p0", "p1", "p2", "p3"]
     assert [len(r.samples) for r in bank.records()] == [3, 3, 3, 3]
@@ -111,7 +112,7 @@ async def test_resume_skips_recorded_problems_and_drops_a_torn_write(tmp_path):
     assert r.samples[0].logprobs.tolist() == [-0.5, -0.5] and r.samples[0].top_logprobs.shape == (2, 1)
     # Resuming with another configuration is refused before anything is generated.
     with pytest.raises(TTSError, match="temperature"):
-        await record(problems, gen, out, n=3, sampling=tts.Sampling(max_tokens=8, temperature=1.0), logprobs=1)
+        await record_bank(problems, gen, out, n=3, sampling=tts.Sampling(max_tokens=8, temperature=1.0), logprobs=1)
 
 
 def test_damaged_bank_is_an_error_on_open_never_a_smaller_bank(tmp_path):
@@ -341,7 +342,7 @@ async def test_live_run_recorded_then_replayed_identically(vllm_generator, tmp_p
     problems = [Problem(f"q{i}", f"What is {i} + {i + 1}? Explain.", str(2 * i + 1)) for i in range(3)]
     sampling = tts.Sampling(max_tokens=16, temperature=1.0)
     # 1. tts record's function: 3 problems x 4 samples, top-2 logprobs.
-    bank = await record(problems, vllm_generator, tmp_path / "rec", n=4, sampling=sampling, logprobs=2)
+    bank = await record_bank(problems, vllm_generator, tmp_path / "rec", n=4, sampling=sampling, logprobs=2)
     assert bank.stats()["samples"] == 12 and bank.model == vllm_generator.model
     for p, r in zip(problems, bank.records()):
         assert r.prompt_tokens == await vllm_generator.count_prompt_tokens(GenRequest(p.messages()))
@@ -364,4 +365,5 @@ async def test_live_run_recorded_then_replayed_identically(vllm_generator, tmp_p
             assert [t.score for t in a.traces] == [t.score for t in b.traces]
             assert a.usage.completion_tokens == b.usage.completion_tokens > 0
             assert a.usage.prompt_tokens == b.usage.prompt_tokens > 0
-            assert a.config_hash == b.config_hash
+            # a replay is keyed apart from the live run it reproduces (RunSpec's backend identity)
+            assert a.config_hash != b.config_hash

@@ -20,8 +20,7 @@ import yaml
 from tts.experiment import sweep
 from tts.experiment.evaluate import BenchConfig, prepare
 from tts.cli import main
-from tts.registry import STRATEGIES, load_plugins
-from tts.experiment.store import ResultStore
+from tts.experiment.store import ResultStore, record_key
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -164,11 +163,11 @@ async def test_replay_sweep_resumes_edits_and_shards(bank, tmp_path):
     assert any(r["config_hash"] == direct for r in store.records.values())
     # re-running does nothing
     fresh = []
-    await sweep.run_local(sweep.plan(f), on_record=fresh.append)
+    await sweep.run_local(sweep.plan(f), on_result=fresh.append)
     assert fresh == []
     # an edited file: n=4 dropped, n=8 added; n=1 and n=2 records are kept, n=4's ignored
     f2 = write(tmp_path, replay_sweep(bank, out, ns=(1, 2, 8)))
-    await sweep.run_local(sweep.plan(f2), on_record=fresh.append)
+    await sweep.run_local(sweep.plan(f2), on_result=fresh.append)
     assert len(fresh) == 2 * 2 * 8 and {r["usage"]["generator_calls"] for r in fresh} == {1}
     from tts.experiment.report import rows
 
@@ -196,7 +195,7 @@ def test_ray_executor_matches_local(bank, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         got = []
-        store = sweep.run_sweep(sweep.plan(f), executor="ray", actors=2, on_record=got.append)
+        store = sweep.run_sweep(sweep.plan(f), executor="ray", actors=2, on_result=got.append)
     finally:
         ray.shutdown()
     assert len(got) == len(store.records) == 4 * 6
@@ -280,12 +279,12 @@ def test_sweep_killed_mid_run_resumes_to_the_uninterrupted_report(bank, tmp_path
     _finish(_tts("sweep", str(f), "--out", str(clean), log=tmp_path / "clean.log"), tmp_path / "clean.log")
 
     resumed, straight = _records(out), _records(clean)  # every line parses: nothing torn is left
-    keys = [sweep.record_key(r) for r in resumed]
+    keys = [record_key(r) for r in resumed]
     assert len(keys) == len(set(keys)) == total  # each record once
-    assert {sweep.record_key(r) for r in straight} == set(keys) and len(straight) == total
+    assert {record_key(r) for r in straight} == set(keys) and len(straight) == total
     # replay is deterministic per seed, whichever run a record came from
-    by_key = {sweep.record_key(r): _stable(r) for r in straight}
-    assert {sweep.record_key(r): _stable(r) for r in resumed} == by_key
+    by_key = {record_key(r): _stable(r) for r in straight}
+    assert {record_key(r): _stable(r) for r in resumed} == by_key
     a, b = _report_csv(out), _report_csv(clean)
     capsys.readouterr()
     assert len(a) == 2 * len(ns) and all(int(r["records"]) == len(seeds) * limit for r in a)
@@ -320,26 +319,7 @@ def test_report_does_not_depend_on_the_order_records_landed_in(tmp_path):
 
 
 # -- experiments/ -------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_experiment_file_validates(path, bank, tmp_path):
-    load_plugins()
-    doc = yaml.safe_load(path.read_text())
-    names = {b.get("name") for b in doc.get("strategies") or [doc.get("strategy") or {}]}
-    names |= set((doc.get("grid") or {}).get("strategy", [])) | set((doc.get("zip") or {}).get("strategy", []))
-    missing = sorted(n for n in names - {None} if n not in STRATEGIES)
-    if missing:
-        pytest.skip(f"{path.name}: strategies not registered yet: {', '.join(missing)}")
-    sw = sweep.parse_file(path)
-    if sw.model.backend == "replay":
-        sw.model.bank = str(bank.path)  # the file names a bank imported on the user's machine
-    # problems load only from local files here (the GPU files read the dataset hub)
-    local = all(t.data and (Path.cwd() / t.data).exists() for t in sw.tasks) or sw.model.backend == "replay"
-    p = sweep.plan(path, sw, out=tmp_path / "out", load=local)
-    assert p.runs and all(r.config_hash for r in p.runs)
-    if path.stem.endswith("_cpu") and local and sw.model.backend != "replay":
-        assert all(len(ps) <= 5 for ps in p.problems)  # small enough to run here
-
-
+# (every file dry-runs offline: tests/test_inputs.py)
 def test_every_gpu_experiment_has_a_cpu_variant():
     stems = {p.stem for p in EXPERIMENTS.glob("*.yaml")}
     assert {s for s in stems if not s.endswith("_cpu") and s + "_cpu" not in stems} == set()
@@ -373,7 +353,7 @@ async def test_engine_sweep_interrupted_and_resumed(vllm_generator, tiny_model_d
             raise Crash
 
     with pytest.raises(Crash):
-        await sweep.run_local(p, on_record=crash_after_3, generator=vllm_generator)
+        await sweep.run_local(p, on_result=crash_after_3, generator=vllm_generator)
     lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
     kept = len(lines)
     assert 3 <= kept < 6  # problems finishing in the same loop tick as the crash may land too
@@ -389,7 +369,7 @@ async def test_engine_sweep_interrupted_and_resumed(vllm_generator, tiny_model_d
     vllm_generator.generate = counting
     try:
         fresh = []
-        store = await sweep.run_local(sweep.plan(f), on_record=fresh.append, generator=vllm_generator)
+        store = await sweep.run_local(sweep.plan(f), on_result=fresh.append, generator=vllm_generator)
     finally:
         del vllm_generator.generate
     assert len(fresh) == 6 - kept and len(store.records) == 6

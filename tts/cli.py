@@ -34,20 +34,24 @@ def _scalar(v: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(v.lower(), v)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option as one line `error: ...` (exit 2), like every other input error."""
+
+    def error(self, message: str) -> Any:
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tts", description="Test-time scaling of LLM reasoning on vLLM.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="tts", description="Test-time scaling of LLM reasoning on vLLM.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     b = sub.add_parser("bench", help="run a strategy over a benchmark (resumable)")
-    b.add_argument("--task", required=True, help="gsm8k | math500 | aime24 | aime25")
-    b.add_argument("--strategy", required=True, help="best_of_n | self_consistency | weighted_majority | "
-                   "beam_search | dvts | astar | particle_filter | first_finish | deepprune | deepconf | esc | "
-                   "adaptive_consistency | certainty_probe")
-    b.add_argument("-n", type=int, default=8, help="the strategy's size: samples, beams' n, particles, "
-                   "or A*'s samples per expansion (default 8)")
+    b.add_argument("--task", required=True, help="a registered task (an unknown name lists them)")
+    b.add_argument("--strategy", required=True, help="a registered strategy (an unknown name lists them)")
+    b.add_argument("-n", type=int, default=8, help="the strategy's size, its parameter `n` (default 8)")
     b.add_argument("--param", action="append", default=[], metavar="K=V", help="another strategy parameter")
-    b.add_argument("--verifier", help="scorer: confidence | llm_judge | qwen_prm | math_shepherd_prm "
-                   "(default: confidence for selection, llm_judge for step search)")
+    b.add_argument("--verifier", help="a registered verifier (default: the one the strategy declares)")
     b.add_argument("--verifier-model", help="the reward model folder or hub id a PRM verifier loads")
     b.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
     b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server) | replay (a bank)")
@@ -67,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-model-len", type=int, default=4096)
     b.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
                    help="skip graph capture (default: on for the CPU, off on a GPU)")
+    b.add_argument("--timeout", type=float, help="--backend openai: seconds to wait for a response")
+    b.add_argument("--retries", type=int, help="--backend openai: retries of a failed request")
 
     m = sub.add_parser("models", help="embedded models")
     msub = m.add_subparsers(dest="models_cmd", required=True)
@@ -76,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     msub.add_parser("list", help="embedded model names")
 
     r = sub.add_parser("record", help="record a trace bank: N samples per problem, for replay (resumable)")
-    r.add_argument("--task", help="gsm8k | math500 | aime24 | aime25")
+    r.add_argument("--task", help="a registered task (an unknown name lists them)")
     r.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
     r.add_argument("-n", type=int, default=8, help="samples per problem (default 8)")
     r.add_argument("--logprobs", type=int, help="record per-token logprobs and the top-k (k >= 0)")
@@ -160,9 +166,12 @@ class _Progress:
 
     def advance(self, rec: dict[str, Any]) -> None:
         self.fresh.append(rec)
-        self.tokens += rec["usage"]["completion_tokens"]
-        acc = sum(bool(r["correct"]) for r in self.fresh) / len(self.fresh)
-        self.bar.update(self.id, advance=1, stats=f"acc {acc:.2f}  {self.tokens} tokens")
+        answered = [r for r in self.fresh if r.get("status") != "failed"]
+        failed = len(self.fresh) - len(answered)
+        self.tokens += rec["usage"]["completion_tokens"] if "usage" in rec else 0
+        acc = sum(bool(r["correct"]) for r in answered) / len(answered) if answered else 0.0
+        self.bar.update(self.id, advance=1, stats=f"acc {acc:.2f}  {self.tokens} tokens"
+                        + (f"  {failed} failed (a re-run retries them)" if failed else ""))
 
     def stop(self) -> None:
         self.bar.stop()
@@ -171,7 +180,7 @@ class _Progress:
 def _bench(args: argparse.Namespace) -> int:
     from tts.experiment.evaluate import BenchConfig, bench, summarize
 
-    cfg = BenchConfig(
+    cfg = BenchConfig.from_options(
         task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
         verifier=args.verifier, verifier_model=args.verifier_model, model=args.model, backend=args.backend,
         base_urls=args.base_url, bank=args.bank,
@@ -179,6 +188,7 @@ def _bench(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
         budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
+        timeout=args.timeout, retries=args.retries,
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
@@ -196,8 +206,18 @@ def _bench(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - progress.t_ready if progress.t_ready else None
     ids = {p.id for p in problems}
     records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
-    _print_summary(cfg, summarize(records, wall, progress.fresh), store, len(progress.fresh))
-    return 0
+    summary = summarize(records, wall, progress.fresh)
+    _print_summary(cfg, summary, store, len(progress.fresh))
+    return _report_failures([r for r in records if r.get("status") == "failed"])
+
+
+def _report_failures(failed: list[dict[str, Any]]) -> int:
+    """Exit 1 when problems failed (backend faults): stored as failed, retried by a re-run."""
+    if not failed:
+        return 0
+    print(f"{len(failed)} problems failed (first: {failed[0]['problem_id']}: {failed[0]['error']}); "
+          "run the same command again to retry them", file=sys.stderr)
+    return 1
 
 
 def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
@@ -222,7 +242,17 @@ def _sweep(args: argparse.Namespace) -> int:
         print(json.dumps(sweep.schema(), indent=2))
         return 0
     shard = sweep.parse_shard(args.shard)
-    plan = sweep.plan(args.file, out=args.out)  # the whole file validates before anything starts
+    if args.actors is not None and args.actors < 1:
+        raise TTSError(f"--actors must be >= 1, got {args.actors}")
+    if args.out is not None:
+        from tts.experiment.inputs import check_writable
+
+        try:
+            check_writable(args.out)
+        except ValueError as e:
+            raise TTSError(f"--out: {e}") from None
+    # The whole file validates before anything starts; a dry run downloads nothing.
+    plan = sweep.plan(args.file, out=args.out, offline=args.dry_run)
     sweep.print_plan(plan, shard, file=sys.stderr)
     if args.dry_run:
         return 0
@@ -240,20 +270,20 @@ def _sweep(args: argparse.Namespace) -> int:
     tid = bar.add_task("sweep", total=total, completed=done, last="")
     fresh = [0]
 
-    def on_record(rec: dict[str, Any]) -> None:
+    def on_result(rec: dict[str, Any]) -> None:
         fresh[0] += 1
         bar.update(tid, advance=1, last=f"{rec['strategy']} {rec['problem_id']}")
 
     try:
         with bar:
-            store = sweep.run_sweep(plan, shard, args.executor, args.actors, on_record)
+            store = sweep.run_sweep(plan, shard, args.executor, args.actors, on_result)
     except KeyboardInterrupt:
         print(f"interrupted: {fresh[0]} new records kept in {plan.out}; run the same command again to resume",
               file=sys.stderr)
         return 130
     print(f"{fresh[0]} new records; {len(store.records)} in {store.path}; `tts report {plan.out}` for the table",
           file=sys.stderr)
-    return 0
+    return _report_failures([r for r in store.records.values() if r.get("status") == "failed"])
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -261,6 +291,8 @@ def _report(args: argparse.Namespace) -> int:
 
     from tts.experiment.stats import load_prices
 
+    if not os.path.isdir(args.dir):
+        raise TTSError(f"{args.dir}: no such folder; pass a sweep's output folder")
     prices = load_prices(args.prices) if args.prices else None
     table = report.rows(args.dir, prices)
     if not table:
@@ -275,7 +307,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from tts.backends.recording import run_record_command
+    from tts.experiment.record import run_record_command
 
     return run_record_command(args)
 

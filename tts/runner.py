@@ -7,15 +7,14 @@ problems; each problem gets its own accountant and budget.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from tts.answers import extract_boxed
 from tts.context import Accountant, Context, Sampling
-from tts.errors import BudgetExceeded
+from tts.errors import BackendError, BudgetExceeded, TTSError
+from tts.experiment.spec import RunSpec, spec_of
 from tts.interfaces import Generator, Strategy, Verifier
 from tts.types import Budget, Problem, Result
 
@@ -33,43 +32,6 @@ class TaskLike(Protocol):
     async def grade(self, problem: Problem, answer: str | None) -> bool: ...
 
 
-def config_hash(**parts: Any) -> str:
-    """A short stable hash of everything that identifies a run's configuration."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def describe(
-    strategy: Strategy,
-    model: str,
-    verifier: Verifier | None,
-    budget: Budget | None,
-    sampling: Sampling,
-    task: TaskLike | None,
-) -> dict[str, Any]:
-    """The configuration a result belongs to (what `config_hash` hashes)."""
-    return {
-        "strategy": strategy.name,
-        "params": strategy.config(),
-        "model": model,
-        "verifier": None if verifier is None else {"name": verifier.name, **_public(verifier)},
-        "budget": None if budget is None or budget.is_unlimited() else _public(budget),
-        "sampling": _public(sampling),
-        "task": None if task is None else task.name,
-    }
-
-
-def _public(obj: Any) -> dict[str, Any]:
-    fields = getattr(obj, "__dataclass_fields__", None)
-    names = list(fields) if fields else [k for k in vars(obj) if not k.startswith("_")]
-    out = {}
-    for k in names:
-        v = getattr(obj, k)
-        if isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)):
-            out[k] = v
-    return out
-
-
 async def solve(
     problem: Problem,
     strategy: Strategy,
@@ -80,9 +42,11 @@ async def solve(
     sampling: Sampling | None = None,
     task: TaskLike | None = None,
     seed: int = 0,
+    spec: RunSpec | None = None,
 ) -> Result:
     """Solve one problem with `strategy`; the Result carries its answer, cost and, when a task
-    with a gold answer is given, whether it is correct."""
+    with a gold answer is given, whether it is correct. Its `config_hash` is that of `spec`
+    (the run's configuration; built from the arguments when not given)."""
     sampling = sampling or Sampling()
     acc = Accountant(budget, generator.num_params, verifier.num_params if verifier else None)
     ctx = Context(
@@ -103,7 +67,8 @@ async def solve(
     result.usage = acc.finish()
     result.strategy = strategy.name
     result.seed = seed
-    result.config_hash = config_hash(**describe(strategy, generator.model, verifier, budget, sampling, task))
+    spec = spec or spec_of(strategy, generator, verifier, budget, sampling, task, seed)
+    result.config_hash = spec.config_hash()
     result.telemetry = {**ctx.telemetry, **result.telemetry}
     if task is not None and problem.answer is not None:
         result.correct = await task.grade(problem, result.answer)
@@ -117,18 +82,33 @@ async def run_many(
     generator: Generator,
     concurrency: int = 64,
     on_result: Callable[[Result], Awaitable[None] | None] | None = None,
+    on_error: Callable[[Problem, Exception], Awaitable[None] | None] | None = None,
     **kwargs: Any,
-) -> list[Result]:
+) -> list[Result | None]:
     """Solve `problems` with up to `concurrency` in flight; results in input order.
 
     `on_result` is called as each problem finishes (e.g. to append it to a store), so an
-    interrupted run keeps everything finished so far. Other keyword arguments go to `solve`.
+    interrupted run keeps everything finished so far. With `on_error`, a problem whose solving
+    raised a fault (a BackendError, or any exception that is not a user error, TTSError) is
+    passed to it and the run goes on (its result is None); without, the first fault stops the
+    run. Other keyword arguments go to `solve`.
     """
     sem = asyncio.Semaphore(concurrency)
+    if "spec" not in kwargs:  # one spec for the whole run (the strategy's config is read once)
+        kwargs["spec"] = spec_of(strategy, generator, kwargs.get("verifier"), kwargs.get("budget"),
+                                 kwargs.get("sampling"), kwargs.get("task"), kwargs.get("seed", 0))
 
-    async def one(p: Problem) -> Result:
+    async def one(p: Problem) -> Result | None:
         async with sem:
-            r = await solve(p, strategy, generator=generator, **kwargs)
+            try:
+                r = await solve(p, strategy, generator=generator, **kwargs)
+            except Exception as e:
+                if on_error is None or (isinstance(e, TTSError) and not isinstance(e, BackendError)):
+                    raise
+                maybe = on_error(p, e)
+                if asyncio.iscoroutine(maybe):
+                    await maybe
+                return None
         if on_result is not None:
             maybe = on_result(r)
             if asyncio.iscoroutine(maybe):

@@ -1,4 +1,5 @@
-"""`tts bench`: run a strategy over a benchmark, append one record per problem, resume, report.
+"""THE pipeline (`tts bench`, and every run of a sweep): run a strategy over a benchmark, append
+one result record per problem keyed by the run's `RunSpec`, resume, summarize.
 
 Everything cheap is validated before the engine starts (task, strategy, parameters, data), and
 problems already in the output file for this configuration are skipped, so re-running the same
@@ -9,156 +10,21 @@ from __future__ import annotations
 
 import inspect
 import time
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tts.context import Sampling
 from tts.errors import TTSError
+from tts.experiment.build import (BenchConfig, _default_model_name, build_budget, build_generator,
+                                  build_strategy, build_verifier, model_name, open_bank, resolve_sampling)
+from tts.experiment.spec import BackendId, RunSpec, budget_caps, sampling_fields
+from tts.experiment.store import ResultStore, is_failed
 from tts.registry import lookup
-from tts.runner import config_hash, describe, run_many
-from tts.experiment.store import ResultStore
+from tts.runner import run_many
 from tts.types import Budget, Problem, Result
 
-# Strategies that need scores get this verifier unless one is named: confidence from the
-# model's own logprobs for selection, and the generator as its own step judge for search (so
-# both run with no reward model installed).
-DEFAULT_VERIFIER = {
-    "best_of_n": "confidence",
-    "weighted_majority": "confidence",
-    **{s: "llm_judge" for s in ("beam_search", "dvts", "astar", "particle_filter")},
-}
-
-
-@dataclass
-class BenchConfig:
-    task: str
-    strategy: str
-    n: int = 8
-    params: dict[str, Any] = field(default_factory=dict)
-    verifier: str | None = None
-    verifier_model: str | None = None  # the reward model a PRM verifier loads
-    model: str | None = None  # None: the embedded default model
-    name: str | None = None  # the model name results are recorded under (default: see model_name)
-    backend: str = "vllm"  # vllm | openai | replay (of the trace bank `bank`)
-    base_urls: list[str] = field(default_factory=list)
-    bank: str | None = None  # --backend replay: the bank folder
-    data: str | None = None
-    limit: int | None = None
-    out: str | None = None
-    seed: int = 0
-    # None: the bank's value under --backend replay, else tts.Sampling's default (0.7, 1.0, 1024)
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    budget: dict[str, float] = field(default_factory=dict)
-    concurrency: int = 64
-    max_model_len: int = 4096
-    enforce_eager: bool | None = None  # None: eager on the CPU, compiled graphs on a GPU
-
-
-def build_strategy(name: str, n: int, params: dict[str, Any]) -> Any:
-    factory = lookup("strategy", name)
-    accepted = inspect.signature(factory).parameters
-    # -n sets the strategy's size: its `n`, else its first parameter (n_particles, k, ...).
-    size = "n" if "n" in accepted else next(iter(accepted), None)
-    kwargs = {size: n, **params} if size else dict(params)
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise TTSError(
-            f"strategy '{name}' takes no parameter {', '.join(unknown)}; it takes: {', '.join(accepted)}"
-        )
-    try:
-        return factory(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise TTSError(f"strategy '{name}': {e}") from None
-
-
-def build_verifier(name: str | None, cfg: BenchConfig, generator: Any) -> Any:
-    """The named verifier; a reward model gets `cfg.verifier_model`, a judge the generator."""
-    if name is None:
-        return None
-    factory = lookup("verifier", name)
-    accepted = inspect.signature(factory).parameters
-    kwargs = {k: v for k, v in (("model", cfg.verifier_model), ("generator", generator)) if k in accepted}
-    return factory(**kwargs)
-
-
-def build_budget(caps: dict[str, float]) -> Budget | None:
-    if not caps:
-        return None
-    valid = set(Budget.__dataclass_fields__)
-    bad = sorted(set(caps) - valid)
-    if bad:
-        raise TTSError(f"unknown budget cap {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
-    return Budget(**caps)  # type: ignore[arg-type]
-
-
-BACKENDS = ("openai", "replay", "vllm")
-
-
-def open_bank(cfg: BenchConfig) -> Any:
-    """The trace bank `--backend replay` serves from (TTSError when missing or unreadable)."""
-    from tts.bank import Bank
-
-    if not cfg.bank:
-        raise TTSError("--backend replay needs --bank DIR (a bank from `tts record`)")
-    return Bank(cfg.bank)
-
-
-def model_name(cfg: BenchConfig, bank: Any = None) -> str:
-    """The model results are recorded under. Replayed results get `replay:<model>@<bank folder>`
-    so their config hash never equals a live run's: replay serves a fixed pool of recorded
-    samples, which is not the same experiment as sampling the model afresh."""
-    if cfg.name:
-        return cfg.name
-    if cfg.backend == "replay":
-        bank = bank or open_bank(cfg)
-        return f"replay:{bank.model}@{bank.path.name}"
-    return cfg.model or _default_model_name()
-
-
-def resolve_sampling(cfg: BenchConfig, bank: Any = None) -> Sampling:
-    """The options given, else (replay) what the bank was recorded with, else the defaults."""
-    recorded = (bank or open_bank(cfg)).sampling if cfg.backend == "replay" else {}
-    d = Sampling()
-    pick = lambda f: next(v for v in (getattr(cfg, f), recorded.get(f), getattr(d, f)) if v is not None)  # noqa: E731
-    return Sampling(pick("temperature"), pick("top_p"), pick("max_tokens"))
-
-
-def build_generator(cfg: BenchConfig) -> Any:
-    if cfg.backend == "vllm":
-        from tts.models import resolve_model
-        from tts.backends.vllm import VLLMGenerator
-
-        path = resolve_model(cfg.model)
-        return VLLMGenerator(
-            path,
-            name=cfg.model or _default_model_name(),
-            seed=cfg.seed,
-            max_model_len=cfg.max_model_len,
-            enforce_eager=cfg.enforce_eager,
-        )
-    if cfg.backend == "openai":
-        from tts.backends.openai import OpenAIGenerator
-
-        if not cfg.model or not cfg.base_urls:
-            raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
-        return OpenAIGenerator(cfg.model, cfg.base_urls)
-    if cfg.backend == "replay":
-        from tts.backends.replay import ReplayGenerator
-
-        bank = open_bank(cfg)
-        # Checks the sampling against the bank's: a mismatch is a TTSError naming both values.
-        return ReplayGenerator(bank, seed=cfg.seed, sampling=resolve_sampling(cfg, bank),
-                               name=model_name(cfg, bank))
-    raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
-
-
-def _default_model_name() -> str:
-    from tts.models import DEFAULT_MODEL
-
-    return DEFAULT_MODEL
 
 
 async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
@@ -187,23 +53,28 @@ class Prepared:
 
     task: Any
     strategy: Any
-    verifier_name: str | None
+    spec: RunSpec
     budget: Budget | None
     sampling: Sampling
     problems: list[Problem]
-    model_name: str
-    config_hash: str
+    model_name: str  # what records name as their model
     bank: Any = None  # the replayed bank (--backend replay)
+
+    @property
+    def config_hash(self) -> str:
+        return self.spec.config_hash()
+
+    @property
+    def verifier_name(self) -> str | None:
+        return self.spec.verifier
 
 
 def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prepared:
-    """Validate `cfg` and compute its config hash; `problems` replaces loading the task's."""
+    """Validate `cfg` and build its RunSpec; `problems` replaces loading the task's."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
-    if cfg.backend not in BACKENDS:
-        raise TTSError(f"unknown backend '{cfg.backend}'; valid: {', '.join(BACKENDS)}")
     bank = open_bank(cfg) if cfg.backend == "replay" else None
-    verifier_name = cfg.verifier or DEFAULT_VERIFIER.get(cfg.strategy)
+    verifier_name = cfg.verifier or type(strategy).default_verifier
     if bank is not None and not cfg.verifier and verifier_name == "confidence" and bank.manifest.get("outcome"):
         verifier_name = "recorded"  # a bank with outcome scores (math100) selects by them
     if verifier_name is not None:
@@ -219,11 +90,24 @@ def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prep
             problems = bank.problems()[: cfg.limit]  # the recorded problems, in recording order
         else:
             problems = task.load(cfg.data, limit=cfg.limit)
-    name = model_name(cfg, bank)
-    described = describe(strategy, name, None, budget, sampling, task)
-    described["verifier"] = verifier_name and {"name": verifier_name, "model": cfg.verifier_model}
-    return Prepared(task, strategy, verifier_name, budget, sampling, list(problems), name,
-                    config_hash(**described), bank)
+    if bank is not None:
+        backend = BackendId(kind="replay", model=str(bank.model), bank=bank.path.name)
+    else:
+        backend = BackendId(kind=cfg.backend, model=cfg.name or cfg.model or _default_model_name())
+    spec = RunSpec(task=task.name, strategy=strategy.name, params=strategy.config(), verifier=verifier_name,
+                   verifier_model=cfg.verifier_model, sampling=sampling_fields(sampling),
+                   budget=budget_caps(budget), seed=cfg.seed, backend=backend)
+    return Prepared(task, strategy, spec, budget, sampling, list(problems), model_name(cfg, bank), bank)
+
+
+def failed_record(problem: Problem, spec: RunSpec, error: BaseException) -> dict[str, Any]:
+    """What a problem whose solving failed (a backend fault) leaves: status failed and the
+    error, never an answer; a resume retries it."""
+    return {
+        "problem_id": problem.id, "config_hash": spec.config_hash(), "seed": spec.seed,
+        "strategy": spec.strategy, "status": "failed", "answer": None, "correct": None,
+        "error": f"{type(error).__name__}: {error}",
+    }
 
 
 async def bench(
@@ -241,14 +125,15 @@ async def bench(
     from `cfg`, and closed at the end); a ReplayGenerator passed in is reset (a run draws each
     problem's samples without replacement, in the order `cfg.seed` gives). `store` (anything
     with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
-    replaces loading the task's."""
+    replaces loading the task's. A problem that fails (a backend fault) is stored as a failed
+    record, which the next run retries; a user error (TTSError) stops the run."""
     from tts.backends.replay import ReplayGenerator
 
     p = prepare(cfg, problems)
     task, strategy, chash = p.task, p.strategy, p.config_hash
     problems = p.problems
     if store is None:
-        store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl")
+        store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl", writer=True)
     todo = [q for q in problems if not store.done((q.id, chash, cfg.seed))]
     if progress is not None:
         progress.start(len(problems), len(problems) - len(todo))
@@ -260,6 +145,18 @@ async def bench(
     if isinstance(generator, ReplayGenerator):
         generator.reset(cfg.seed)
     owned_verifier = verifier is None
+
+    def finish(rec: dict[str, Any], problem: Problem) -> None:
+        rec["gold"] = problem.answer
+        rec["model"] = p.model_name
+        rec["task"] = cfg.task
+        if p.bank is not None:
+            rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
+        rec["finished_at"] = time.time()
+        store.append(rec)
+        if progress is not None:
+            progress.advance(rec)
+
     try:
         if owned_verifier:
             verifier = build_verifier(p.verifier_name, cfg, generator)
@@ -268,18 +165,18 @@ async def bench(
 
         async def on_result(r: Result) -> None:
             problem = by_id[r.problem_id]
-            r.config_hash = chash  # the bench's description is authoritative (model as named)
             rec = r.record()
+            if rec.get("error"):  # a finished record never carries an error
+                finish(failed_record(problem, p.spec, RuntimeError(rec["error"])), problem)
+                return
+            rec["status"] = "finished"
             rec.update(await grade_all(task, problem, r))
-            rec["gold"] = problem.answer
-            rec["model"] = p.model_name
-            rec["task"] = cfg.task
-            if p.bank is not None:
-                rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
-            rec["finished_at"] = time.time()
-            store.append(rec)
-            if progress is not None:
-                progress.advance(rec)
+            finish(rec, problem)
+
+        async def on_error(problem: Problem, e: Exception) -> None:
+            if not isinstance(e, TTSError):  # unexpected: keep the traceback for whoever debugs it
+                traceback.print_exception(e, limit=-3)
+            finish(failed_record(problem, p.spec, e), problem)
 
         by_id = {q.id: q for q in todo}
         await run_many(
@@ -291,8 +188,10 @@ async def bench(
             sampling=p.sampling,
             task=task,
             seed=cfg.seed,
+            spec=p.spec,
             concurrency=cfg.concurrency,
             on_result=on_result,
+            on_error=on_error,
         )
     finally:
         await _close(strategy)  # a strategy may hold a model of its own (DeepPrune's judge)
@@ -315,13 +214,19 @@ def summarize(
     records: Sequence[dict[str, Any]], wall: float | None = None, fresh: Sequence[dict[str, Any]] = ()
 ) -> dict[str, Any]:
     """Accuracy, pass@N / maj@N where defined, mean tokens per problem, and the throughput of
-    this invocation (`fresh` records generated in `wall` seconds)."""
+    this invocation (`fresh` records generated in `wall` seconds). Failed records (a backend
+    fault; a resume retries them) are counted as `failed` and nowhere else: the means are over
+    the answered problems."""
+    failed = sum(map(is_failed, records))
+    records = [r for r in records if not is_failed(r)]
+    fresh = [r for r in fresh if not is_failed(r)]
     k = len(records)
     if k == 0:
-        return {"problems": 0}
+        return {"problems": failed, "failed": failed}
     mean = lambda key: sum(r["usage"][key] for r in records) / k  # noqa: E731
     out: dict[str, Any] = {
-        "problems": k,
+        "problems": k + failed,
+        "failed": failed,
         "accuracy": sum(bool(r.get("correct")) for r in records) / k,
         "mean_completion_tokens": mean("completion_tokens"),
         "mean_total_tokens": mean("total_tokens"),

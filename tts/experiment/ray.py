@@ -1,7 +1,7 @@
 """The Ray executor of `tts sweep --executor ray` (needs the `ray` extra).
 
 One actor per engine: each actor builds the sweep's generator once (one GPU each when the
-cluster has GPUs, else CPU) and runs its share of the jobs (`tts.experiment.sweep.execute`, the local
+cluster has GPUs, else CPU) and runs its share of the jobs (`tts.experiment.execute.execute`, the local
 executor's code) on it. Jobs (a run, or a subsample group that records one bank and replays it)
 are dealt round-robin. Records stream back to the driver as they finish (a streaming actor
 generator), and only the driver writes the store, so there is one writer per file and a
@@ -38,7 +38,7 @@ class EngineWorker:
     """The actor: one generator, jobs run in an event loop on a thread, records yielded."""
 
     def run(self, jobs: Sequence[Any], plan: Any, done: set[tuple[str, str, int]]) -> Iterator[dict[str, Any]]:
-        from tts.experiment.sweep import execute
+        from tts.experiment.execute import execute
 
         store = _Done(done)
         end = object()
@@ -59,7 +59,7 @@ class EngineWorker:
             raise failure[0]
 
 
-def run_ray(jobs: Sequence[Any], plan: Any, store: Any, actors: int | None = None, on_record: Any = None) -> None:
+def run_ray(jobs: Sequence[Any], plan: Any, store: Any, actors: int | None = None, on_result: Any = None) -> None:
     """Spread `jobs` over `actors` engine actors; append every record they stream back to `store`."""
     try:
         import ray
@@ -71,7 +71,7 @@ def run_ray(jobs: Sequence[Any], plan: Any, store: Any, actors: int | None = Non
     k = max(1, min(actors or gpus or 1, len(jobs) or 1))
     opts = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     Actor = ray.remote(**opts)(EngineWorker)
-    done = set(store.records) | set(getattr(store, "others", ()))
+    done = {k for k in store.records if store.done(k)} | set(getattr(store, "others", ()))  # failed: retried
     workers = [Actor.remote() for _ in range(k)]
     streams = [w.run.options(num_returns="streaming").remote(list(jobs[i::k]), plan, done)
                for i, w in enumerate(workers) if jobs[i::k]]
@@ -84,8 +84,8 @@ def run_ray(jobs: Sequence[Any], plan: Any, store: Any, actors: int | None = Non
                 rec = ray.get(ref)
                 with lock:  # only the driver writes, one record at a time
                     store.append(rec)
-                    if on_record is not None:
-                        on_record(rec)
+                    if on_result is not None:
+                        on_result(rec)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 

@@ -5,9 +5,11 @@ records whose config hash and problem are in the plan count, so an edited sweep 
 folder reports exactly the current file. One row per (task, strategy configuration), seeds
 pooled: accuracy with a seeded 95% interval that resamples problems (`stats.cluster_ci`), mean
 generator tokens (prompt + completion), completion tokens, verifier tokens, FLOPs and wall
-seconds per problem, cost-of-pass (mean cost per problem / accuracy) in tokens and FLOPs, and in
-dollars with a prices table, and where the numbers come from (live, replay, or subsampled from
-one generation at the largest n). `compare` pairs two configurations on their common problems. Writes report.csv, report.md and, per task, accuracy-vs-tokens
+seconds per problem, the failed records (backend faults, counted apart and never as answers;
+a re-run retries them), cost-of-pass (mean cost per problem / accuracy) in tokens and FLOPs, and
+in dollars with a prices table, and where the numbers come from (live, replay, or subsampled
+from one generation at the largest n). `compare` pairs two configurations on their common
+problems. Writes report.csv, report.md and, per task, accuracy-vs-tokens
 and accuracy-vs-FLOPs PNGs: one curve per strategy configuration (n varying along it), the
 Pareto frontier over all rows dashed.
 """
@@ -25,8 +27,8 @@ import numpy as np
 from tts.errors import TTSError
 from tts.experiment import stats
 
-COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "accuracy", "ci_low", "ci_high",
-           "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "cop_tokens",
+COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "failed", "accuracy", "ci_low",
+           "ci_high", "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "cop_tokens",
            "cop_flops", "cost_usd", "cop_usd", "config_hash")
 PARETO = "Pareto frontier"
 
@@ -37,7 +39,8 @@ def rows(out: str | Path, prices: dict[str, stats.Price] | None = None) -> list[
 
 
 def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tuple[dict[str, Any], list]]:
-    from tts.experiment.sweep import PLAN, load_records
+    from tts.experiment.plan import PLAN_FILE as PLAN
+    from tts.experiment.store import is_failed, load_records
 
     out = Path(out)
     if not (out / PLAN).exists():
@@ -59,13 +62,21 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
         # In key order, not file order: a resumed, sharded or concurrent run appends records in
         # another order, and the seeded bootstrap below would otherwise give another interval.
         recs.sort(key=lambda r: (r["problem_id"], r["seed"]))
+        failed = sum(map(is_failed, recs))  # a backend fault: counted, never answered (a re-run retries it)
+        recs = [r for r in recs if not is_failed(r)]
         k = len(recs)
+        if k == 0:
+            table.append(({**{c: float("nan") for c in COLUMNS}, "task": run["task"], "config": run["curve"],
+                          "strategy": run["strategy"], "n": run["n"], "source": run["source"], "seeds": 0,
+                          "records": 0, "failed": failed, "config_hash": run["config_hash"]}, []))
+            continue
         mean = lambda f: sum(f(r["usage"]) for r in recs) / k  # noqa: E731
         acc = sum(bool(r.get("correct")) for r in recs) / k
         lo, hi = stats.cluster_ci(recs)
         row = {
             "task": run["task"], "config": run["curve"], "strategy": run["strategy"], "n": run["n"],
             "source": run["source"], "seeds": len({r["seed"] for r in recs}), "records": k,
+            "failed": failed,
             "accuracy": acc, "ci_low": lo, "ci_high": hi,
             "gen_tokens": mean(lambda u: u["prompt_tokens"] + u["completion_tokens"]),
             "completion_tokens": mean(lambda u: u["completion_tokens"]),
@@ -138,8 +149,11 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
 def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Path | None = None,
          title: str = "") -> Any:
     """Accuracy vs `x` (gen_tokens or flops), one line per configuration, the Pareto frontier
-    dashed; returns the matplotlib Figure (saved as PNG when `path` is given)."""
+    dashed; returns the matplotlib Figure (saved as PNG when `path` is given). Rows with
+    nothing answered (only failed records) have no point."""
     import matplotlib
+
+    table = [r for r in table if r["records"]]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -227,11 +241,12 @@ def print_table(table: Sequence[dict[str, Any]]) -> None:
     from rich.table import Table
 
     t = Table(title="accuracy vs compute (per problem means)")
-    for c in ("task", "config", "n", "source", "records", "accuracy", "95% CI", "gen tokens", "verifier tokens",
-              "FLOPs", "wall s", "cop tokens", "cop $"):
+    for c in ("task", "config", "n", "source", "records", "failed", "accuracy", "95% CI", "gen tokens",
+              "verifier tokens", "FLOPs", "wall s", "cop tokens", "cop $"):
         t.add_column(c, justify="left" if c in ("task", "config", "source") else "right")
     for r in table:
-        t.add_row(r["task"], r["config"], str(r["n"]), r["source"], str(r["records"]), f"{r['accuracy']:.3f}",
+        t.add_row(r["task"], r["config"], str(r["n"]), r["source"], str(r["records"]), str(r["failed"]),
+                  f"{r['accuracy']:.3f}",
                   f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['gen_tokens']:.0f}", f"{r['verifier_tokens']:.0f}",
                   f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}", f"{r['cop_tokens']:.0f}",
                   "" if r["cop_usd"] is None else f"{r['cop_usd']:.4g}")

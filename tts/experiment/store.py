@@ -3,6 +3,9 @@
 One JSON object per line, keyed by (problem_id, config_hash, seed). Each record is written with
 a single write() followed by fsync, so a crash leaves at most one torn last line; opening the
 store drops such a line (and says so), and `done()` tells a re-run what to skip.
+
+A record with `status: failed` (a backend fault) is not done: a re-run retries its problem and
+appends the new record, and the latest record of a key wins (a finished one is never replaced).
 """
 
 from __future__ import annotations
@@ -18,14 +21,23 @@ from tts.errors import TTSError
 Key = tuple[str, str, int]
 
 
+def is_failed(rec: dict[str, Any]) -> bool:
+    """A record of a problem whose solving failed (a resume retries it)."""
+    return rec.get("status") == "failed"
+
+
 def record_key(rec: dict[str, Any]) -> Key:
     return (rec["problem_id"], rec["config_hash"], int(rec["seed"]))
 
 
 class ResultStore:
-    def __init__(self, path: str | Path):
+    """`writer=True`: this store appends, so it holds the file's `OutputLock` until it is closed
+    (or dropped); readers of other shards' files take no lock."""
+
+    def __init__(self, path: str | Path, writer: bool = False):
         self.path = Path(path)
         self.records: dict[Key, dict[str, Any]] = {}
+        self._lock = OutputLock(self.path).acquire() if writer else None
         if self.path.exists():
             self._load()
         else:
@@ -39,7 +51,9 @@ class ResultStore:
                 break  # torn by a crash mid-write: dropped below
             try:
                 rec = json.loads(line)
-                self.records[record_key(rec)] = rec
+                key = record_key(rec)
+                if not (is_failed(rec) and self.done(key)):  # a finished record stays
+                    self.records[key] = rec
             except (ValueError, KeyError, TypeError) as e:
                 raise TTSError(
                     f"{self.path}:{lineno}: not a result record ({e}); fix or remove that line"
@@ -51,18 +65,28 @@ class ResultStore:
                 f.truncate(good)
 
     def done(self, key: Key) -> bool:
-        return key in self.records
+        rec = self.records.get(key)
+        return rec is not None and not is_failed(rec)
 
     def append(self, rec: dict[str, Any]) -> None:
         key = record_key(rec)
-        if key in self.records:
-            return  # never duplicate a record
+        if self.done(key):
+            return  # never duplicate a finished record
         line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
         with open(self.path, "ab") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
         self.records[key] = rec
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()
 
     def for_config(self, config_hash: str, seed: int) -> list[dict[str, Any]]:
         return [r for (_, h, s), r in self.records.items() if h == config_hash and s == seed]
@@ -112,3 +136,40 @@ class OutputLock:
             return
         del self._held[self.path]
         os.close(fd)  # closing the only descriptor releases the flock
+
+
+# -- a sweep's folder ---------------------------------------------------------------------------
+RESULTS = "results.jsonl"
+
+
+class SweepStore(ResultStore):
+    """The sweep's store: its own append-only JSONL file (see above: one write + fsync per
+    record, a torn last line dropped on open, a finished key never written twice), plus
+    read-only the other shards' files in the same folder, so no shard redoes what another
+    finished.
+
+    Why JSONL and not SQLite in WAL mode: a record is one line written with one write() and
+    fsync'ed, so SIGKILL loses at most the problems in flight and leaves at most one torn last
+    line, which opening drops; the files are greppable, diffable and concatenable (shards each
+    write their own file, so there is never a second writer on one file), and nothing else is
+    needed."""
+
+    def __init__(self, out: Path, name: str = RESULTS):
+        super().__init__(out / name, writer=True)
+        self.others: set[Key] = set()
+        for f in sorted(out.glob("results*.jsonl")):
+            if f != self.path:
+                self.others.update(k for k, r in ResultStore(f).records.items() if not is_failed(r))
+
+    def done(self, key: Key) -> bool:
+        return super().done(key) or key in self.others
+
+
+def load_records(out: Path) -> list[dict[str, Any]]:
+    """Every record in a sweep folder (all shards), each key once (a finished one if any)."""
+    seen: dict[Key, dict[str, Any]] = {}
+    for f in sorted(Path(out).glob("results*.jsonl")):
+        for k, r in ResultStore(f).records.items():
+            if k not in seen or (is_failed(seen[k]) and not is_failed(r)):
+                seen[k] = r
+    return list(seen.values())

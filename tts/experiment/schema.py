@@ -1,0 +1,170 @@
+"""The sweep file: its pydantic models (the schema `tts sweep schema` prints), the bounded
+reading of the YAML, and one-line errors `FILE: field.path: problem`.
+
+The field checks (ranges, budget caps, data files, output path) are those of `tts bench`'s
+options (`tts.experiment.inputs`), so the CLI and a sweep accept and refuse the same values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tts.errors import TTSError
+from tts.experiment.inputs import BudgetCaps, DataFile, OutPath, Retries, Timeout, load_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Axes = dict[str, list[Any]]
+
+
+class ModelSpec(_Strict):
+    name: str | None = Field(None, description="model folder, hub id or embedded name (default: the embedded model)")
+    backend: Literal["vllm", "openai", "replay"] = "vllm"
+    base_urls: list[str] = Field(default_factory=list, description="--backend openai: server URLs")
+    bank: str | None = Field(None, description="--backend replay: the trace bank folder")
+    max_model_len: int = Field(4096, ge=1)
+    enforce_eager: bool | None = None
+    timeout: Timeout = None
+    retries: Retries = None
+
+
+class TaskSpec(_Strict):
+    name: str
+    data: DataFile = Field(None, description="local JSONL file (default: the dataset hub)")
+    limit: int | None = Field(None, ge=1, description="first N problems (after slice)")
+    slice: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="[start, stop): problems start..stop-1")
+
+
+class StrategySpec(_Strict):
+    name: str | None = Field(None, description="registered strategy (or a grid/zip axis 'strategy')")
+    n: int | None = Field(None, ge=1, description="the strategy's size (default 8)")
+    params: dict[str, Any] = Field(default_factory=dict, description="other strategy parameters")
+    verifier: str | None = None
+    verifier_model: str | None = None
+    grid: Axes | None = None
+    zip_: Axes | None = Field(None, alias="zip")
+
+
+class SamplingSpec(_Strict):
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class SweepFile(_Strict):
+    """A sweep: tasks x strategy configurations x seeds, run with one model."""
+
+    name: str | None = None
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    strategy: StrategySpec | None = None
+    strategies: list[StrategySpec] | None = Field(None, min_length=1)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    grid: Axes | None = None
+    zip_: Axes | None = Field(None, alias="zip")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
+    budget: BudgetCaps = Field(default_factory=dict)
+    concurrency: int = Field(64, ge=1)
+    subsample: bool = Field(True, description="one generation at the largest N for sample-based strategies")
+    output: OutPath = Field(None, description="output folder (default results/<file name>)")
+
+
+def schema() -> dict[str, Any]:
+    """The file's JSON schema, plus each registered strategy's declarations and parameter
+    schema (from its constructor) under `x-strategies`: what `params` and grid axes accept."""
+    from tts.registry import STRATEGIES, load_plugins
+
+    load_plugins()
+    out = SweepFile.model_json_schema(by_alias=True)
+    out["x-strategies"] = {name: _strategy_schema(cls) for name, cls in sorted(STRATEGIES.items())}
+    return out
+
+
+def _strategy_schema(cls: Any) -> dict[str, Any]:
+    model = cls.params_model()
+    try:
+        params = model.model_json_schema()
+    except Exception:  # a parameter typed by a class (DeepPrune's judge): names and defaults only
+        params = {"properties": {k: {"default": repr(f.default)} for k, f in model.model_fields.items()}}
+    return {"size": cls.size_param(), "aliases": dict(cls.aliases), "default_verifier": cls.default_verifier,
+            "subsamplable": cls.subsamplable if isinstance(cls.subsamplable, bool) else "per configuration",
+            "params": params}
+
+
+class SweepError(TTSError):
+    """One line: `FILE: field.path: problem`."""
+
+    def __init__(self, file: str | Path, path: str, problem: str):
+        super().__init__(f"{file}: {path + ': ' if path else ''}{' '.join(str(problem).split())}")
+
+
+def _path(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The keys valid at `loc` (for did-you-mean on an unknown key)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        f = next((f for k, f in model.model_fields.items() if (f.alias or k) == part), None)
+        if f is None:
+            return []
+        inner = _model_in(f.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return [f.alias or k for k, f in model.model_fields.items()]
+
+
+def _model_in(tp: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in typing.get_args(tp):
+        m = _model_in(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def parse_file(path: str | Path) -> SweepFile:
+    """Read (bounded) and validate the file's structure (names and parameters: `plan`)."""
+    path = Path(path)
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise SweepError(path, "", f"a sweep file is a YAML mapping (model, tasks, strategy, grid, ...), "
+                         f"got {type(raw).__name__}")
+    try:
+        return SweepFile.model_validate(raw)
+    except ValidationError as e:
+        errs = e.errors()
+        err = errs[0]
+        loc = list(err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _fields_at(SweepFile, loc[:-1])
+            problem = f"unknown key '{key}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            problem = f"{msg} (got {err.get('input')!r:.60})" if "input" in err else msg
+        more = f" (and {len(errs) - 1} more problem{'s' * (len(errs) > 2)})" if len(errs) > 1 else ""
+        loc = [x for x in loc if not (isinstance(x, str) and x.startswith("function-after"))]
+        raise SweepError(path, _path(loc), problem + more) from None

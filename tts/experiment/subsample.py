@@ -1,0 +1,76 @@
+"""One generation for many N: a sweep's runs of a subsamplable strategy (one that declares
+`subsamplable`: it only selects among independent samples) that differ only in `n` (and seed)
+form a group, sampled once at the largest n into a bank and replayed for every run.
+
+A replayed run's spec names the replay backend and the bank's folder (so it never shares a
+key with a live run), and its records the model `replay:<model>@<bank>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from tts.experiment.build import BenchConfig, _default_model_name, build_strategy
+from tts.experiment.spec import BackendId
+from tts.registry import lookup
+
+
+def subsamplable(cfg: BenchConfig) -> bool:
+    """Asked of the configured strategy, not its class: DeepConf is subsamplable offline only."""
+    return bool(build_strategy(cfg.strategy, cfg.n, cfg.params).subsamplable)
+
+
+def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
+    """Group runs that differ only in n (and seed) into subsample jobs; the rest run alone."""
+    from tts.experiment.plan import Job
+
+    if not sw.subsample or sw.model.backend == "replay":
+        return [Job([r]) for r in runs]
+    groups: dict[str, list[Any]] = {}
+    for r in runs:
+        if subsamplable(r.cfg):
+            key = json.dumps({**r.cfg.model_dump(exclude={"n", "seed"}), "task_index": r.task_index},
+                             sort_keys=True, default=str)
+            groups.setdefault(hashlib.sha256(key.encode()).hexdigest()[:12], []).append(r)
+    member_of = {id(r): gid for gid, members in groups.items() for r in members}
+    jobs: list[Any] = []
+    placed: set[int] = set()
+    for r in runs:
+        if id(r) in placed:
+            continue
+        gid = member_of.get(id(r))
+        members = groups.get(gid, []) if gid else []
+        if len({x.cfg.n for x in members}) < 2:
+            jobs.append(Job([r]))
+            placed.add(id(r))
+            continue
+        top = max(x.cfg.n for x in members)
+        bank = out / "banks" / f"{gid}-n{top}"
+        model = r.cfg.model or _default_model_name()
+        for x in members:
+            # Keyed as a replay of this bank (which does not exist yet: named here).
+            x.spec = x.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
+            x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank),
+                                             "name": f"replay:{model}@{bank.name}"})
+            x.group = bank.name
+            placed.add(id(x))
+        jobs.append(Job(members, bank, top, logprobs_needed(members[0].cfg)))
+    return jobs
+
+
+def logprobs_needed(cfg: BenchConfig) -> int | None:
+    """The top-k logprobs to record so the group's verifier (and strategy) can run on replay."""
+    strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
+    ks = [strategy.logprobs]
+    name = cfg.verifier or type(strategy).default_verifier
+    if name is not None:
+        factory = lookup("verifier", name)
+        sig = inspect.signature(factory).parameters
+        if not any(p.default is inspect.Parameter.empty for p in sig.values()):
+            ks.append(getattr(factory(), "logprobs", None))  # cheap verifiers only (confidence, recorded)
+    ks = [k for k in ks if isinstance(k, int)]
+    return max(ks) if ks else None
