@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="accuracy-vs-compute table, CSV, Markdown and PNG plots of a sweep folder")
     rp.add_argument("dir", help="the sweep's output folder")
+
+    from tts.serve import add_arguments as serve_arguments  # light: the app loads only when serving
+
+    serve_arguments(sub.add_parser("serve", help="serve every strategy behind an OpenAI-compatible endpoint"))
     return p
 
 
@@ -116,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.cmd == "report":
             return _report(args)
+        if args.cmd == "serve":
+            from tts.serve import main as serve
+
+            return serve(args)
         return _models(args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)
