@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import httpx
 import openai
@@ -133,6 +137,7 @@ async def test_budget_cap_and_budget_stop():
     ({"messages": ASK, "extra_body": {"tts": {"params": {"beam": 2}}}}, "tts.params", "takes no parameter beam"),
     ({"messages": ASK, "extra_body": {"tts": {"verifier": "oracle"}}}, "tts.verifier", "unknown verifier"),
     ({"messages": ASK, "extra_body": {"tts": {"budget": {"tokens": 5}}}}, "tts.budget", "unknown budget cap"),
+    ({"messages": ASK, "extra_body": {"tts": {"budget": {"calls": 0}}}}, "tts.budget.calls", "must be positive"),
     ({"messages": ASK, "extra_body": {"tts": {"strategi": "x"}}}, "tts.strategi", "Extra inputs"),
     ({"messages": []}, "messages", "at least 1"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", "'user'"),
@@ -284,3 +289,42 @@ async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
     assert delta(gone, still, "vllm:generation_tokens_total") == 0  # nothing of it runs on
     assert 'tts_requests_total{status="499",strategy="first_finish"} 1.0' in metrics
     assert app.state.service.admitted == 0
+
+
+# -- the command ---------------------------------------------------------------------------------
+def test_bad_default_fails_before_any_engine_starts():
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", "serve", "--strategy", "best_of_m"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown strategy 'best_of_m'")
+
+
+async def test_tts_serve_command_on_a_replayed_bank(math100_bank, tmp_path):
+    """`tts serve` end to end as a command (a subprocess on 127.0.0.1, stopped by the test),
+    serving recorded samples: the key comes from the environment and never reaches the log."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = dict(os.environ, TTS_API_KEY="k3y-from-env")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tts.cli", "serve", "--backend", "replay", "--bank",
+                                 str(math100_bank.path), "--served-model-name", "m100", "--port", str(port), "-n", "4"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as h:
+            for _ in range(600):
+                assert proc.poll() is None, log.read_text()[-3000:]
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await h.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+        problem = math100_bank.problems()[0]
+        r = await client(url, "k3y-from-env").chat.completions.create(
+            model="m100", messages=[{"role": "user", "content": problem.question}])
+        recorded = [s.answer for s in math100_bank.get(problem.id).samples]
+        assert r.tts["answer"] in recorded and r.usage.tts["samples"] == 4 and r.usage.completion_tokens > 0
+        with pytest.raises(openai.AuthenticationError):
+            await client(url, "wrong").chat.completions.create(model="m100", messages=ASK)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert "k3y-from-env" not in log.read_text()

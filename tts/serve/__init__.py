@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, help="default top-p: 1.0 (replay: the bank's)")
     p.add_argument("--max-tokens", type=int, help="default max tokens per sample: 1024 (replay: the bank's)")
     p.add_argument("--system-prompt", help="added to conversations without a system message "
-                   "(default: reason step by step, answer in \\boxed{}; '' adds none)")
+                   "(default: reason step by step, answer in \\boxed{}; replay: the bank's; '' adds none)")
     p.add_argument("--max-model-len", type=int, default=4096, help="longest prompt + completion (vllm backend)")
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
                    help="skip graph capture (default: on for the CPU, off on a GPU)")
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keepalive", type=float, default=5.0, help="seconds between keep-alive comments of a stream")
 
 
-def options(args: argparse.Namespace, sampling: Any, max_model_len: int | None) -> Any:
+def options(args: argparse.Namespace, sampling: Any, max_model_len: int | None, bank: Any = None) -> Any:
     """The validated `ServeOptions` of the command line (TTSError on a bad value)."""
     from pydantic import ValidationError
 
@@ -62,12 +62,15 @@ def options(args: argparse.Namespace, sampling: Any, max_model_len: int | None) 
     from tts.types import DEFAULT_SYSTEM_PROMPT
 
     key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    system = args.system_prompt
+    if system is None:  # a replayed bank answers only the prompt it was recorded with
+        system = (bank.system_prompt or "") if bank is not None else DEFAULT_SYSTEM_PROMPT
     try:
         return ServeOptions(
             served_model_name=args.served_model_name or "-", strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
             verifier=args.verifier, verifier_model=args.verifier_model, budget_cap=_kv(args.budget, "--budget"),
             temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens, seed=args.seed,
-            system_prompt=DEFAULT_SYSTEM_PROMPT if args.system_prompt is None else args.system_prompt,
+            system_prompt=system,
             max_model_len=max_model_len, api_key=key, max_concurrent=args.max_concurrent,
             max_queue=args.max_queue, keepalive_s=args.keepalive,
         )
@@ -91,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise TTSError(f"`tts serve` needs FastAPI, uvicorn and prometheus_client ({e}); "
                        "install the 'serve' extra: pip install 'ttscale[serve]'") from None
-    from tts.serve._build import BACKENDS, build_budget, build_strategy, generator_config, resolve_sampling
+    from tts.serve._build import BACKENDS, build_budget, build_strategy, generator_config, open_bank, resolve_sampling
 
     if args.backend not in BACKENDS:
         raise TTSError(f"unknown backend '{args.backend}'; valid: {', '.join(BACKENDS)}")
@@ -100,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
     )
-    opts = options(args, resolve_sampling(cfg), args.max_model_len if args.backend == "vllm" else None)
+    bank = open_bank(cfg) if args.backend == "replay" else None
+    opts = options(args, resolve_sampling(cfg, bank), args.max_model_len if args.backend == "vllm" else None, bank)
     build_strategy(opts.strategy, opts.n, opts.params)  # bad defaults fail before the engine starts
     build_budget(opts.budget_cap)
     if args.verifier:

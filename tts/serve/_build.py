@@ -13,11 +13,12 @@ from tts.experiment.evaluate import (
     build_generator,
     build_strategy,
     build_verifier,
+    open_bank,
     resolve_sampling,
 )
 
 __all__ = ["BACKENDS", "build_budget", "build_generator", "build_strategy", "default_verifier",
-           "generator_config", "make_verifier", "resolve_sampling"]
+           "generator_config", "make_verifier", "open_bank", "resolve_sampling"]
 
 
 def default_verifier(strategy: str) -> str | None:

@@ -90,6 +90,8 @@ class Service:
             raise APIError(400, str(e), "tts.budget") from None
         caps = dict(o.budget_cap)
         for k, v in t.budget.items():
+            if v <= 0:
+                raise APIError(400, f"tts.budget.{k}: a cap must be positive, got {v}", f"tts.budget.{k}")
             if k in caps and v > caps[k]:
                 raise APIError(400, f"tts.budget.{k}: {v} is above this server's cap of {caps[k]}", f"tts.budget.{k}")
             caps[k] = v

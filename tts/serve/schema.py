@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tts.types import DEFAULT_SYSTEM_PROMPT, Problem
 
@@ -81,6 +81,11 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     stream: bool = False
     tts: TTSOptions = Field(default_factory=TTSOptions)
+
+    @field_validator("tts", mode="before")
+    @classmethod
+    def _no_tts(cls, v: Any) -> Any:
+        return {} if v is None else v
 
     def chat(self) -> list[dict[str, str]]:
         """The messages as the chat template takes them (developer -> system), or a 400 when no
