@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                     "million tokens: adds cost and cost-of-pass in dollars")
     rp.add_argument("--compare", nargs=2, metavar=("A", "B"), help="pair two configurations (label 'config n=N' "
                     "or config-hash prefix) on their common problems: paired bootstrap and McNemar")
+
+    from tts.serve import add_arguments as serve_arguments  # light: the app loads only when serving
+
+    serve_arguments(sub.add_parser("serve", help="serve every strategy behind an OpenAI-compatible endpoint"))
     return p
 
 
@@ -126,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.cmd == "report":
             return _report(args)
+        if args.cmd == "serve":
+            from tts.serve import main as serve
+
+            return serve(args)
         return _models(args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)

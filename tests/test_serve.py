@@ -1,0 +1,329 @@
+"""`tts serve` through the real `openai` client over HTTP on 127.0.0.1.
+
+The server runs in process (uvicorn on an ephemeral port, on the test's event loop, stopped by
+the test). The HTTP logic is tested first on a FAKE scripted generator (fast, deterministic);
+the engine tests at the end serve the session's tiny vLLM CPU engine and check every usage
+figure against vLLM's own counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from scripted import ScriptedGenerator
+from servers import engine_counters, free_port
+
+from tts.errors import BackendError
+from tts.registry import STRATEGIES, load_plugins
+from tts.serve.app import create_app
+from tts.serve.schema import ServeOptions
+from tts.types import GenRequest
+
+BOXED = ["we get \\boxed{5}", "so \\boxed{5}", "maybe \\boxed{7}"]
+ASK = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+@contextlib.asynccontextmanager
+async def serving(generator, **options):
+    """`tts serve`'s app on a free port of 127.0.0.1; yields (base URL, app); stops on exit."""
+    opts = ServeOptions(served_model_name="tiny", **options)
+    app = create_app(generator, opts)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # a failed start raises here
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        await task
+
+
+def client(url: str, key: str = "none") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+class RecordingGenerator(ScriptedGenerator):
+    """FAKE: the scripted generator, remembering every request it was sent."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.requests: list[GenRequest] = []
+
+    async def generate(self, req):
+        self.requests.append(req)
+        return await super().generate(req)
+
+
+class FailingGenerator(ScriptedGenerator):
+    """FAKE: fails like a backend that gave up, for prompts containing FAIL."""
+
+    async def generate(self, req):
+        if "FAIL" in req.messages[-1]["content"]:
+            raise BackendError("the server stopped answering after 5 attempts")
+        return await super().generate(req)
+
+
+# -- HTTP logic on the scripted generator ------------------------------------------------------
+async def test_models_lists_every_registered_strategy():
+    load_plugins()
+    async with serving(ScriptedGenerator(BOXED)) as (url, _):
+        ids = [m.id async for m in client(url).models.list()]
+    assert ids == ["tiny"] + [f"{s}/tiny" for s in sorted(STRATEGIES)]
+
+
+async def test_self_consistency_answer_usage_and_sampling():
+    gen = RecordingGenerator(BOXED)
+    async with serving(gen, n=4) as (url, _):
+        r = await client(url).chat.completions.create(
+            model="tiny", messages=ASK, temperature=0.3, top_p=0.9, max_tokens=17, seed=3)
+    assert len(r.choices) == 1 and r.choices[0].message.content in ("we get \\boxed{5}", "so \\boxed{5}")
+    req = gen.requests[0]
+    assert (req.n, req.temperature, req.top_p, req.max_tokens) == (4, 0.3, 0.9, 17)
+    assert req.messages[0]["role"] == "system" and req.messages[1:] == ASK  # the default system prompt
+    prompt = await gen.count_prompt_tokens(req)
+    assert r.usage.prompt_tokens == 4 * prompt
+    assert r.usage.completion_tokens == 3 + 2 + 2 + 3  # every sample, not just the chosen one
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    tts = r.usage.tts
+    assert tts["samples"] == 4 and tts["stopped_by"] == "done" and tts["generator_calls"] == 1
+    assert tts["cached_tokens"] == 3 * prompt and tts["verifier_tokens"] == 0
+    assert r.tts["strategy"] == "self_consistency" and r.tts["answer"] == "5"
+
+
+async def test_strategy_choice_order_and_candidates():
+    async with serving(ScriptedGenerator(BOXED), n=3) as (url, _):
+        c = client(url)
+        by_name = await c.chat.completions.create(model="best_of_n/tiny", messages=ASK)
+        by_body = await c.chat.completions.create(
+            model="best_of_n/tiny", messages=ASK, n=5,
+            extra_body={"tts": {"strategy": "first_finish", "params": {"k": 2}, "return_candidates": True,
+                                "telemetry": True}})
+    assert by_name.tts["strategy"] == "best_of_n" and by_name.tts["verifier"] == "confidence"
+    assert by_body.tts["strategy"] == "first_finish" and by_body.tts["params"] == {"n": 5, "k": 2}
+    assert [ch.index for ch in by_body.choices] == list(range(6))  # the answer + 5 candidates
+    assert all("score" in ch.tts and "answer" in ch.tts for ch in by_body.choices[1:])
+    assert "finish_order" in by_body.tts["telemetry"]
+
+
+async def test_budget_cap_and_budget_stop():
+    async with serving(ScriptedGenerator(BOXED), n=8, max_tokens=10, budget_cap={"completion_tokens": 40}) as (url, _):
+        c = client(url)
+        r = await c.chat.completions.create(model="tiny", messages=ASK)
+        assert r.usage.tts["stopped_by"] == "budget" and r.usage.completion_tokens <= 40
+        assert r.choices[0].message.content  # the best answer so far, not an error
+        with pytest.raises(openai.BadRequestError) as e:
+            await c.chat.completions.create(model="tiny", messages=ASK, extra_body={"tts": {"budget": {"completion_tokens": 41}}})
+        assert e.value.body["param"] == "tts.budget.completion_tokens"
+        small = await c.chat.completions.create(model="tiny", messages=ASK, extra_body={"tts": {"budget": {"completion_tokens": 15}}})
+        assert small.usage.completion_tokens <= 15 and small.tts["budget"] == {"completion_tokens": 15}
+
+
+@pytest.mark.parametrize("body, param, words", [
+    ({"messages": ASK, "extra_body": {"tts": {"strategy": "best_of_m"}}}, "tts.strategy", "did you mean 'best_of_n'"),
+    ({"messages": ASK, "extra_body": {"tts": {"params": {"beam": 2}}}}, "tts.params", "takes no parameter beam"),
+    ({"messages": ASK, "extra_body": {"tts": {"verifier": "oracle"}}}, "tts.verifier", "unknown verifier"),
+    ({"messages": ASK, "extra_body": {"tts": {"budget": {"tokens": 5}}}}, "tts.budget", "unknown budget cap"),
+    ({"messages": ASK, "extra_body": {"tts": {"budget": {"calls": 0}}}}, "tts.budget.calls", "must be positive"),
+    ({"messages": ASK, "extra_body": {"tts": {"strategi": "x"}}}, "tts.strategi", "Extra inputs"),
+    ({"messages": []}, "messages", "at least 1"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", "'user'"),
+    ({"messages": [{"role": "user", "content": "  "}]}, "messages", "empty"),
+    ({"messages": ASK + [{"role": "assistant", "content": "4"}]}, "messages.1.role", "last message"),
+    ({"messages": [{"role": "user", "content": "many words " * 60}]}, "messages", "takes fewer than 100"),
+    ({"messages": ASK, "temperature": 3}, "temperature", "less than or equal to 2"),
+])
+async def test_bad_input_is_400_naming_the_field(body, param, words):
+    async with serving(ScriptedGenerator(BOXED), max_model_len=100) as (url, _):
+        with pytest.raises(openai.BadRequestError) as e:
+            await client(url).chat.completions.create(model="tiny", **body)
+    err = e.value.body
+    assert err["param"] == param and words in err["message"], err
+
+
+async def test_raw_http_errors_missing_messages_json_model_and_key():
+    async with serving(ScriptedGenerator(BOXED), api_key="s3cret") as (url, _):
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer s3cret"}) as h:
+            bad = await h.post("/v1/chat/completions", content=b'{"model": "tiny", "messages": [')
+            assert bad.status_code == 400 and "malformed JSON" in bad.json()["error"]["message"]
+            missing = await h.post("/v1/chat/completions", json={"model": "tiny"})
+            assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+            unknown = await h.post("/v1/chat/completions", json={"model": "gpt-9", "messages": ASK})
+            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+            assert (await h.get("/health")).json() == {"status": "ok"}
+        async with httpx.AsyncClient(base_url=url) as h:
+            for key in (None, "wrong", "s3cret!"):
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                r = await h.post("/v1/chat/completions", json={"model": "tiny", "messages": ASK}, headers=headers)
+                assert r.status_code == 401 and "s3cret" not in r.text
+            assert (await h.get("/metrics")).status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            await client(url, "wrong").models.list()
+        ok = await client(url, "s3cret").chat.completions.create(model="tiny", messages=ASK)
+        assert ok.choices[0].message.content
+
+
+async def test_full_queue_is_429_with_retry_after():
+    async with serving(ScriptedGenerator(BOXED, delay=0.5), max_concurrent=1, max_queue=1) as (url, _):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as h:
+            post = lambda: h.post("/v1/chat/completions", json={"model": "tiny", "messages": ASK})  # noqa: E731
+            replies = await asyncio.gather(*(post() for _ in range(4)))
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [200, 200, 429, 429], codes
+    full = next(r for r in replies if r.status_code == 429)
+    assert full.headers["retry-after"] == "1" and full.json()["error"]["code"] == "queue_full"
+
+
+async def test_backend_failure_is_502_and_the_server_keeps_serving():
+    async with serving(FailingGenerator(BOXED)) as (url, app):
+        c = client(url)
+        with pytest.raises(openai.APIStatusError) as e:
+            await c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "FAIL now"}])
+        assert e.value.status_code == 502 and "stopped answering" in e.value.body["message"]
+        ok = await c.chat.completions.create(model="tiny", messages=ASK)
+        assert ok.choices[0].message.content
+        async with httpx.AsyncClient() as h:
+            metrics = (await h.get(f"{url}/metrics")).text
+    assert 'tts_requests_total{status="502",strategy="self_consistency"} 1.0' in metrics
+    assert 'tts_requests_total{status="200",strategy="self_consistency"} 1.0' in metrics
+    assert 'tts_tokens_total{kind="completion"}' in metrics and "tts_strategy_latency_seconds_bucket" in metrics
+
+
+async def test_stream_sends_keepalives_then_the_answer_and_usage():
+    async with serving(ScriptedGenerator(BOXED, delay=0.3), keepalive_s=0.05) as (url, _):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as h:
+            async with h.stream("POST", "/v1/chat/completions",
+                                json={"model": "tiny", "messages": ASK, "stream": True}) as r:
+                lines = [line async for line in r.aiter_lines() if line]
+        stream = await client(url).chat.completions.create(model="tiny", messages=ASK, stream=True)
+        chunks = [c async for c in stream]
+    assert ": keep-alive" in lines and lines[-1] == "data: [DONE]"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text in ("we get \\boxed{5}", "so \\boxed{5}")
+    assert chunks[-1].usage.completion_tokens > 0 and chunks[-1].usage.tts["samples"] == 8
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+# -- on the real engine ------------------------------------------------------------------------
+def delta(before: dict, after: dict, name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+@pytest.mark.engine
+async def test_engine_usage_equals_the_engine_counters(vllm_generator):
+    """Self-consistency and beam search (llm_judge on the same engine), then 64 concurrent
+    requests with zero failures: every usage figure is what vLLM itself counted."""
+    async with serving(vllm_generator, max_model_len=2048, max_tokens=12, temperature=1.0) as (url, _):
+        c = client(url)
+        before = engine_counters()
+        sc = await c.chat.completions.create(model="self_consistency/tiny", messages=ASK, n=3)
+        await asyncio.sleep(1.0)  # let the engine publish its counters
+        after = engine_counters()
+        assert sc.usage.completion_tokens == delta(before, after, "vllm:generation_tokens_total")
+        assert sc.usage.prompt_tokens == delta(before, after, "vllm:prompt_tokens_total")
+        assert sc.usage.tts["cached_tokens"] == delta(before, after, "vllm:prompt_tokens_cached_total")
+        assert sc.usage.tts["samples"] == 3 and sc.choices[0].message.content
+
+        beam = await c.chat.completions.create(
+            model="tiny", messages=ASK, max_tokens=60,
+            extra_body={"tts": {"strategy": "beam_search", "n": 2,
+                                "params": {"beam_width": 2, "max_steps": 2, "step_tokens": 8}}})
+        await asyncio.sleep(1.0)
+        later = engine_counters()
+        engine_tokens = sum(delta(after, later, f"vllm:{k}_tokens_total") for k in ("prompt", "generation"))
+        assert beam.tts["verifier"] == "llm_judge" and beam.usage.tts["verifier_tokens"] > 0
+        assert beam.usage.total_tokens == engine_tokens  # generator + judge, both on this engine
+        assert beam.usage.tts["verifier_calls"] > 0 and beam.choices[0].message.content
+
+        async def one(i: int):
+            return await c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"{i} + {i}?"}],
+                                                   n=2, max_tokens=8)
+        replies = await asyncio.gather(*(one(i) for i in range(64)), return_exceptions=True)
+        await asyncio.sleep(1.0)
+        end = engine_counters()
+    failed = [r for r in replies if isinstance(r, BaseException)]
+    assert not failed, failed[:3]
+    assert sum(r.usage.completion_tokens for r in replies) == delta(later, end, "vllm:generation_tokens_total")
+    assert sum(r.usage.prompt_tokens for r in replies) == delta(later, end, "vllm:prompt_tokens_total")
+
+
+@pytest.mark.engine
+async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
+    async with serving(vllm_generator, max_model_len=2048, temperature=1.0, keepalive_s=0.05) as (url, app):
+        stream = await client(url).chat.completions.create(
+            model="first_finish/tiny", messages=ASK, n=3, max_tokens=16, stream=True)
+        chunks = [ch async for ch in stream]
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert chunks[-1].usage.tts["samples"] == 3 and chunks[-1].usage.completion_tokens > 0
+
+        # first_finish runs its traces in tasks of their own: all must stop with the client.
+        before = engine_counters()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as h:
+            async with h.stream("POST", "/v1/chat/completions", json={
+                    "model": "first_finish/tiny", "messages": ASK, "n": 4, "max_tokens": 1900, "stream": True,
+                    "tts": {"params": {"k": 4}}}) as r:  # k=4: it waits for every trace
+                async for line in r.aiter_lines():
+                    if line == ": keep-alive":
+                        break  # the strategy is working: hang up
+        await asyncio.sleep(1.0)
+        gone = engine_counters()
+        await asyncio.sleep(1.0)
+        still = engine_counters()
+        async with httpx.AsyncClient(base_url=url) as h:
+            metrics = (await h.get("/metrics")).text
+    generated = delta(before, gone, "vllm:generation_tokens_total")
+    assert 0 < generated < 4 * 1900 / 2, generated  # far short of the request's worst case
+    assert delta(gone, still, "vllm:generation_tokens_total") == 0  # nothing of it runs on
+    assert 'tts_requests_total{status="499",strategy="first_finish"} 1.0' in metrics
+    assert app.state.service.admitted == 0
+
+
+# -- the command ---------------------------------------------------------------------------------
+def test_bad_default_fails_before_any_engine_starts():
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", "serve", "--strategy", "best_of_m"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown strategy 'best_of_m'")
+
+
+async def test_tts_serve_command_on_a_replayed_bank(math100_bank, tmp_path):
+    """`tts serve` end to end as a command (a subprocess on 127.0.0.1, stopped by the test),
+    serving recorded samples: the key comes from the environment and never reaches the log."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = dict(os.environ, TTS_API_KEY="k3y-from-env")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tts.cli", "serve", "--backend", "replay", "--bank",
+                                 str(math100_bank.path), "--served-model-name", "m100", "--port", str(port), "-n", "4"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as h:
+            for _ in range(600):
+                assert proc.poll() is None, log.read_text()[-3000:]
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await h.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+        problem = math100_bank.problems()[0]
+        r = await client(url, "k3y-from-env").chat.completions.create(
+            model="m100", messages=[{"role": "user", "content": problem.question}])
+        recorded = [s.answer for s in math100_bank.get(problem.id).samples]
+        assert r.tts["answer"] in recorded and r.usage.tts["samples"] == 4 and r.usage.completion_tokens > 0
+        with pytest.raises(openai.AuthenticationError):
+            await client(url, "wrong").chat.completions.create(model="m100", messages=ASK)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert "k3y-from-env" not in log.read_text()
