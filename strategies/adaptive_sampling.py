@@ -21,7 +21,6 @@ from tts.context import Context
 from tts.errors import BudgetExceeded
 from tts.interfaces import Strategy
 from tts.registry import register
-from tts.search.sampling import sample
 from tts.types import Problem, Result, StoppedBy, Trace
 
 
@@ -49,7 +48,7 @@ class AdaptiveSampling(Strategy):
         size, round_ = 1, 0
         while len(traces) < self.n:
             temp = annealed(round_, self.first_temperature, ctx.sampling.temperature)
-            batch, stopped = await sample(ctx, min(size, self.n - len(traces)), temperature=temp, logprobs=None)
+            batch, stopped = await ctx.sample(min(size, self.n - len(traces)), temperature=temp, logprobs=None)
             if not batch:
                 break
             try:

@@ -20,7 +20,6 @@ from tts.context import Context
 from tts.errors import BudgetExceeded
 from tts.interfaces import Strategy
 from tts.registry import register
-from tts.search.sampling import sample
 from tts.types import Problem, Result, StoppedBy, Trace
 
 SELECT = ("self_eval", "vote")
@@ -41,7 +40,7 @@ class EarlyPruning(Strategy):
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         full = ctx.sampling.max_tokens
-        head, stopped = await sample(ctx, self.n, max_tokens=min(self.prune_at, full), logprobs=None)
+        head, stopped = await ctx.sample(self.n, max_tokens=min(self.prune_at, full), logprobs=None)
         done = [t for t in head if t.finish_reason == "stop" or t.num_tokens < self.prune_at]
         partial = [t for t in head if t not in done]
         kept: list[Trace] = []

@@ -30,7 +30,7 @@ def one_line_error(proc) -> str:
     "args, expected",
     [
         (["--task", "gsm9k", "--strategy", "best_of_n"], "valid: aime24, aime25, gsm8k, math500"),
-        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: adaptive_consistency, astar, beam_search, best_of_n, certainty_probe, deepconf, deepprune, dvts, esc, first_finish, particle_filter, self_consistency, weighted_majority"),
+        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: adaptive_consistency, adaptive_sampling, astar, beam_search, best_of_n, certainty_probe, deepconf, deepprune, dvts, early_pruning, esc, first_finish, particle_filter, self_consistency, weighted_majority"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--param", "beam=2"], "takes no parameter beam"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--budget", "tokens=5"], "unknown budget cap tokens"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--backend", "tgi"], "valid: openai, replay, vllm"),
@@ -58,16 +58,22 @@ def test_missing_model_folder_is_named(tmp_path, shared_data):
 
 
 def test_unreachable_server_fails_clearly(tmp_path, shared_data):
+    """A server that is down: every problem is recorded as failed (a re-run retries it), and the
+    run ends with exit 1 and one line naming the URL, no traceback."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}/v1"
-    err = one_line_error(tts_cli(
+    proc = tts_cli(
         "bench", "--task", "gsm8k", "--strategy", "self_consistency", "-n", "2", "--limit", "2",
         "--data", str(shared_data / "gsm8k_test.jsonl"), "--backend", "openai", "--model", "m",
-        "--base-url", url, "--out", str(tmp_path / "r.jsonl"),
-    ))
-    assert url in err
+        "--base-url", url, "--out", str(tmp_path / "r.jsonl"), "--retries", "1",
+    )
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "2 problems failed" in last and f"cannot connect to {url}" in last and "again to retry" in last
+    recs = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 and all(r["status"] == "failed" and url in r["error"] for r in recs)
 
 
 @pytest.mark.engine

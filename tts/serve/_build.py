@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tts.experiment.evaluate import (
+from tts.experiment.build import (
     BACKENDS,
-    DEFAULT_VERIFIER,
     BenchConfig,
     build_budget,
     build_generator,
@@ -23,7 +22,9 @@ __all__ = ["BACKENDS", "build_budget", "build_generator", "build_strategy", "def
 
 def default_verifier(strategy: str) -> str | None:
     """The verifier a strategy gets when none is named (as in `tts bench`)."""
-    return DEFAULT_VERIFIER.get(strategy)
+    from tts.registry import lookup
+
+    return getattr(lookup("strategy", strategy), "default_verifier", None)
 
 
 def generator_config(**model_options: Any) -> BenchConfig:
