@@ -34,6 +34,10 @@ class RecordedScore(Verifier):
     def _one(self, t: Trace) -> Score:
         steps = tuple(s.score for s in t.steps if s.score is not None)
         if self.source == "outcome":
+            if t.score is None and t.finish_reason == "length":
+                # A recorded sample cut at a shorter max_tokens was never scored as cut: it
+                # ranks lowest (0, the floor of the probability-like outcome rewards banks hold).
+                return Score(0.0, steps)
             if t.score is None:
                 raise TTSError("RecordedScore needs traces replayed from a bank with outcome scores "
                                "(ReplayGenerator(..., prefill_scores=True)); this trace has none (a sample cut at the request's "

@@ -19,6 +19,8 @@ Policies (`allocate(..., policy=...)`):
 The per-bin choice is an exact multiple-choice knapsack (a Pareto frontier over bins) on the
 training split's mean accuracy and cost per problem.
 
+Why one module of ~380 lines: the four policies share the pool, the profiling and the executor.
+
 The total is a hard cap by construction: problems draw per-problem caps from one `Pool`, each
 cap reserved before the problem starts and returned (less what it used) when it ends, and the
 accountant never lets a problem exceed its cap. A problem's cap leaves the planned cost of every
@@ -276,6 +278,7 @@ async def allocate(
     if total <= 0:
         raise TTSError(f"the total budget must be > 0, got {total}")
     run = _Run(generator, task, verifiers or {}, sampling, unit, seed)
+    run.fresh()
     pool = Pool(total)
     per_problem = total / len(problems)
     if policy == "sequential":
