@@ -162,7 +162,6 @@ def test_constructor_arguments_are_checked():
         OpenAIGenerator("fake", "http://127.0.0.1:1/v1", retries=-1)
 
 
-@pytest.mark.xfail(reason="needs engineer A's failed records", strict=False)
 def test_fault_is_a_failed_record_that_a_resume_retries(tmp_path):
     """End to end: `tts bench --backend openai` against a failing server records the problem as
     failed with the error, and a resume against a healthy server retries it."""
@@ -178,8 +177,10 @@ def test_fault_is_a_failed_record_that_a_resume_retries(tmp_path):
     with FakeOpenAIServer("malformed") as s:
         main([*args, "--base-url", s.url])
     (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
-    assert rec["stopped_by"] == "error" and "BackendError" in rec["error"] or "failing" in rec["error"]
+    assert rec["status"] == "failed" and rec["answer"] is None
+    assert rec["error"].startswith("BackendError:") and "malformed answer" in rec["error"]
     with FakeOpenAIServer("ok") as s:
         main([*args, "--base-url", s.url])
     recs = [json.loads(x) for x in out.read_text().splitlines()]
-    assert recs[-1]["answer"] == "4" and not recs[-1].get("error")
+    assert len(recs) == 2 and recs[-1]["status"] == "finished" and not recs[-1].get("error")
+    assert recs[-1]["problem_id"] == rec["problem_id"]
