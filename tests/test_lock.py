@@ -41,3 +41,32 @@ def test_reentrant_within_one_process(tmp_path):
     b.release()
     a.release()
     OutputLock(tmp_path / "r.jsonl").acquire().release()
+
+
+def test_a_second_bench_on_the_same_output_fails_at_once(tmp_path, shared_data, capsys):
+    """`tts bench` while another process writes the same results file: one error line naming
+    that process, exit 2, nothing appended."""
+    from tts.cli import main
+
+    out = tmp_path / "r.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from tts.experiment.store import ResultStore
+            store = ResultStore({str(out)!r}, writer=True)
+            print("held", flush=True)
+            sys.stdin.readline()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc = main(["bench", "--task", "gsm8k", "--data", str(shared_data / "gsm8k_test.jsonl"), "--limit", "1",
+                   "--strategy", "self_consistency", "-n", "1", "--backend", "openai", "--model", "m",
+                   "--base-url", "http://127.0.0.1:9/v1", "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert rc == 2 and f"another run (process {holder.pid})" in err and err.startswith("error: ")
+        assert not out.exists() or out.read_text() == ""
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
