@@ -1,4 +1,4 @@
-"""The `tts` command: `tts bench|record|sweep|report ...`, `tts models prepare|list`.
+"""The `tts` command: `tts bench|record|sweep|report|serve ...`, `tts models prepare|list`.
 
 User mistakes print one line (`error: ...`) and exit 2; no tracebacks.
 """
