@@ -36,7 +36,9 @@ async def run(args: argparse.Namespace) -> None:
     task = tasks.get_task(args.task)
     k = min(bank.num_samples(p.id) for p in problems)
     ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= k]
-    cands = [Candidate("self_consistency", n) for n in ns] + [Candidate("best_of_n", n, verifier="recorded") for n in ns[1:]]
+    cands = [Candidate("self_consistency", n) for n in ns]
+    if bank.manifest.get("outcome"):  # a bank with outcome scores (math100): Best-of-N by them too
+        cands += [Candidate("best_of_n", n, verifier="recorded") for n in ns[1:]]
     base = bank.sampling_defaults()
     # A hard cap reserves each call's worst case (max_tokens per sample) before sending it.
     sampling = Sampling(temperature=base.temperature, top_p=base.top_p, max_tokens=args.max_tokens)
@@ -50,7 +52,7 @@ async def run(args: argparse.Namespace) -> None:
             try:
                 a = await allocate(test, cands, total=per * len(test), generator=gen, policy=policy, task=task,
                                    train=train, verifiers={"recorded": RecordedScore()}, sampling=sampling,
-                                   oracle_pass1=pass1, max_samples=k, seed=args.seed)
+                                   oracle_pass1=pass1, max_samples=k, seed=args.seed, probe_n=args.probe_n)
             except Exception as e:  # noqa: BLE001 - a policy that cannot run at this total says why
                 print(f"{per:13.0f} {policy:>10}  -- {e}")
                 continue
@@ -68,6 +70,7 @@ def main() -> None:
                     help="total tokens per test problem (the benchmark-wide budget / problems)")
     ap.add_argument("--max-tokens", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--probe-n", type=int, default=4, help="predicted policy: samples of its difficulty probe")
     args = ap.parse_args()
     if not args.bank and not DATA.exists():
         sys.exit(f"{DATA} not found: pass --bank DIR")

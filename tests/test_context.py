@@ -25,9 +25,11 @@ def ctx_for(gen, budget=None, max_tokens=10):
 
 async def test_sample_shrinks_to_what_the_budget_affords():
     gen = ScriptedGenerator(["the answer is \\boxed{1/2}"])
-    ctx = ctx_for(gen, Budget(completion_tokens=25))  # worst case 10 per sample: 2 fit, not 5
+    # Worst case 10 per sample, 4 used: 2 fit at first (8 used), then one (12), one (16), none.
+    ctx = ctx_for(gen, Budget(completion_tokens=25))
     traces, why = await ctx.sample(5)
-    assert len(traces) == 2 and why == "budget" and traces[0].answer == "1/2"
+    assert len(traces) == 4 and why == "budget" and traces[0].answer == "1/2"
+    assert ctx.usage.completion_tokens == 16 and ctx.usage.generator_calls == 3
     traces, why = await ctx_for(gen).sample(3)
     assert len(traces) == 3 and why == "done"
     assert await ctx_for(gen, Budget(completion_tokens=5)).sample(2) == ([], "budget")

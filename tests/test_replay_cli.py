@@ -93,3 +93,45 @@ def test_cli_errors_are_one_line(small_bank, tmp_path):
     assert "max_tokens=32" in err("--backend", "replay", "--bank", str(small_bank.path), "--max-tokens", "64",
                                   "--out", str(tmp_path / "x.jsonl"))
     assert "not a trace bank" in err("--backend", "replay", "--bank", str(tmp_path / "nothing"))
+
+
+def test_cli_total_budget_allocates_resumes_and_holds_the_total(math100_bank, tmp_path, capsys):
+    """`tts bench --total-budget`: records of the test split (half the problems, the other half
+    learnt on), each naming the configuration it got; a resume after losing records re-solves
+    only those, without duplicates, and the records' total never exceeds the budget."""
+    out = tmp_path / "alloc.jsonl"
+    total = 6 * 1500
+    args = ["bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500",
+            "--strategy", "self_consistency", "-n", "4", "--out", str(out), "--total-budget", str(total),
+            "--allocation", "predicted", "--candidate", "self_consistency:1,4", "--candidate", "best_of_n:2",
+            "--allocation-param", "probe_n=2", "--allocation-param", "bins=2"]
+    assert main(args) == 0
+    assert "6 new records" in capsys.readouterr().out
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({r["problem_id"] for r in recs}) == 6 and len({r["config_hash"] for r in recs}) == 1
+    assert {r["allocation"]["config"] for r in recs} <= {"self_consistency n=1", "self_consistency n=4",
+                                                         "best_of_n n=2 verifier=recorded"}
+    assert sum(r["usage"]["total_tokens"] for r in recs) <= total
+    out.write_text("".join(line + "\n" for line in out.read_text().splitlines()[:2]))  # a crash lost 4
+    assert main(args) == 0
+    assert "4 new records" in capsys.readouterr().out
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["problem_id"] for r in again) == sorted(r["problem_id"] for r in recs)
+    assert sum(r["usage"]["total_tokens"] for r in again) <= total  # the total holds across the resume
+    assert main(args) == 0 and "0 new records" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--budget", "total_tokens=100"], "cannot be combined with --total-budget"),
+    (["--candidate", "self_consistency"], "must look like STRATEGY:N"),
+    (["--candidate", "self_consistenc:2"], "did you mean"),
+    (["--allocation", "even"], "unknown allocation policy 'even'"),
+    (["--allocation-param", "bin=2"], "takes bins, probe_n"),
+    (["--allocation", "predicted", "--total-budget", "10"], "less than one probe per problem"),
+])
+def test_cli_total_budget_errors_are_one_line(math100_bank, tmp_path, capsys, extra, words):
+    args = ["bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500",
+            "--strategy", "self_consistency", "--out", str(tmp_path / "a.jsonl"), "--total-budget", "9000", *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err

@@ -506,11 +506,13 @@ async def test_an_answered_path_beats_a_deeper_unanswered_one(make):
 
 
 async def test_budget_stop_returns_the_best_answer_so_far():
-    # Step tokens <= 5. Iterations 1-2 use 8 tokens; iteration 3's first request (worst case 10)
-    # fits a cap of 20 and finishes s4a1 (\boxed{5}); its second cannot have its 2 samples.
+    # Step tokens <= 5, a request of 2 samples reserves 10. Iterations 1-2 use 8 tokens; in
+    # iteration 3, s4a's request fits (s4a1 \boxed{5}, s4a2: 11 used), s2b's does not fit the 9
+    # left, so its samples go one at a time (s2b1 \boxed{6}, s2b2: 14 used); iteration 4 affords
+    # one sample of s4a2: s4a2x \boxed{8} (0.95) is the best finished path when the budget ends.
     budget = Budget(completion_tokens=20)
     r, _, _ = await run(BeamSearch(4, beam_width=2), budget=budget, max_tokens=5)
-    assert r.stopped_by == "budget" and r.answer == "5"
+    assert r.stopped_by == "budget" and r.answer == "8"
     assert r.usage.completion_tokens <= 20
     # With nothing finished yet, the best partial path is returned (it has no answer yet).
     r, _, _ = await run(BeamSearch(4, beam_width=2), budget=Budget(completion_tokens=12), max_tokens=5)

@@ -73,6 +73,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip graph capture (default: on for the CPU, off on a GPU)")
     b.add_argument("--timeout", type=float, help="--backend openai: seconds to wait for a response")
     b.add_argument("--retries", type=int, help="--backend openai: retries of a failed request")
+    a = b.add_argument_group("a benchmark-wide budget (tts.experiment.allocate)")
+    a.add_argument("--total-budget", type=float, metavar="TOTAL",
+                   help="one budget for the whole benchmark, allocated per problem by --allocation (a hard cap)")
+    a.add_argument("--allocation", default="uniform", help="uniform | oracle | predicted | sequential")
+    a.add_argument("--candidate", action="append", default=[], metavar="STRATEGY:N[,N...]",
+                   help="configurations a problem may get (repeat); default: --strategy at n = 1, 2, 4, ... up to -n")
+    a.add_argument("--total-unit", default="total_tokens", help="total_tokens | flops")
+    a.add_argument("--train-fraction", type=float, default=0.5,
+                   help="share of the problems (seeded) held out for the policy to learn on; not recorded")
+    a.add_argument("--allocation-param", action="append", default=[], metavar="K=V",
+                   help="bins, probe_n (predicted), batch, max_samples, confidence (sequential)")
 
     m = sub.add_parser("models", help="embedded models")
     msub = m.add_subparsers(dest="models_cmd", required=True)
@@ -185,8 +196,29 @@ class _Progress:
         self.bar.stop()
 
 
+def _candidates(args: argparse.Namespace) -> tuple[Any, ...]:
+    """--candidate STRATEGY:N[,N...] (repeated), else --strategy at powers of two up to -n."""
+    from tts.experiment.allocate import Candidate
+
+    if not args.candidate:
+        ns = sorted({*(2 ** i for i in range(args.n.bit_length()) if 2 ** i <= args.n), args.n})
+        return tuple(Candidate(args.strategy, n, tuple(sorted(_kv(args.param, "--param").items()))) for n in ns)
+    out = []
+    for item in args.candidate:
+        name, _, sizes = item.partition(":")
+        try:
+            ns = [int(x) for x in sizes.split(",")]
+        except ValueError:
+            ns = []
+        if not name or not ns or min(ns) < 1:
+            raise TTSError(f"--candidate '{item}' must look like STRATEGY:N[,N...] with each N >= 1, "
+                           "e.g. self_consistency:1,2,4,8")
+        out += [Candidate(name.strip(), n) for n in ns]
+    return tuple(out)
+
+
 def _bench(args: argparse.Namespace) -> int:
-    from tts.experiment.evaluate import BenchConfig, bench, summarize
+    from tts.experiment.evaluate import BenchConfig, bench, bench_allocated, summarize
 
     cfg = BenchConfig.from_options(
         task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
@@ -198,11 +230,27 @@ def _bench(args: argparse.Namespace) -> int:
         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
         timeout=args.timeout, retries=args.retries,
     )
+    run = bench
+    title = f"{cfg.task} / {cfg.strategy} n={cfg.n}"
+    if args.total_budget is not None:
+        from functools import partial
+
+        from tts.experiment.allocate import AllocationSpec
+
+        options = _kv(args.allocation_param, "--allocation-param")
+        try:
+            alloc = AllocationSpec(policy=args.allocation, total=args.total_budget, candidates=_candidates(args),
+                                   unit=args.total_unit, train_fraction=args.train_fraction, **options)
+        except TypeError:
+            raise TTSError(f"--allocation-param takes bins, probe_n, batch, max_samples, confidence; got "
+                           f"{', '.join(sorted(options))}") from None
+        run = partial(bench_allocated, alloc=alloc)
+        title = f"{cfg.task} / allocation {alloc.policy}, total {alloc.total:g} {alloc.unit}"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the progress bar readable
     progress = _Progress()
     try:
-        store, chash, problems = asyncio.run(bench(cfg, progress))
+        store, chash, problems = asyncio.run(run(cfg, progress=progress))
     except KeyboardInterrupt:
         progress.stop()
         print(f"interrupted: {len(progress.fresh)} new records kept in {cfg.out or 'results/'}; "
@@ -215,7 +263,9 @@ def _bench(args: argparse.Namespace) -> int:
     ids = {p.id for p in problems}
     records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
     summary = summarize(records, wall, progress.fresh)
-    _print_summary(cfg, summary, store, len(progress.fresh))
+    if args.total_budget is not None:
+        summary["total_spent"] = sum(r["usage"][args.total_unit] for r in records if "usage" in r)
+    _print_summary(title, summary, store, len(progress.fresh))
     return _report_failures([r for r in records if r.get("status") == "failed"])
 
 
@@ -228,11 +278,11 @@ def _report_failures(failed: list[dict[str, Any]]) -> int:
     return 1
 
 
-def _print_summary(cfg: Any, s: dict[str, Any], store: Any, fresh: int) -> None:
+def _print_summary(title: str, s: dict[str, Any], store: Any, fresh: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{cfg.task} / {cfg.strategy} n={cfg.n}")
+    t = Table(title=title)
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in s.items():

@@ -167,13 +167,22 @@ class Context:
         return lo
 
     async def sample(self, n: int, **overrides: Any) -> tuple[list[Trace], StoppedBy]:
-        """Up to `n` independent traces in one engine request (`overrides` as for `request`);
-        fewer when the budget cannot cover `n`, and then stopped_by is "budget"."""
+        """Up to `n` independent traces (`overrides` as for `request`), in one engine request when
+        the budget covers all n at their worst case. When it does not, as many as fit go first
+        and the rest follow as their charges come back (a sample rarely uses all its max_tokens),
+        so a cap buys every sample it can and never one that could overrun it. Fewer than `n`
+        only when the budget is spent, and then stopped_by is "budget"."""
         req = self.request(n, **overrides)
-        k = await self.affordable(req)
-        if k == 0:
-            return [], "budget"
-        return await self.generate(req.replace(n=k)), stopped_by(budget=k < n)
+        traces: list[Trace] = []
+        while len(traces) < n:
+            k = await self.affordable(req.replace(n=n - len(traces)))
+            if k == 0:
+                break
+            got = await self.generate(req.replace(n=k))
+            if not got:  # a backend with nothing left to serve (an exhausted bank)
+                break
+            traces += got
+        return traces, stopped_by(budget=len(traces) < n)
 
     def _finish_traces(self, traces: Sequence[Trace]) -> None:
         for t in traces:

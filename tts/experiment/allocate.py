@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from tts.errors import TTSError
 from tts.interfaces import Generator, Verifier
 from tts.registry import lookup
 from tts.runner import TaskLike, solve
-from tts.types import Budget, Problem, Result, Usage
+from tts.types import Budget, Problem, Result, Trace, Usage
 
 POLICIES = ("uniform", "oracle", "predicted", "sequential")
 UNITS = ("total_tokens", "flops")
@@ -66,6 +66,54 @@ class Candidate:
 
     def build(self) -> Any:
         return lookup("strategy", self.strategy)(n=self.n, **dict(self.params))
+
+
+@dataclass(frozen=True)
+class AllocationSpec:
+    """An allocation's settings as `tts bench --total-budget` and a sweep's `allocation:` give
+    them: the policy, the benchmark-wide total and its unit, the candidates, the held-out share
+    of the problems the policy learns on, and the policies' knobs (see `allocate`)."""
+
+    policy: str
+    total: float
+    candidates: tuple[Candidate, ...] = ()
+    unit: str = "total_tokens"
+    train_fraction: float = 0.5
+    bins: int = 4
+    probe_n: int = 4
+    batch: int = 2
+    max_samples: int = 8
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check(self.policy, self.unit, self.total)
+        if self.policy != "sequential" and not self.candidates:
+            raise TTSError(f"the '{self.policy}' policy needs at least one candidate configuration")
+        if not 0 < self.train_fraction < 1:
+            raise TTSError(f"the training fraction must be in (0, 1), got {self.train_fraction}")
+
+    def split(self, problems: Sequence[Problem], seed: int) -> tuple[list[Problem], list[Problem]]:
+        """(train, test): a seeded shuffle, `train_fraction` of it held out for the policy to
+        learn on. Every policy solves the same test split (the sequential one learns nothing but
+        is held to it too), so policies compare on the same problems. Test keeps input order."""
+        if len(problems) < 2:
+            raise TTSError(f"an allocation learns on held-out problems: it needs at least 2, got {len(problems)}")
+        order = list(range(len(problems)))
+        np.random.default_rng(seed).shuffle(order)
+        k = max(1, min(len(problems) - 1, round(self.train_fraction * len(problems))))
+        held = set(order[:k])
+        return ([p for i, p in enumerate(problems) if i in held], [p for i, p in enumerate(problems) if i not in held])
+
+    def params(self) -> dict[str, Any]:
+        """What the run's hash covers (a RunSpec's params)."""
+        out = asdict(self)
+        out["candidates"] = [c.label for c in self.candidates]
+        return out
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `allocate` these settings fix."""
+        return {"policy": self.policy, "unit": self.unit, "bins": self.bins, "probe_n": self.probe_n,
+                "batch": self.batch, "max_samples": self.max_samples, "confidence": self.confidence}
 
 
 @dataclass
@@ -96,14 +144,18 @@ class Pool:
 
     def __init__(self, total: float):
         self.total, self.spent, self.reserved = float(total), 0.0, 0.0
+        self._settled = asyncio.Event()
 
     @property
     def free(self) -> float:
         return self.total - self.spent - self.reserved
 
-    def grant(self, keep: float = 0.0) -> float:
-        """Reserve a cap: everything free except `keep` (what problems not yet started need)."""
-        cap = max(0.0, self.free - keep)
+    def grant(self, keep: float = 0.0, most: float = math.inf, least: float = 0.0) -> float:
+        """Reserve a cap: everything free except `keep` (what problems not yet started need),
+        at most `most`; but at least `least` while that much is free (one sample's worst case:
+        a cap below it buys nothing, so a total too small for every problem serves the first
+        ones rather than none)."""
+        cap = min(most, max(self.free - keep, min(self.free, least), 0.0))
         self.reserved += cap
         return cap
 
@@ -112,6 +164,12 @@ class Pool:
             raise AssertionError(f"a problem spent {used} over its cap {cap}")
         self.reserved -= cap
         self.spent += used
+        self._settled.set()
+
+    async def returned(self) -> None:
+        """Wait until a problem in flight settles (and gives back what it did not use)."""
+        self._settled.clear()
+        await self._settled.wait()
 
 
 @dataclass
@@ -124,6 +182,11 @@ class _Run:
     sampling: Sampling | None
     unit: str
     seed: int
+    # One sample's worst case (prompt + max_tokens) in `unit`, from the profile: the headroom a
+    # cap needs above a problem's expected cost, since the accountant reserves the worst case
+    # of a call before sending it.
+    sample_worst: float = 0.0
+    sample_mean: float = 0.0  # one sample's mean cost, from the profile
 
     async def solve(self, problem: Problem, cand: Candidate, cap: float | None) -> Result:
         budget = None if cap is None else Budget(**{self.unit: cap if self.unit == "flops" else int(cap)})
@@ -156,6 +219,15 @@ async def profile(run: _Run, problems: Sequence[Problem], cands: Sequence[Candid
 
         rs = await asyncio.gather(*(one(p) for p in problems))
         out[c] = (np.array([float(bool(r.correct)) for r in rs]), np.array([cost(r.usage, run.unit) for r in rs]))
+        max_tokens = (run.sampling or Sampling()).max_tokens
+        drawn = sum(len(r.traces) for r in rs)
+        if drawn:
+            run.sample_mean = max(run.sample_mean, float(out[c][1].sum()) / drawn)
+        for r in rs:
+            if r.traces and r.usage.total_tokens:
+                per_token = cost(r.usage, run.unit) / r.usage.total_tokens
+                sample = max_tokens + r.usage.prompt_tokens / len(r.traces)
+                run.sample_worst = max(run.sample_worst, per_token * sample)
     run.fresh()
     return out
 
@@ -185,8 +257,20 @@ def knapsack(sizes: Sequence[int], acc: Sequence[Sequence[float]], costs: Sequen
     return max(front, key=lambda x: (x[1], -x[0]))[2]
 
 
+def _check(policy: str, unit: str, total: float) -> None:
+    if policy not in POLICIES:
+        raise TTSError(f"unknown allocation policy '{policy}'; valid: {', '.join(POLICIES)}")
+    if unit not in UNITS:
+        raise TTSError(f"allocation unit must be one of {', '.join(UNITS)}, not '{unit}'")
+    if not total > 0:
+        raise TTSError(f"the total budget must be > 0, got {total}")
+
+
+OnResult = Callable[[int, Result, str], Any]  # (index in problems, result, the configuration it got)
+
+
 async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candidate], planned: Sequence[float],
-                   pool: Pool, concurrency: int) -> list[Result]:
+                   pool: Pool, concurrency: int, on_result: OnResult | None) -> list[Result]:
     """Solve each problem with its planned candidate, caps drawn from the pool in input order."""
     rest = [sum(planned[i + 1:]) for i in range(len(planned))]  # planned cost of those after i
     sem = asyncio.Semaphore(concurrency)
@@ -195,16 +279,25 @@ async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candid
     async def one(i: int) -> Result:
         async with sem:
             async with turn:  # caps are granted in input order, so `rest` is what is still to start
-                cap = pool.grant(keep=rest[i])
+                # A cap is the plan plus one sample's worst case, so the last call can be sent;
+                # when the pool cannot give that yet, wait for problems in flight to return
+                # what they did not use rather than start one that would be stopped at once.
+                need = planned[i] + run.sample_worst
+                while pool.free - rest[i] < need and pool.reserved > 0:
+                    await pool.returned()
+                cap = pool.grant(keep=rest[i], most=need, least=run.sample_worst)
             r = await run.solve(problems[i], plan[i], cap)
             pool.settle(cap, cost(r.usage, run.unit))
-            return r
+        if on_result is not None:
+            await _maybe_await(on_result(i, r, plan[i].label))
+        return r
 
     return list(await asyncio.gather(*(one(i) for i in range(len(problems)))))
 
 
 async def _sequential(run: _Run, problems: Sequence[Problem], pool: Pool, batch: int, max_samples: int,
                       confidence: float, concurrency: int) -> tuple[list[Result], list[int]]:
+    traces: list[list[Trace]] = [[] for _ in problems]
     answers: list[list[str | None]] = [[] for _ in problems]
     usage = [Usage() for _ in problems]
     open_ = set(range(len(problems)))
@@ -216,15 +309,26 @@ async def _sequential(run: _Run, problems: Sequence[Problem], pool: Pool, batch:
         order = sorted(open_)
         left = {"n": len(order)}
 
+        # A round of `batch` samples for every open problem, or as many as the pool affords them
+        # all at the mean sample cost (at least one), so a tight total reaches every problem.
+        size = batch if not run.sample_mean else max(1, min(batch, int(pool.free / (len(order) * run.sample_mean))))
+
         async def one(i: int) -> None:
             async with sem:
-                async with turn:  # a fair share of what is free among this round's problems
-                    cap = pool.grant(keep=pool.free * (left["n"] - 1) / left["n"]) if left["n"] else 0.0
-                    left["n"] -= 1
-                k = min(batch, max_samples - len(answers[i]))
+                k = min(size, max_samples - len(answers[i]))
+                async with turn:  # enough for this batch at its worst, keeping a mean sample's
+                    left["n"] -= 1  # worth for each problem of the round still to start
+                    keep = left["n"] * run.sample_mean
+                    while pool.free - keep < run.sample_worst and pool.reserved > 0:
+                        await pool.returned()
+                    if run.sample_worst:
+                        cap = pool.grant(keep=keep, most=k * run.sample_worst, least=run.sample_worst)
+                    else:  # nothing measured (no training split): a fair share of what is free
+                        cap = pool.grant(keep=pool.free * left["n"] / (left["n"] + 1))
                 r = await run.solve(problems[i], Candidate("self_consistency", k), cap)
                 pool.settle(cap, cost(r.usage, run.unit))
             usage[i] = usage[i] + r.usage
+            traces[i] += r.traces
             got = [t.answer for t in r.traces]
             answers[i] += got
             _, tally = await vote(answers[i])
@@ -237,7 +341,7 @@ async def _sequential(run: _Run, problems: Sequence[Problem], pool: Pool, batch:
     results = []
     for i, p in enumerate(problems):
         answer, tally = await vote(answers[i])
-        r = Result(p.id, answer, stopped_by="done", usage=usage[i], strategy="sequential",
+        r = Result(p.id, answer, traces=traces[i], stopped_by="done", usage=usage[i], strategy="sequential",
                    telemetry={"samples": len(answers[i]), "votes": tally})
         if run.task is not None and p.answer is not None:
             r.correct = await run.task.grade(p, answer)
@@ -265,18 +369,16 @@ async def allocate(
     confidence: float = 0.95,
     seed: int = 0,
     concurrency: int = 8,
+    on_result: OnResult | None = None,
 ) -> Allocation:
     """Solve `problems` under a benchmark-wide budget `total` (in `unit`) with `policy`; the
     oracle and predicted policies learn their per-bin choice on `train` (held out), and uniform
-    picks its configuration there. See the module docstring."""
-    if policy not in POLICIES:
-        raise TTSError(f"unknown allocation policy '{policy}'; valid: {', '.join(POLICIES)}")
-    if unit not in UNITS:
-        raise TTSError(f"allocation unit must be one of {', '.join(UNITS)}, not '{unit}'")
+    picks its configuration there. See the module docstring. `on_result(i, result, label)` is
+    called as each problem finishes (the sequential policy: all at the end), so a caller can
+    store results as they land."""
+    _check(policy, unit, total)
     if not problems:
         raise TTSError("allocation needs at least one problem")
-    if total <= 0:
-        raise TTSError(f"the total budget must be > 0, got {total}")
     run = _Run(generator, task, verifiers or {}, sampling, unit, seed)
     run.fresh()
     pool = Pool(total)
@@ -284,7 +386,12 @@ async def allocate(
     if policy == "sequential":
         if batch < 1 or max_samples < batch:
             raise TTSError(f"sequential allocation needs 1 <= batch <= max_samples, got {batch}, {max_samples}")
+        if train:  # the sample's cost, measured off the books, sizes each round's caps
+            await profile(run, train, [Candidate("self_consistency", batch)], concurrency)
         results, samples = await _sequential(run, problems, pool, batch, max_samples, confidence, concurrency)
+        for i, (r, k) in enumerate(zip(results, samples)):
+            if on_result is not None:
+                await _maybe_await(on_result(i, r, f"{k} samples"))
         return Allocation(policy, total, unit, results, [f"{s} samples" for s in samples], pool.spent,
                           {"mean_samples": sum(samples) / len(samples)})
     if not candidates:
@@ -344,7 +451,7 @@ async def allocate(
         planned = [cost_b[b][choice[b]] for b in b_test]
         telemetry.update({"edges": [float(e) for e in edges], "bin_sizes": sizes,
                           "per_bin": [candidates[k].label for k in choice]})
-    results = await _execute(run, problems, plan, planned, pool, concurrency)
+    results = await _execute(run, problems, plan, planned, pool, concurrency, on_result)
     return Allocation(policy, total, unit, results, [c.label for c in plan], pool.spent, telemetry)
 
 
@@ -366,6 +473,11 @@ async def _agreement(run: _Run, problems: Sequence[Problem], probe: Candidate, p
     out = np.array(await asyncio.gather(*(one(i) for i in range(len(problems)))))
     run.fresh()
     return out
+
+
+async def _maybe_await(x: Any) -> None:
+    if asyncio.iscoroutine(x):
+        await x
 
 
 def bank_pass1(bank: Any) -> dict[str, float]:

@@ -23,7 +23,7 @@ from tts.experiment.spec import BackendId, RunSpec, budget_caps, sampling_fields
 from tts.experiment.store import ResultStore, is_failed
 from tts.registry import lookup
 from tts.runner import run_many
-from tts.types import Budget, Problem, Result
+from tts.types import Budget, Problem, Result, Usage
 
 
 
@@ -147,15 +147,7 @@ async def bench(
     owned_verifier = verifier is None
 
     def finish(rec: dict[str, Any], problem: Problem) -> None:
-        rec["gold"] = problem.answer
-        rec["model"] = p.model_name
-        rec["task"] = cfg.task
-        if p.bank is not None:
-            rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
-        rec["finished_at"] = time.time()
-        store.append(rec)
-        if progress is not None:
-            progress.advance(rec)
+        _store(rec, problem, p, store, progress)
 
     try:
         if owned_verifier:
@@ -200,6 +192,98 @@ async def bench(
         if owned:
             await generator.close()
     return store, chash, problems
+
+
+def _store(rec: dict[str, Any], problem: Problem, p: Prepared, store: Any, progress: Any) -> None:
+    """Complete a record with what every record names (gold, model, task, bank) and append it."""
+    rec["gold"] = problem.answer
+    rec["model"] = p.model_name
+    rec["task"] = p.task.name
+    if p.bank is not None:
+        rec["replay"] = {"bank": str(p.bank.path), "model": p.bank.model}
+    rec["finished_at"] = time.time()
+    store.append(rec)
+    if progress is not None:
+        progress.advance(rec)
+
+
+async def bench_allocated(
+    cfg: BenchConfig,
+    alloc: Any,
+    progress: Any = None,
+    generator: Any = None,
+    *,
+    store: Any = None,
+    problems: Sequence[Problem] | None = None,
+) -> tuple[Any, str, list[Problem]]:
+    """`tts bench --total-budget`: the benchmark under one total budget, allocated per problem by
+    `alloc` (a `tts.experiment.allocate.AllocationSpec`); returns the store, the run's hash and
+    the problems solved (the test split).
+
+    The policy learns on a seeded held-out split (`alloc.train_fraction`), which is profiled and
+    not recorded; each test problem's record lands as it finishes, keyed by one RunSpec whose
+    strategy is `allocate:<policy>` and whose params are the allocation's settings. A resume
+    keeps the finished problems and re-plans the rest with what is left of the total, so the
+    total holds across interruptions. Per-problem caps (`cfg.budget`) do not combine with it:
+    the allocation sets each problem's cap."""
+    from tts.experiment.allocate import Candidate, allocate, bank_pass1, cost
+
+    p = prepare(cfg, problems)
+    if p.budget is not None:
+        raise TTSError("--budget (per-problem caps) cannot be combined with --total-budget: the allocation "
+                       "sets each problem's cap from the total; drop one of them")
+    candidates = []
+    for c in alloc.candidates:  # each validated as its own `tts bench` run would be
+        q = prepare(cfg.model_copy(update={"strategy": c.strategy, "n": c.n, "params": dict(c.params)}), p.problems)
+        candidates.append(Candidate(c.strategy, c.n, c.params, verifier=c.verifier or q.verifier_name))
+    if alloc.policy == "oracle" and p.bank is None:
+        raise TTSError("the oracle policy reads each problem's pass@1 from a bank's graded samples: "
+                       "use --backend replay --bank DIR")
+    spec = p.spec.model_copy(update={"strategy": f"allocate:{alloc.policy}", "params": alloc.params(),
+                                     "verifier": None, "verifier_model": None})
+    chash = spec.config_hash()
+    train, test = alloc.split(p.problems, cfg.seed)
+    if store is None:
+        store = ResultStore(cfg.out or f"results/{cfg.task}_allocate_{alloc.policy}.jsonl", writer=True)
+    todo = [q for q in test if not store.done((q.id, chash, cfg.seed))]
+    if progress is not None:
+        progress.start(len(test), len(test) - len(todo))
+    if not todo:
+        return store, chash, test
+    ids = {q.id for q in test}
+    spent = sum(cost(Usage.from_dict(r["usage"]), alloc.unit) for r in store.for_config(chash, cfg.seed)
+                if r["problem_id"] in ids and not is_failed(r))
+    left = alloc.total - spent
+    if left <= 0:
+        raise TTSError(f"the total {alloc.total:.6g} {alloc.unit} is spent by the {len(test) - len(todo)} problems "
+                       f"already solved; {len(todo)} are left: raise --total-budget to go on")
+    owned = generator is None
+    generator = generator or build_generator(cfg)
+    verifiers: dict[str, Any] = {}
+    try:
+        for c in candidates:
+            if c.verifier is not None and c.verifier not in verifiers:
+                verifiers[c.verifier] = build_verifier(c.verifier, cfg, generator)
+        if progress is not None:
+            progress.ready()
+
+        async def on_result(i: int, r: Result, label: str) -> None:
+            rec = r.record()
+            rec.update(config_hash=chash, seed=cfg.seed, status="finished",
+                       allocation={"policy": alloc.policy, "config": label})
+            rec.update(await grade_all(p.task, todo[i], r))
+            _store(rec, todo[i], p, store, progress)
+
+        await allocate(todo, candidates, total=left, generator=generator, task=p.task, train=train,
+                       verifiers=verifiers, sampling=p.sampling, seed=cfg.seed, concurrency=cfg.concurrency,
+                       oracle_pass1=bank_pass1(p.bank) if alloc.policy == "oracle" else None,
+                       on_result=on_result, **alloc.options())
+    finally:
+        for v in verifiers.values():
+            await _close(v)
+        if owned:
+            await generator.close()
+    return store, chash, test
 
 
 async def _close(obj: Any) -> None:
