@@ -44,17 +44,15 @@ class FirstFinish(Strategy):
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         pool = Streams(ctx, logprobs=None)  # selection by finishing order needs no logprobs
-        pool.launch(self.n)
         done, cut = [], []
-        async for run in pool.ended():
+        # The race stops the rest at the k-th end of sequence (computed, not streamed, on a replay)
+        async for run in pool.race(self.n, self.k, "first_finish"):
             if not run.finished:
                 continue
             if run.trace.finish_reason == "length":  # cut off at max_tokens: not an end of sequence
                 cut.append(run)
             elif len(done) < self.k:  # others finishing in the same engine step are not counted
                 done.append(run)
-                if len(done) == self.k:
-                    pool.stop_all("first_finish")
         await pool.close()
         fallback = None
         voters = done

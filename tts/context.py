@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from tts.answers import extract_boxed
 from tts.errors import BudgetExceeded
-from tts.interfaces import Generator, Verifier
+from tts.interfaces import Generator, StreamPlan, Verifier
 from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
 
 T = TypeVar("T")
@@ -235,6 +235,34 @@ class Context:
                 raise BudgetExceeded("wall_seconds") from None
             finally:
                 await agen.aclose()
+
+    async def plan_stream(self, req: GenRequest) -> tuple[StreamPlan, Callable[[int], Trace]]:
+        """`stream(req)` up to its first snapshot on a generator that plans its streams
+        (`Generator.plans_streams`), nothing read: the same budget check (BudgetExceeded),
+        dispatch and charges as `stream`. Returns the plan and `end(i)`, which ends the stream
+        after its snapshot i: charges what it delivered, releases its reservation, returns the
+        trace. Until then the stream's worst case stays reserved, as a running stream's does."""
+        acc = self.accountant
+        prompt = await self.generator.count_prompt_tokens(req)
+        hold = acc.reserve(acc.worst_generation(prompt, 1, req.max_tokens))
+        hold.__enter__()  # held across calls (no stream body to hold it): released by end()
+        acc.charge_generation(Usage(generator_calls=1))
+        try:
+            plan = self.generator.stream_plan(req)
+        except BaseException:
+            hold.__exit__(None, None, None)
+            raise
+        acc.charge_generation(Usage(prompt_tokens=plan.prompt_tokens, completion_tokens=plan.tokens(1)))
+
+        def end(i: int) -> Trace:
+            acc.charge_generation(Usage(completion_tokens=plan.tokens(i) - plan.tokens(1)))
+            hold.__exit__(None, None, None)
+            trace = plan.trace(i)
+            if trace.finished:
+                self._finish_traces([trace])
+            return trace
+
+        return plan, end
 
     async def score(self, traces: list[Trace]) -> list[Score]:
         """Score traces with the context's verifier; sets each trace's `score`."""

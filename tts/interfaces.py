@@ -31,6 +31,15 @@ class Generator(ABC):
     # Whether generation takes real time. False for a replay, whose traces are served from a
     # bank: a stream that waits for a verdict there loses no tokens to a clock (DeepPrune's wait).
     realtime: bool = True
+    # Whether `stream_plan` works: every stream is known in full before it is read and streams
+    # advance in lockstep, one snapshot per event-loop round (a replay). A race of streams
+    # (`tts.search.streams.Streams.race`, first-finish) is then computed, not read token by token.
+    plans_streams: bool = False
+
+    def stream_plan(self, req: GenRequest) -> "StreamPlan":
+        """What `stream(req)` would deliver, without streaming it (only where `plans_streams`);
+        it takes the sample as `stream` does."""
+        raise NotImplementedError(f"{type(self).__name__} does not plan its streams: read stream()")
 
     @abstractmethod
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
@@ -47,6 +56,21 @@ class Generator(ABC):
 
     async def close(self) -> None:
         """Release the backend (engine, connections)."""
+
+
+class StreamPlan(ABC):
+    """A stream known before it is read: `snapshots` it yields, then, for snapshot i (1-based),
+    `tokens(i)` completion tokens delivered so far and `trace(i)` the trace as it stands (a fresh
+    object; at i = snapshots, the finished trace). `prompt_tokens`: what its usage reports."""
+
+    prompt_tokens: int
+    snapshots: int
+
+    @abstractmethod
+    def tokens(self, i: int) -> int: ...
+
+    @abstractmethod
+    def trace(self, i: int) -> Trace: ...
 
 
 class Verifier(ABC):

@@ -10,7 +10,9 @@ sample-based strategy re-runs at no generation cost, deterministically.
   the event loop between chunks, so concurrent streams advance in lockstep like a batching engine;
   text is revealed at the recorded token offsets when the bank has them (recorded from streams),
   else proportionally to tokens. The accountant therefore charges exactly the tokens consumed,
-  and an abandoned stream only up to where it was abandoned.
+  and an abandoned stream only up to where it was abandoned. Since every stream is known up
+  front, `stream_plan` tells what a stream will deliver without streaming it (`plans_streams`):
+  first-finish's race is then computed (`Streams.race`), with the same traces and charges.
 - A request's max_tokens holds: a sample recorded longer (a bank imported without its
   max_tokens) is served cut at max_tokens with finish reason "length", as the live model would
   have returned it (`_cut`), so no call returns more than the accountant reserved for it.
@@ -39,7 +41,7 @@ from typing import Any
 
 from tts.bank import Bank, BankRecord, RecordedTrace
 from tts.errors import TTSError
-from tts.interfaces import Generator
+from tts.interfaces import Generator, StreamPlan
 from tts.types import GenRequest, Step, Trace, Usage
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens")
@@ -55,6 +57,7 @@ class ReplayGenerator(Generator):
     """
 
     realtime = False  # traces come from the bank: no clock runs while a stream waits
+    plans_streams = True  # and streams are known before they are read (`stream_plan`)
 
     def __init__(
         self,
@@ -232,6 +235,14 @@ class ReplayGenerator(Generator):
             done = end
             yield trace, Usage(prompt_tokens=rec.prompt_tokens, completion_tokens=end)
 
+    def stream_plan(self, req: GenRequest) -> StreamPlan:
+        """The stream `stream(req)` would deliver (it takes the sample alike), unread."""
+        if req.n != 1:
+            raise ValueError("stream() samples one trace; use n=1 and start several streams")
+        rec = self._problem(req)
+        (s,) = self._take(rec, 1)
+        return _Plan(self._trace(s, req), s, self.stream_chunk, rec.prompt_tokens)
+
     def _trace(self, s: RecordedTrace, req: GenRequest) -> Trace:
         if s.num_tokens > req.max_tokens:
             return self._cut(s, req)
@@ -273,3 +284,27 @@ class ReplayGenerator(Generator):
             t.logprobs = s.logprobs[:m].tolist()
             if req.logprobs > 0:
                 t.top_logprobs = s.top_rows(req.logprobs)[:m]
+
+
+class _Plan(StreamPlan):
+    """A replayed stream, unread: snapshot i is what `ReplayGenerator.stream` yields i-th (its
+    chunks of `chunk` tokens, the text revealed alike; one snapshot for an empty sample)."""
+
+    def __init__(self, full: Trace, s: RecordedTrace, chunk: int, prompt_tokens: int):
+        self.full, self.chunk, self.prompt_tokens = full, chunk, prompt_tokens
+        self.snapshots = max(1, -(-full.num_tokens // chunk))
+        ok = s.char_ends is not None and len(s.char_ends) == s.num_tokens
+        self._ends = s.char_ends if ok else None
+
+    def tokens(self, i: int) -> int:
+        return min(i * self.chunk, self.full.num_tokens)
+
+    def trace(self, i: int) -> Trace:
+        full, end = self.full, self.tokens(i)
+        if i >= self.snapshots:
+            return full
+        total, text = full.num_tokens, full.text
+        t = Trace(text=text[: int(self._ends[end - 1])] if self._ends is not None else text[: len(text) * end // total],
+                  num_tokens=end, prefix=full.prefix)
+        t.token_ids, t.logprobs, t.top_logprobs = full.token_ids[:end], full.logprobs[:end], full.top_logprobs[:end]
+        return t

@@ -22,6 +22,9 @@ first-finish, DeepPrune, DeepConf-online and certainty probing share.
   stream, else "done".
 - A stream whose backend fails ends with state "failed" and the error in `run.error`; the others
   go on (one bad request must not sink the problem).
+- `race(n, k, reason)` launches n streams and stops the rest once k reach their end of sequence
+  (first-finish). On a generator that plans its streams (a replay) it reads no token: the race
+  is computed, with the runs, traces, order and charges the streamed race has.
 """
 
 from __future__ import annotations
@@ -148,6 +151,77 @@ class Streams:
         Leaving the loop early stops nothing by itself: call `stop_all` (or `close`)."""
         while any(not t.done() for t in self._tasks.values()) or not self._ended.empty():
             yield await self._ended.get()
+
+    async def race(self, n: int, k: int, reason: str) -> AsyncIterator[Run]:
+        """Launch n streams and yield each as it ends (as `ended` does); once k of them have
+        reached their end of sequence (finished, not cut at max_tokens), stop the rest."""
+        if self.ctx.generator.plans_streams and self.watch is None and not self.runs:
+            for run in await self._planned_race(n, k, reason):
+                yield run
+            return
+        self.launch(n)
+        counted = 0
+        async for run in self.ended():
+            if run.finished and run.trace.finish_reason != "length":
+                counted += 1
+                if counted == k:
+                    self.stop_all(reason)
+            yield run
+
+    async def _planned_race(self, n: int, k: int, reason: str) -> list[Run]:
+        """The streamed race on a planning generator, computed. Its streams advance in lockstep:
+        in round r each live stream delivers its r-th snapshot, in launch order, so a stream ends
+        in round `snapshots`. Round 1 goes through the accountant stream by stream, as the tasks
+        run: each is checked with the ones before it charged their first snapshot and reserved
+        (unless they ended at once), so the budget refuses exactly the streams it would; refused
+        and failed streams end in round 1. The reader of `ended` is woken by the first end after
+        it last looked and runs in the next round where the stream that woke it was: it sees
+        every end before that point, in (round, launch index) order. If they make k finishes, the
+        streams still running stop there, having delivered that round's snapshot when launched
+        before the one that woke the reader, else the round before's. Returns the runs in the
+        order `ended` yields them."""
+        runs = [Run(i) for i in range(n)]
+        self.runs.extend(runs)
+        ends: list[tuple[int, int, Run]] = []  # (round it ends in, launch index, run)
+        live: dict[Run, Callable[[int], Trace]] = {}  # started, not ended: its `end`
+        for run in runs:
+            try:
+                plan, end = await self.ctx.plan_stream(self.request)
+            except BudgetExceeded:
+                run.state, run.reason = "refused", "budget"
+                ends.append((1, run.index, run))
+                continue
+            except Exception as e:  # noqa: BLE001 - as in _drive: this stream only
+                run.state, run.error = "failed", f"{type(e).__name__}: {e}"
+                ends.append((1, run.index, run))
+                continue
+            ends.append((plan.snapshots, run.index, run))
+            if plan.snapshots == 1:  # ended in round 1: its reservation goes before the next check
+                run.trace, run.state = end(1), "finished"
+            else:
+                live[run] = end
+        ends.sort(key=lambda e: e[:2])
+        seen: list[Run] = []
+        counted, i, stop = 0, 0, None
+        while i < len(ends) and stop is None:
+            at = (ends[i][0] + 1, ends[i][1])  # where the reader runs, woken by this end
+            while i < len(ends) and ends[i][:2] < at:
+                r, _, run = ends[i]
+                i += 1
+                if run in live:
+                    run.trace, run.state = live.pop(run)(r), "finished"
+                seen.append(run)
+                if run.finished and run.trace.finish_reason != "length":
+                    counted += 1
+                    if counted == k:
+                        stop = at
+        if live:  # stopped at `stop`; they end (cancelled) in the order their tasks run next
+            rnd, waker = stop
+            for run in sorted(live, key=lambda r: (r.index < waker, r.index)):
+                run.trace = live[run](rnd if run.index < waker else rnd - 1)
+                self._mark_stopped(run, reason)
+                seen.append(run)
+        return seen
 
     async def close(self, reason: str = "done") -> None:
         """Stop whatever still runs and wait until every stream has let go of its request."""
