@@ -123,3 +123,23 @@ async def test_first_finish_cut_by_the_wall_clock_is_stopped_by_budget():
     r = await tts.solve(P, FirstFinish(2), generator=gen, budget=Budget(wall_seconds=0.2),
                         sampling=tts.Sampling(max_tokens=50))
     assert all(0 < t.num_tokens < 40 for t in r.traces) and r.stopped_by == "budget"
+
+
+@pytest.mark.parametrize("budget", [Budget(completion_tokens=20), Budget(calls=2)])
+async def test_a_running_streams_delivered_tokens_count_once(budget):
+    """A stream's reservation shrinks by what it has delivered: with room for exactly two worst
+    cases (two calls, or 2 x max_tokens), a second stream starts while the first is running.
+    Before, the first stream's delivered tokens and its call counted as used and as reserved,
+    so the second was refused."""
+    gen = ScriptedGenerator(["the answer is \\boxed{1/2}"])
+    ctx = ctx_for(gen, budget)
+    first = ctx.stream(ctx.request(1))
+    await first.__anext__()  # one token delivered, the stream still running
+    second = ctx.stream(ctx.request(1))
+    trace = await second.__anext__()
+    assert trace.num_tokens >= 1
+    async for _ in second:
+        pass
+    async for _ in first:
+        pass
+    assert ctx.usage.completion_tokens == 8 and ctx.usage.generator_calls == 2

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from tts.answers import extract_boxed
 from tts.errors import BudgetExceeded
 from tts.interfaces import Generator, StreamPlan, Verifier
-from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
+from tts.types import _USAGE_FIELDS, Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
 
 T = TypeVar("T")
 
@@ -84,19 +84,26 @@ class Accountant:
 
     @contextlib.contextmanager
     def reserve(self, worst: Usage):
-        """Check `worst` fits, hold it as reserved while the call runs, then release it."""
+        """Check `worst` fits, hold it as reserved while the call runs, then release what is
+        still held. Yields the hold: charges passed it (a stream's, as it grows) come out of
+        the reservation, so what a running call delivered counts once, not as used and held."""
         self.check(worst)
+        hold = [worst]
         self._reserved = self._reserved + worst
         try:
-            yield
+            yield hold
         finally:
-            self._reserved = self._reserved - worst
+            self._reserved = self._reserved - hold[0]
 
-    def charge_generation(self, usage: Usage) -> None:
+    def charge_generation(self, usage: Usage, hold: list[Usage] | None = None) -> None:
         usage.generator_flops = self.generator_flops(
             usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens
         )
         self.usage = self.usage + usage
+        if hold is not None:
+            take = Usage(*(min(getattr(usage, f), getattr(hold[0], f)) for f in _USAGE_FIELDS))
+            hold[0] = hold[0] - take
+            self._reserved = self._reserved - take
 
     def charge_verification(self, tokens: int, calls: int = 1, params: int | None = None) -> None:
         self.usage = self.usage + Usage(
@@ -215,8 +222,8 @@ class Context:
         prompt = await self.generator.count_prompt_tokens(req)
         worst = acc.worst_generation(prompt, 1, req.max_tokens)
         charged = Usage(generator_calls=1)
-        with acc.reserve(worst):
-            acc.charge_generation(Usage(generator_calls=1))  # dispatched: a call, whatever follows
+        with acc.reserve(worst) as hold:
+            acc.charge_generation(Usage(generator_calls=1), hold)  # dispatched: a call, whatever follows
             agen = self.generator.stream(req)
             try:
                 async with _deadline(acc.remaining_seconds()):
@@ -226,7 +233,7 @@ class Context:
                             cached_tokens=usage.cached_tokens - charged.cached_tokens,
                             completion_tokens=usage.completion_tokens - charged.completion_tokens,
                         )
-                        acc.charge_generation(delta)
+                        acc.charge_generation(delta, hold)
                         charged = charged + delta
                         if trace.finished:
                             self._finish_traces([trace])
@@ -241,22 +248,23 @@ class Context:
         (`Generator.plans_streams`), nothing read: the same budget check (BudgetExceeded),
         dispatch and charges as `stream`. Returns the plan and `end(i)`, which ends the stream
         after its snapshot i: charges what it delivered, releases its reservation, returns the
-        trace. Until then the stream's worst case stays reserved, as a running stream's does."""
+        trace. Until then its worst case, less what it delivered, stays reserved (as a running
+        stream's does)."""
         acc = self.accountant
         prompt = await self.generator.count_prompt_tokens(req)
-        hold = acc.reserve(acc.worst_generation(prompt, 1, req.max_tokens))
-        hold.__enter__()  # held across calls (no stream body to hold it): released by end()
-        acc.charge_generation(Usage(generator_calls=1))
+        reservation = acc.reserve(acc.worst_generation(prompt, 1, req.max_tokens))
+        hold = reservation.__enter__()  # held across calls (no stream body to hold it): released by end()
+        acc.charge_generation(Usage(generator_calls=1), hold)
         try:
             plan = self.generator.stream_plan(req)
         except BaseException:
-            hold.__exit__(None, None, None)
+            reservation.__exit__(None, None, None)
             raise
-        acc.charge_generation(Usage(prompt_tokens=plan.prompt_tokens, completion_tokens=plan.tokens(1)))
+        acc.charge_generation(Usage(prompt_tokens=plan.prompt_tokens, completion_tokens=plan.tokens(1)), hold)
 
         def end(i: int) -> Trace:
-            acc.charge_generation(Usage(completion_tokens=plan.tokens(i) - plan.tokens(1)))
-            hold.__exit__(None, None, None)
+            acc.charge_generation(Usage(completion_tokens=plan.tokens(i) - plan.tokens(1)), hold)
+            reservation.__exit__(None, None, None)
             trace = plan.trace(i)
             if trace.finished:
                 self._finish_traces([trace])
