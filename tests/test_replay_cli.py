@@ -135,3 +135,13 @@ def test_cli_total_budget_errors_are_one_line(math100_bank, tmp_path, capsys, ex
     assert main(args) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
+
+
+def test_cli_total_budget_in_flops_prints_what_it_spent(math100_bank, tmp_path, capsys):
+    """--total-unit flops: the summary's total is read through the same cost rule as the pool
+    (records store generator and verifier FLOPs, not a `flops` key)."""
+    args = ["bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500",
+            "--strategy", "self_consistency", "-n", "2", "--out", str(tmp_path / "f.jsonl"),
+            "--total-budget", "1e15", "--total-unit", "flops"]
+    assert main(args) == 0
+    assert "total spent" in capsys.readouterr().out

@@ -264,7 +264,10 @@ def _bench(args: argparse.Namespace) -> int:
     records = [r for r in store.for_config(chash, cfg.seed) if r["problem_id"] in ids]
     summary = summarize(records, wall, progress.fresh)
     if args.total_budget is not None:
-        summary["total_spent"] = sum(r["usage"][args.total_unit] for r in records if "usage" in r)
+        from tts.experiment.allocate import cost
+        from tts.types import Usage
+
+        summary["total_spent"] = sum(cost(Usage.from_dict(r["usage"]), args.total_unit) for r in records if "usage" in r)
     _print_summary(title, summary, store, len(progress.fresh))
     return _report_failures([r for r in records if r.get("status") == "failed"])
 
