@@ -104,6 +104,7 @@ class TestQwenPRMInProcess:
         await prm.close()
 
     async def test_step_rewards_match_a_torch_forward_pass(self, prm, tiny_prm_dir):
+        assert prm.scoring == "incremental"  # chosen automatically: its own engine, ALL pooling
         scores = await prm.score(PROBLEM, TRACES)
         _REFERENCE["last"] = scores
         assert len(scores) == len(TRACES)
@@ -113,7 +114,9 @@ class TestQwenPRMInProcess:
             assert all(0.0 <= r <= 1.0 for r in s.steps)
             assert s.value == s.steps[-1]  # aggregate="last"
             ids = prm.prompt_ids(PROBLEM, steps)
-            assert s.tokens == len(ids)
+            _REFERENCE.setdefault("prompt_tokens", []).append(len(ids))
+            # nothing remembered yet: one request, cut just after the last step token, all rows read
+            assert s.path == "incremental" and s.tokens + s.cached == prm.step_ends(ids, n)[-1] == len(ids) - 2
             assert ids.count(prm._step_id) == n
             assert s.steps == pytest.approx(_torch_step_rewards(tiny_prm_dir, ids, prm._step_id), abs=1e-4)
         # The prompt is the model card's: chat template over system, question, steps + <extra_0>.
@@ -134,7 +137,7 @@ class TestQwenPRMInProcess:
             for s, b in zip(scores, base):
                 assert s.steps == pytest.approx(b.steps, abs=1e-5)
                 assert s.value == pytest.approx(aggregate(list(s.steps), how))
-        assert (await prm.score(PROBLEM, TRACES[:1]))[0].tokens > 0  # the engine still runs
+        assert (await prm.score(PROBLEM, [_trace("A new step.")]))[0].tokens > 0  # the engine still runs
 
     async def test_model_aggregate_scores_the_response_as_one_step(self, prm):
         whole = QwenPRM(prm.model, engine=prm._gen, aggregate="model")
@@ -143,31 +146,67 @@ class TestQwenPRMInProcess:
             assert len(s.steps) == 1 and 0.0 <= s.value <= 1.0 and s.value == s.steps[0]
             ids = whole.prompt_ids(PROBLEM, [t.prefix + t.text])
             assert ids.count(whole._step_id) == 1 and ids[-3] == whole._step_id  # <extra_0><|im_end|>\n
-            assert s.tokens == len(ids)
+            assert s.tokens + s.cached == len(ids) - 2  # cut after <extra_0>
 
     async def test_the_accountant_charges_prm_tokens(self, prm):
+        fresh = QwenPRM(prm.model, engine=prm._gen)  # nothing remembered
         gen = ScriptedGenerator(["unused"])
-        acc = Accountant(None, gen.num_params, prm.num_params)
-        ctx = Context(PROBLEM, gen, acc, verifier=prm)
-        estimate = await prm.estimate_tokens(PROBLEM, TRACES)
+        acc = Accountant(None, gen.num_params, fresh.num_params)
+        ctx = Context(PROBLEM, gen, acc, verifier=fresh)
+        await prm._gen.engine.reset_prefix_cache()
+        estimate = await fresh.estimate_tokens(PROBLEM, TRACES)
         scores = await ctx.score(TRACES)
-        tokens = sum(s.tokens for s in scores)
-        assert tokens == estimate == sum(len(prm.prompt_ids(PROBLEM, prm.pieces(t))) for t in TRACES)
+        tokens, cached = sum(s.tokens for s in scores), sum(s.cached for s in scores)
+        # every prompt token is computed or served from the cache: one cut prompt per trace; the
+        # estimate is the worst case, every step's cut prompt, none of it cached
+        cuts = [fresh.step_ends(fresh.prompt_ids(PROBLEM, fresh.pieces(t)), n) for t, n in zip(TRACES, NUM_STEPS)]
+        assert tokens + cached == sum(c[-1] for c in cuts) <= estimate == sum(sum(c) for c in cuts)
         u = ctx.usage
-        assert u.verifier_tokens == tokens and u.verifier_calls == 1
-        assert prm.num_params == model_parameters(prm.model) > 0
-        assert u.verifier_flops == 2 * prm.num_params * tokens
+        assert u.verifier_tokens == tokens and u.verifier_cached_tokens == cached and u.verifier_calls == 1
+        assert u.total_tokens == tokens  # cached verifier tokens cost nothing
+        assert ctx.telemetry["verifier_paths"] == {"incremental": len(TRACES)}
+        assert fresh.num_params == model_parameters(fresh.model) > 0
+        assert u.verifier_flops == 2 * fresh.num_params * tokens
         assert [t.score for t in TRACES] == [s.value for s in scores]
+        # remembered now: scoring the same traces again costs nothing, and is estimated so
+        assert await fresh.estimate_tokens(PROBLEM, TRACES) == 0
+        assert [s.steps for s in await fresh.score(PROBLEM, TRACES)] == [s.steps for s in scores]
         # a budget the call could go over refuses it before anything is sent
-        tight = Context(PROBLEM, gen, Accountant(tts.Budget(verifier_tokens=estimate - 1)), verifier=prm)
+        other = QwenPRM(prm.model, engine=prm._gen)
+        tight = Context(PROBLEM, gen, Accountant(tts.Budget(verifier_tokens=estimate - 1)), verifier=other)
         with pytest.raises(tts.BudgetExceeded):
             await tight.score(TRACES)
 
+    async def test_incremental_equals_full_prefix_as_a_path_grows(self, prm):
+        """A path scored step by step as search grows it: incremental scoring computes about the
+        new step's tokens (the prefix from the cache) and gives the full-prefix rewards."""
+        inc = QwenPRM(prm.model, engine=prm._gen)
+        full = QwenPRM(prm.model, engine=prm._gen, incremental=False)  # every row, cache not read
+        assert (inc.scoring, full.scoring) == ("incremental", "full-prefix")
+        steps = ["Step 1: compute 48 / 2 = 24.", "Step 2: add 48 + 24 = 72.",
+                 "Step 3: check that 72 - 24 = 48, which holds.", "The answer is \\boxed{72}."]
+        await prm._gen.engine.reset_prefix_cache()
+        for k in range(1, len(steps) + 1):
+            t = _trace("\n\n".join(steps[:k]))
+            [a], [b] = await inc.score(PROBLEM, [t]), await full.score(PROBLEM, [t])
+            assert a.steps == pytest.approx(b.steps, abs=1e-5) and a.value == pytest.approx(b.value, abs=1e-5)
+            assert (a.path, b.path) == ("incremental", "full-prefix")
+            ids = inc.prompt_ids(PROBLEM, inc.pieces(t))
+            cut = inc.step_ends(ids, k)[-1]
+            assert b.tokens == len(ids) and b.cached == 0
+            assert a.tokens + a.cached == cut  # one request: the newest step only
+            if k > 1:
+                new = cut - inc.step_ends(ids, k)[-2]
+                block = 32  # VLLMGenerator's CPU KV block: the last partial block is recomputed
+                assert new <= a.tokens < new + block and a.tokens < b.tokens
+
     async def test_concurrent_calls_from_many_problems(self, prm):
-        alone = [await prm.score(PROBLEM, TRACES), await prm.score(OTHER, OTHER_TRACES)]
-        together = await asyncio.gather(prm.score(PROBLEM, TRACES), prm.score(OTHER, OTHER_TRACES))
+        one, two = QwenPRM(prm.model, engine=prm._gen), QwenPRM(prm.model, engine=prm._gen)
+        alone = [await one.score(PROBLEM, TRACES), await one.score(OTHER, OTHER_TRACES)]
+        together = await asyncio.gather(two.score(PROBLEM, TRACES), two.score(OTHER, OTHER_TRACES))
         for a, b in zip(alone, together):
             assert [s.steps for s in a] == [pytest.approx(s.steps, abs=1e-5) for s in b]
+            assert all(s.tokens > 0 for s in b)  # computed again, not remembered by `one`
 
     async def test_empty_trace_costs_nothing(self, prm):
         [s] = await prm.score(PROBLEM, [_trace("  \n\n ")])
@@ -196,6 +235,7 @@ async def reference_scores(tiny_prm_dir):
         prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
         try:
             _REFERENCE["last"] = await prm.score(PROBLEM, TRACES)
+            _REFERENCE["prompt_tokens"] = [len(prm.prompt_ids(PROBLEM, prm.pieces(t))) for t in TRACES]
         finally:
             await prm.close()
     return _REFERENCE["last"]
@@ -231,10 +271,11 @@ class TestQwenPRMServer:
         finally:
             await prm.close()
             await one.close()
-        for s, ref in zip(scores, reference_scores):
+        assert prm.scoring == "full-prefix"  # a server's /pooling route cannot read the cache
+        for s, ref, n in zip(scores, reference_scores, _REFERENCE["prompt_tokens"]):
             assert s.steps == pytest.approx(ref.steps, abs=1e-4)
             assert s.value == pytest.approx(ref.value, abs=1e-4)
-            assert s.tokens == ref.tokens  # the server's usage: the same prompt, token for token
+            assert s.tokens == n and s.path == "full-prefix"  # the server's usage: the same prompt
         assert sum(s.tokens for s in scores) <= estimate  # the byte bound holds
         assert len(whole[0].steps) == 1
         assert prm.num_params == model_parameters(str(tiny_prm_dir))
@@ -323,6 +364,25 @@ async def test_math_shepherd_missing_tokens(vllm_generator):
         MathShepherdPRM(engine=vllm_generator, step_tag="####", good_token="zzqx")
 
 
+@pytest.mark.engine
+async def test_math_shepherd_incremental_equals_full_prefix(vllm_generator):
+    """A path grown step by step: the incremental Math-Shepherd PRM sends only the newest step
+    (its earlier rewards remembered) and gives the rewards of scoring every step again."""
+    inc = MathShepherdPRM(engine=vllm_generator, **SHEPHERD)
+    full = MathShepherdPRM(engine=vllm_generator, incremental=False, **SHEPHERD)
+    steps = split_steps(TRACES[2].prefix + TRACES[2].text)
+    for k in range(1, len(steps) + 1):
+        t = _trace("\n\n".join(steps[:k]))
+        estimate = await inc.estimate_tokens(PROBLEM, [t])
+        [a], [b] = await inc.score(PROBLEM, [t]), await full.score(PROBLEM, [t])
+        assert a.steps == pytest.approx(b.steps, abs=1e-5)
+        assert (a.path, b.path) == ("incremental", "full-prefix")
+        prompts = inc.tag_prompts(PROBLEM, steps[:k])
+        assert a.tokens + a.cached == len(prompts[-1]) == estimate  # the newest step only
+        assert b.tokens + b.cached == sum(len(p) for p in prompts)  # every step again
+    assert await inc.estimate_tokens(PROBLEM, [t]) == 0  # all remembered
+
+
 # -- LLMJudgePRM ------------------------------------------------------------------------------
 @pytest.mark.engine
 async def test_llm_judge_on_the_tiny_llama(vllm_generator):
@@ -336,7 +396,9 @@ async def test_llm_judge_on_the_tiny_llama(vllm_generator):
         assert len(s.steps) == n and all(0.0 <= r <= 1.0 for r in s.steps)
     reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
     expected = sum([await vllm_generator.count_prompt_tokens(r) + 1 for r in reqs])
-    assert sum(s.tokens for s in scores) == expected == estimate == ctx.usage.verifier_tokens
+    tokens, cached = sum(s.tokens for s in scores), sum(s.cached for s in scores)
+    assert tokens + cached == expected == estimate  # computed + served from the prefix cache
+    assert (ctx.usage.verifier_tokens, ctx.usage.verifier_cached_tokens) == (tokens, cached)
     assert ctx.usage.verifier_calls == 1 and ctx.usage.generator_calls == 0
 
     last = LLMJudgePRM(vllm_generator, steps="last")
@@ -368,6 +430,20 @@ async def test_llm_judge_reads_p_yes_on_a_scripted_judge():
     assert ctx.usage.verifier_tokens == sum([await gen.count_prompt_tokens(r) + 1 for r in reqs])
     assert ctx.usage.verifier_flops == 2 * 1000 * ctx.usage.verifier_tokens
 
+    # a path grown by one step: only the new step is judged (the others remembered) ...
+    grown = _trace(TRACES[2].text + "\n\nSo 144 it is.", prefix=TRACES[2].prefix)
+    before = gen.calls
+    ctx2 = Context(PROBLEM, gen, Accountant(None, 1000, judge.num_params), verifier=judge)
+    [g] = await ctx2.score([grown])
+    assert gen.calls - before == 1 and g.path == "incremental" and len(g.steps) == 5
+    assert g.steps[:4] == scores[2].steps and ctx2.telemetry["verifier_paths"] == {"incremental": 1}
+    assert g.tokens == ctx2.usage.verifier_tokens == await gen.count_prompt_tokens(judge.requests(PROBLEM, grown)[-1]) + 1
+    # ... while incremental=False judges every step again
+    again = LLMJudgePRM(gen, incremental=False)
+    before = gen.calls
+    [h] = await again.score(PROBLEM, [grown])
+    assert gen.calls - before == 5 and h.path == "full-prefix" and h.steps == g.steps
+
     # neither word among the top tokens: 0.5
     none = LLMJudgePRM(ScriptedGenerator(["x"], top=[("Maybe", -0.1), ("Perhaps", -2.0)]), steps="last")
     assert (await none.score(PROBLEM, TRACES[:1]))[0].steps == (0.5,)
@@ -389,3 +465,56 @@ def test_openai_generator_fills_top_tokens():
     t = _trace("")
     _add_logprobs(t, SimpleNamespace(content=[entry]), 2)
     assert t.top_logprobs == [[-0.2, -1.9]] and t.top_tokens == [["Yes", " No"]]
+
+
+# -- the scoring path: chosen automatically, remembered step prefixes (no engine) --------------
+def test_step_memo_keys_are_per_step_prefix():
+    from verifiers.prm import StepMemo
+
+    a = StepMemo.keys("q", ["s1", "s2", "s3"])
+    assert a[:2] == StepMemo.keys("q", ["s1", "s2"])  # a path's prefix has its parent's keys
+    assert len(set(a)) == 3
+    assert StepMemo.keys("q", ["ab", "c"])[-1] != StepMemo.keys("q", ["a", "bc"])[-1]
+    assert StepMemo.keys("q2", ["s1"]) != StepMemo.keys("q", ["s1"])
+    memo = StepMemo(size=2)
+    memo.put(a, [0.1, 0.2, 0.3])
+    assert memo.get(a) == [None, 0.2, 0.3] and len(memo) == 2  # bounded: the oldest forgotten
+
+
+class _FakeEngine:
+    """A FAKE in-process engine handle (no engine runs): only the configuration QwenPRM reads
+    to choose its scoring path, with the tiny PRM's real tokenizer."""
+
+    def __init__(self, model: str, pooling: str, caching: bool = True):
+        from transformers import AutoTokenizer
+
+        self.model, self.num_params, self.tokenizer = model, 1000, AutoTokenizer.from_pretrained(model)
+        self.engine = SimpleNamespace(
+            model_config=SimpleNamespace(pooler_config=SimpleNamespace(tok_pooling_type=pooling)),
+            vllm_config=SimpleNamespace(cache_config=SimpleNamespace(enable_prefix_caching=caching)),
+        )
+
+    async def final_output(self, ids, params):  # pragma: no cover - never called here
+        raise AssertionError("no engine here")
+
+
+def test_qwen_prm_chooses_its_scoring_path(tiny_prm_dir):
+    model = str(tiny_prm_dir)
+    assert QwenPRM(model, engine=_FakeEngine(model, "ALL")).scoring == "incremental"
+    assert QwenPRM(model, engine=_FakeEngine(model, "STEP")).scoring == "full-prefix"
+    assert QwenPRM(model, engine=_FakeEngine(model, "ALL", caching=False)).scoring == "full-prefix"
+    assert QwenPRM(model, engine=_FakeEngine(model, "ALL"), incremental=False).scoring == "full-prefix"
+    with pytest.raises(TTSError, match="tok_pooling_type='ALL'"):
+        QwenPRM(model, engine=_FakeEngine(model, "STEP"), incremental=True)
+    assert QwenPRM(model, base_url="http://127.0.0.1:9/v1").scoring == "full-prefix"
+    with pytest.raises(TTSError, match="server"):
+        QwenPRM(model, base_url="http://127.0.0.1:9/v1", incremental=True)
+
+
+def test_usage_splits_verifier_cached_tokens():
+    u = tts.Usage(verifier_tokens=10, verifier_cached_tokens=90) + tts.Usage(verifier_tokens=5, verifier_cached_tokens=3)
+    assert (u.verifier_tokens, u.verifier_cached_tokens, u.total_tokens) == (15, 93, 15)
+    assert tts.Usage.from_dict(u.to_dict()) == u and u.to_dict()["verifier_cached_tokens"] == 93
+    acc = Accountant(None, 1, 7)
+    acc.charge_verification(4, cached=40)
+    assert (acc.usage.verifier_tokens, acc.usage.verifier_cached_tokens, acc.usage.verifier_flops) == (4, 40, 2 * 7 * 4)

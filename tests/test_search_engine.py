@@ -78,12 +78,16 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     # The budget holds on the real engine too.
     assert budget.exceeded_by(budgeted.usage) is None and budgeted.stopped_by == "budget"
     assert all(r.usage.verifier_tokens > 0 and r.telemetry["prm_passes"] > 0 for r in results)
-    # Every token was charged: the searches' generator tokens plus the judge's (verifier) tokens
-    # equal what the engine itself counted.
+    # Every token was charged: the searches' generator tokens plus the judge's (verifier) tokens,
+    # computed and served from the prefix cache, equal what the engine itself counted.
     total = sum((r.usage for r in results), tts.Usage())
     generated = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
     prompted = after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"]
-    assert total.total_tokens == generated + prompted
+    assert total.total_tokens + total.verifier_cached_tokens == generated + prompted
+    assert total.verifier_cached_tokens > 0  # the judge's prompts share the problem and earlier steps
+    # The judge scored grown paths incrementally (earlier steps' verdicts remembered).
+    assert sum(r.telemetry.get("verifier_paths", {}).get("incremental", 0) for r in results) > 0
+    assert not any("full-prefix" in r.telemetry.get("verifier_paths", {}) for r in results)
 
 
 async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_prm_dir, shared_data, tmp_path):
@@ -112,5 +116,8 @@ async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_
                     assert r["usage"]["verifier_calls"] > 0 and r["telemetry"]["expansions"] > 0
                 # (a path of whitespace-only steps has nothing to score, so test the sum)
                 assert sum(r["usage"]["verifier_tokens"] for r in recs) > 0, (strategy, verifier_name)
+                # both PRMs chose incremental scoring by themselves; the record shows it
+                assert any(r["telemetry"].get("verifier_paths", {}).get("incremental") for r in recs)
+                assert all("verifier_cached_tokens" in r["usage"] for r in recs)
     finally:
         await prm.close()

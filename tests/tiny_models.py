@@ -95,7 +95,8 @@ def build_llama(path: str | Path, hidden: int = 128, layers: int = 2, seed: int 
 
 
 def build_qwen2_prm(
-    path: str | Path, hidden: int = 128, layers: int = 2, seed: int = 0, step_token: str | None = "<extra_0>"
+    path: str | Path, hidden: int = 128, layers: int = 2, seed: int = 0, step_token: str | None = "<extra_0>",
+    tokenizer_from: str | Path | None = None,
 ) -> Path:
     """A tiny random Qwen2.5-Math-PRM lookalike in `path` (returns the path; idempotent).
 
@@ -104,6 +105,8 @@ def build_qwen2_prm(
     the Qwen2 body (`model.*`) and the score head vLLM's qwen2_rm.py loads (`score.0` Linear
     hidden->hidden, ReLU, `score.2` Linear hidden->2, both with bias). The tokenizer has
     `step_token` as one special token (None: a tokenizer without it, to test the error).
+    `tokenizer_from`: a model folder whose tokenizer (plus `step_token`) is used instead, as a
+    real Qwen2.5-Math-PRM shares its generator's Qwen tokenizer (benchmarks compare token counts).
     """
     import torch
     from safetensors.torch import save_file
@@ -113,7 +116,13 @@ def build_qwen2_prm(
     if (path / "config.json").exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    build_tokenizer(path, extra_special=(step_token,) if step_token else ())
+    if tokenizer_from is not None:
+        src = AutoTokenizer.from_pretrained(tokenizer_from)
+        if step_token and step_token not in src.get_vocab():
+            src.add_special_tokens({"additional_special_tokens": [step_token]})
+        src.save_pretrained(path)
+    else:
+        build_tokenizer(path, extra_special=(step_token,) if step_token else ())
     tok = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(seed)
     config = Qwen2Config(

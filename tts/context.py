@@ -105,9 +105,12 @@ class Accountant:
             hold[0] = hold[0] - take
             self._reserved = self._reserved - take
 
-    def charge_verification(self, tokens: int, calls: int = 1, params: int | None = None) -> None:
+    def charge_verification(self, tokens: int, calls: int = 1, params: int | None = None, cached: int = 0) -> None:
+        """`tokens` the verifier computed (FLOPs, budgets), `cached` the prompt tokens its engine
+        served from the prefix cache (recorded, costing nothing)."""
         self.usage = self.usage + Usage(
-            verifier_tokens=tokens, verifier_calls=calls, verifier_flops=self.verifier_flops(tokens, params)
+            verifier_tokens=tokens, verifier_cached_tokens=cached, verifier_calls=calls,
+            verifier_flops=self.verifier_flops(tokens, params),
         )
 
     def finish(self) -> Usage:
@@ -273,39 +276,50 @@ class Context:
         return plan, end
 
     async def score(self, traces: list[Trace]) -> list[Score]:
-        """Score traces with the context's verifier; sets each trace's `score`."""
+        """Score traces with the context's verifier; sets each trace's `score`. Each scored
+        trace's `Score.path` is counted in `telemetry["verifier_paths"]` ("incremental" /
+        "full-prefix": which way a process verifier scored it)."""
         if self.verifier is None:
             raise ValueError("this strategy needs a verifier; pass verifier=... (e.g. Confidence())")
         verifier = self.verifier
 
-        async def work() -> tuple[list[Score], int]:
+        async def work() -> tuple[list[Score], int, int]:
             scores = await verifier.score(self.problem, traces)
-            return scores, sum(s.tokens for s in scores)
+            return scores, sum(s.tokens for s in scores), sum(s.cached for s in scores)
 
         scores = await self.verify(work, await verifier.estimate_tokens(self.problem, traces))
+        paths = self.telemetry.setdefault("verifier_paths", {})
         for t, s in zip(traces, scores):
             t.score = s.value
+            if s.path:
+                paths[s.path] = paths.get(s.path, 0) + 1
+        if not paths:
+            del self.telemetry["verifier_paths"]
         return scores
 
     async def verify(
-        self, work: Callable[[], Awaitable[tuple[T, int]]], worst_tokens: int, params: int | None = None
-    ) -> T:
-        """Run one verifier-side computation under the accountant: `work()` returns its result and
-        the verifier tokens it computed; it is refused (BudgetExceeded) unless `worst_tokens` fit,
-        and charged as one verifier call at `params` (default: the context's verifier's size)."""
+        self, work: Callable[[], Awaitable[tuple[Any, ...]]], worst_tokens: int, params: int | None = None
+    ) -> Any:
+        """Run one verifier-side computation under the accountant: `work()` returns its result,
+        the verifier tokens it computed and optionally the prompt tokens served from the prefix
+        cache (`(result, tokens)` or `(result, tokens, cached)`); it is refused (BudgetExceeded)
+        unless `worst_tokens` fit, and charged as one verifier call at `params` (default: the
+        context's verifier's size)."""
         acc = self.accountant
         with acc.reserve(acc.worst_verification(worst_tokens, params)):
-            result, tokens = await work()
-        acc.charge_verification(tokens, params=params)
+            result, tokens, *cached = await work()
+        acc.charge_verification(tokens, params=params, cached=cached[0] if cached else 0)
         return result
 
     async def judge(self, judge: Generator, req: GenRequest) -> list[Trace]:
         """A judge model's generation (a verifier's or an equivalence judge's own model call),
-        charged as verifier tokens (prompt + completion) at the judge's size."""
+        charged as verifier tokens (prompt not served from the prefix cache + completion) at
+        the judge's size, the cached prompt tokens as verifier cached tokens."""
 
-        async def work() -> tuple[list[Trace], int]:
+        async def work() -> tuple[list[Trace], int, int]:
             traces, usage = await judge.generate(req)
-            return traces, usage.prompt_tokens + usage.completion_tokens
+            computed = usage.prompt_tokens - usage.cached_tokens + usage.completion_tokens
+            return traces, computed, usage.cached_tokens
 
         worst = await judge.count_prompt_tokens(req) + req.n * req.max_tokens
         return await self.verify(work, worst, judge.num_params)

@@ -132,11 +132,17 @@ class GenRequest:
 @dataclass(slots=True)
 class Score:
     """A verifier's judgement of one trace: one value, per-step values for process verifiers,
-    and the verifier tokens spent to compute it (charged by the accountant)."""
+    and the verifier tokens spent to compute it (charged by the accountant): `tokens` those the
+    reward model computed, `cached` the prompt tokens its engine served from the prefix cache
+    instead. `path` is how a process verifier scored it: "incremental" (only the steps whose
+    reward was not known yet, the prefix read from the cache) or "full-prefix" (every step, the
+    whole prefix computed again); "" for verifiers without the distinction."""
 
     value: float
     steps: tuple[float, ...] = ()
     tokens: int = 0
+    cached: int = 0
+    path: str = ""
 
 
 _USAGE_FIELDS = (
@@ -144,6 +150,7 @@ _USAGE_FIELDS = (
     "cached_tokens",
     "completion_tokens",
     "verifier_tokens",
+    "verifier_cached_tokens",
     "generator_calls",
     "verifier_calls",
     "generator_flops",
@@ -160,14 +167,20 @@ class Usage:
     shared part mostly from the cache, which `cached_tokens` shows); this is what vLLM's own
     counters report, so totals can be checked against the engine.
 
+    `verifier_tokens` are the tokens the verifier's models computed (what FLOPs, budgets and
+    `total_tokens` count); `verifier_cached_tokens` the verifier prompt tokens their engines
+    served from the prefix cache instead (not in `total_tokens`: nothing was computed for
+    them). Their sum is what the verifier's engine counts as prompt (+ judge completion) tokens.
+
     FLOPs are estimated as 2 x parameters x tokens actually computed: prompt tokens not served
-    from the cache, plus completion tokens (generator) or scored tokens (verifier).
+    from the cache, plus completion tokens (generator) or computed tokens (verifier).
     """
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
     verifier_tokens: int = 0
+    verifier_cached_tokens: int = 0
     generator_calls: int = 0
     verifier_calls: int = 0
     generator_flops: float = 0.0

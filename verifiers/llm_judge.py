@@ -43,8 +43,14 @@ class LLMJudgePRM(_PRM):
     (`top_k`, default 20), summing the variants of each word present ("Yes", " Yes", "yes", ...;
     0.5 when neither is). `steps="all"` judges every step (one request per step, all sent
     together), `steps="last"` only the newest one (its reward is the single step reward).
-    `Score.tokens` is the judge's prompt + completion tokens; the generator needs to return the
-    top-k tokens' strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+    `Score.tokens` is the judge's prompt tokens not served from its prefix cache + completion
+    tokens, `Score.cached` the cached prompt tokens; the generator needs to return the top-k
+    tokens' strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+
+    `incremental` (default True): with `steps="all"`, the verdicts on step prefixes already
+    judged are remembered (`verifiers.prm.StepMemo`), so a grown path sends only its new steps
+    (`Score.path` "incremental"); False judges every step each time ("full-prefix").
+    `steps="last"` judges only the newest step anyway ("incremental").
     """
 
     name = "llm_judge"
@@ -60,6 +66,7 @@ class LLMJudgePRM(_PRM):
         prompt: str = JUDGE_PROMPT,
         top_k: int = 20,
         system_prompt: str | None = None,
+        incremental: bool | None = True,
     ):
         if steps not in ("all", "last"):
             raise TTSError(f"LLMJudgePRM steps must be 'all' or 'last', not '{steps}'")
@@ -76,33 +83,48 @@ class LLMJudgePRM(_PRM):
         self.top_k = top_k
         self.system_prompt = system_prompt
         self.num_params = generator.num_params
+        self.incremental = incremental is not False and steps == "all"
 
     def requests(self, problem: Problem, trace: Trace) -> list[GenRequest]:
-        """One judge request per step to judge (all, or the last)."""
+        """One judge request per step to judge (all, or the last), none remembered."""
         steps = [s.strip() for s in self._steps(trace)]
         judged = range(len(steps)) if self.steps == "all" else range(len(steps) - 1, len(steps))
-        out = []
-        for i in judged:
-            previous = "\n\n".join(steps[:i]) or "(none)"
-            content = self.prompt.format(question=problem.question, previous=previous, step=steps[i])
-            msgs = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
-            msgs.append({"role": "user", "content": content})
-            out.append(GenRequest(messages=msgs, n=1, max_tokens=1, temperature=0.0, logprobs=self.top_k))
-        return out
+        return [self._request(problem, steps, i) for i in judged]
+
+    def _request(self, problem: Problem, steps: list[str], i: int) -> GenRequest:
+        previous = "\n\n".join(steps[:i]) or "(none)"
+        content = self.prompt.format(question=problem.question, previous=previous, step=steps[i])
+        msgs = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        msgs.append({"role": "user", "content": content})
+        return GenRequest(messages=msgs, n=1, max_tokens=1, temperature=0.0, logprobs=self.top_k)
+
+    def _plan(self, problem: Problem, trace: Trace) -> tuple[list[bytes], list, list[GenRequest], list[int]]:
+        """The memo keys, the verdicts known, and the requests (with their step indices) to send."""
+        if self.steps == "last":
+            return [], [None], self.requests(problem, trace), [0]
+        steps = [s.strip() for s in self._steps(trace)]
+        keys, known = self._known(problem, steps)
+        todo = [i for i, r in enumerate(known) if r is None]
+        return keys, known, [self._request(problem, steps, i) for i in todo], todo
 
     async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        reqs = [r for t in traces for r in self.requests(problem, t)]
+        reqs = [r for t in traces for r in self._plan(problem, t)[2]]
         counts = await asyncio.gather(*(self._judge.count_prompt_tokens(r) for r in reqs))
         return sum(counts) + sum(r.max_tokens for r in reqs)
 
     async def _score_one(self, problem: Problem, trace: Trace) -> Score:
-        reqs = self.requests(problem, trace)
-        if not reqs:
+        if not self._steps(trace):
             return Score(0.0, (), 0)
+        keys, known, reqs, todo = self._plan(problem, trace)
         outs = await asyncio.gather(*(self._judge.generate(r) for r in reqs))
-        rewards = [self.p_yes(traces[0]) for traces, _ in outs]
-        tokens = sum(u.prompt_tokens + u.completion_tokens for _, u in outs)
-        return self._score(rewards, tokens)
+        rewards = list(known)
+        for i, (traces, _) in zip(todo, outs):
+            rewards[i] = self.p_yes(traces[0])
+        self._remember(keys, rewards)
+        tokens = sum(u.prompt_tokens - u.cached_tokens + u.completion_tokens for _, u in outs)
+        cached = sum(u.cached_tokens for _, u in outs)
+        path = "incremental" if self.steps == "last" else self.scoring
+        return self._score(rewards, tokens, cached, path)
 
     def p_yes(self, t: Trace) -> float:
         """P(Yes) / (P(Yes) + P(No)) at the judge's first token; 0.5 when neither word is there."""

@@ -38,7 +38,13 @@ class MathShepherdPRM(_PRM):
     the actual token and the top k at each position, and "+"/"-" need not be among them
     (and writing a label after each tag would change what later steps see).
     The request for the whole prompt goes first, so the shorter ones find their prefix in vLLM's
-    prefix cache; `Score.tokens` is the prompt tokens computed (not served from the cache).
+    prefix cache; `Score.tokens` is the prompt tokens computed, `Score.cached` those served
+    from the cache.
+
+    `incremental` (default True): rewards of step prefixes already scored are remembered
+    (`verifiers.prm.StepMemo`), so a grown path sends only its new steps (`Score.path`
+    "incremental"); False scores every step each time ("full-prefix"; the prefixes still come
+    from the cache).
 
     `step_tag`, `good_token`, `bad_token` default to Math-Shepherd's; each must be one token of
     the model's vocabulary where it stands (after a space). `engine=` shares an existing
@@ -58,8 +64,10 @@ class MathShepherdPRM(_PRM):
         bad_token: str = "-",
         num_params: int | None = None,
         engine: Any = None,
+        incremental: bool | None = True,
         **engine_kwargs: Any,
     ):
+        self.incremental = incremental is not False
         if model is None and engine is None:
             model = MATH_SHEPHERD_DEFAULT
         self.model = model if model is not None else engine.model
@@ -108,26 +116,38 @@ class MathShepherdPRM(_PRM):
         return [ids[:e] for e in ends]
 
     async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        # Worst case: no prefix served from the cache.
-        return sum(
-            sum(len(p) for p in self.tag_prompts(problem, steps))
-            for steps in (self._steps(t) for t in traces)
-            if steps
-        )
+        # Worst case: every step to score sent, no prefix served from the cache.
+        total = 0
+        for t in traces:
+            steps = self._steps(t)
+            if steps:
+                _, known = self._known(problem, steps)
+                prompts = self.tag_prompts(problem, steps)
+                total += sum(len(p) for p, r in zip(prompts, known) if r is None)
+        return total
 
     async def _score_one(self, problem: Problem, trace: Trace) -> Score:
         steps = self._steps(trace)
         if not steps:
             return Score(0.0, (), 0)
-        prompts = self.tag_prompts(problem, steps)
-        last = await self._label_logprobs(prompts[-1])
-        rest = await asyncio.gather(*(self._label_logprobs(p) for p in prompts[:-1]))
-        results = [*rest, last]
-        rewards = [_softmax_pair(good, bad) for good, bad, _ in results]
-        return self._score(rewards, sum(computed for _, _, computed in results))
+        keys, known = self._known(problem, steps)
+        rewards = list(known)
+        todo = [i for i, r in enumerate(known) if r is None]
+        tokens = cached = 0
+        if todo:
+            prompts = self.tag_prompts(problem, steps)
+            *rest, newest = todo
+            last = await self._label_logprobs(prompts[newest])
+            others = await asyncio.gather(*(self._label_logprobs(prompts[i]) for i in rest))
+            for i, (good, bad, computed, hit) in zip([*rest, newest], [*others, last]):
+                rewards[i] = _softmax_pair(good, bad)
+                tokens, cached = tokens + computed, cached + hit
+            self._remember(keys, rewards)
+        return self._score(rewards, tokens, cached, self.scoring)
 
-    async def _label_logprobs(self, ids: list[int]) -> tuple[float, float, int]:
-        """log p(good), log p(bad) of the token after `ids`, and the prompt tokens computed."""
+    async def _label_logprobs(self, ids: list[int]) -> tuple[float, float, int, int]:
+        """log p(good), log p(bad) of the token after `ids`, the prompt tokens computed and
+        those served from the prefix cache."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -137,5 +157,5 @@ class MathShepherdPRM(_PRM):
         )
         final = await self._final(ids, params)
         row = final.outputs[0].logprobs[0]
-        computed = len(ids) - (final.num_cached_tokens or 0)
-        return row[self._good_id].logprob, row[self._bad_id].logprob, computed
+        hit = final.num_cached_tokens or 0
+        return row[self._good_id].logprob, row[self._bad_id].logprob, len(ids) - hit, hit

@@ -12,9 +12,21 @@ own module, and its names are importable from here as before:
 
 A trace's steps are its full text (`trace.prefix + trace.text`) cut at `delimiter` (empty
 pieces dropped). Each verifier returns one `Score` per trace: `steps` the per-step rewards in
-[0, 1], `value` their aggregate (`aggregate()`), `tokens` what the reward model processed for
-that trace, which the accountant charges as verifier tokens. A trace with no step text gets
-value 0.0, no step rewards, and costs nothing.
+[0, 1], `value` their aggregate (`aggregate()`), `tokens` what the reward model computed for
+that trace, which the accountant charges as verifier tokens, `cached` the prompt tokens its
+engine served from the prefix cache. A trace with no step text gets value 0.0, no step
+rewards, and costs nothing.
+
+Incremental scoring (`Score.path`): a step's reward depends only on the question and the steps
+up to it (the models are causal and read each step at its own tag), and step-level search
+scores a path again and again as it grows. So each PRM remembers the reward of every step
+prefix it scored (`StepMemo`, keyed by the question and the steps up to that one) and sends only
+the steps it does not know yet, each as a prompt cut just after that step's tag that reads the
+engine's prefix cache: the newest step of a beam costs about its own tokens, not the whole
+prefix again ("incremental"). Where the engine cannot read its cache for the model ("full-
+prefix": QwenPRM on a STEP-pooling engine or a vLLM server), or with `incremental=False`, every
+step is scored again. The choice is automatic; `Context.score` counts it per trace in
+`telemetry["verifier_paths"]`, and the accountant records cached and computed tokens apart.
 
 All requests of a call (every trace, every step) go to the engine together and are gathered, so
 concurrent `score()` calls from many problems are batched by the engine; nothing is locked.
@@ -23,11 +35,12 @@ concurrent `score()` calls from many problems are batched by the engine; nothing
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from tts.backends.common import load_tokenizer
+from tts.backends.common import LRU, load_tokenizer
 from tts.errors import TTSError
 from tts.interfaces import Verifier
 from tts.types import Problem, Score, Trace, split_steps
@@ -94,6 +107,38 @@ def yes_probability(t: Trace, model: str = "the judge") -> float | None:
     return p["yes"] / total if total > 0 else None
 
 
+class StepMemo:
+    """The rewards of step prefixes already scored: (question, steps[:k]) -> the k-th step's
+    reward, bounded (LRU). Keys are digests of the texts, so memory stays small."""
+
+    def __init__(self, size: int = 1 << 16):
+        self._lru: LRU[bytes, float] = LRU(size)
+
+    @staticmethod
+    def keys(question: str, steps: Sequence[str]) -> list[bytes]:
+        """One key per step: the digest of the question and the steps up to it (length-prefixed,
+        so no two different step lists share a key)."""
+        out: list[bytes] = []
+        h = hashlib.blake2b(digest_size=16)
+        data = question.encode()
+        h.update(len(data).to_bytes(8, "little") + data)
+        for step in steps:
+            data = step.encode()
+            h.update(len(data).to_bytes(8, "little") + data)
+            out.append(h.copy().digest())
+        return out
+
+    def get(self, keys: Sequence[bytes]) -> list[float | None]:
+        return [self._lru.get(k) for k in keys]
+
+    def put(self, keys: Sequence[bytes], rewards: Sequence[float]) -> None:
+        for k, r in zip(keys, rewards):
+            self._lru.put(k, float(r))
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
 class _PRM(Verifier):
     """What the model-backed PRMs share: step splitting, the engine's lifetime, and requests
     whose prompt the engine rejects (e.g. longer than the context) turned into a TTSError."""
@@ -146,9 +191,32 @@ class _PRM(Verifier):
         except ValueError as e:
             raise TTSError(f"PRM {self.model} could not score a {len(ids)}-token prompt: {e}") from e
 
-    def _score(self, rewards: Sequence[float], tokens: int) -> Score:
+    def _score(self, rewards: Sequence[float], tokens: int, cached: int = 0, path: str = "") -> Score:
         how = "last" if self.aggregate == "model" else self.aggregate
-        return Score(aggregate(rewards, how), tuple(rewards), tokens)
+        return Score(aggregate(rewards, how), tuple(rewards), tokens, cached, path)
+
+    # -- incremental scoring -----------------------------------------------------------------
+    incremental: bool = False
+    _memo: StepMemo | None = None
+
+    def _known(self, problem: Problem, steps: Sequence[str]) -> tuple[list[bytes], list[float | None]]:
+        """The memo keys of `steps` and the rewards already known for them (None: unknown; all
+        unknown when scoring is not incremental)."""
+        if not self.incremental:
+            return [], [None] * len(steps)
+        if self._memo is None:
+            self._memo = StepMemo()
+        keys = self._memo.keys(problem.question, steps)
+        return keys, self._memo.get(keys)
+
+    def _remember(self, keys: Sequence[bytes], rewards: Sequence[float]) -> None:
+        if self.incremental and self._memo is not None:
+            self._memo.put(keys, rewards)
+
+    @property
+    def scoring(self) -> str:
+        """"incremental" or "full-prefix": how this PRM scores a trace (see the module doc)."""
+        return "incremental" if self.incremental else "full-prefix"
 
     async def close(self) -> None:
         owner, self._owner = self._owner, None

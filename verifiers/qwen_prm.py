@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,12 @@ from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Score, Trace
 from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, _softmax_pair
 
 QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
+
+
+def _reward(row: Any) -> float:
+    """The "correct" label's softmax share of one row of label logits."""
+    a, b = (float(x) for x in row.tolist())
+    return _softmax_pair(b, a)
 
 
 @register("verifier", "qwen_prm")
@@ -43,8 +50,28 @@ class QwenPRM(_PRM):
     rows at `--pooler-config '{"step_tag_id": ID}'` (default 151651, Qwen's `<extra_0>`): a
     model whose step token has another id needs that flag, and a mismatch is reported.
 
-    `Score.tokens` is the PRM prompt's length (vLLM never reads the prefix cache for
-    token_classify, so every prompt token is computed).
+    Scoring (`incremental`, default None: automatic; `scoring` tells which was chosen):
+
+    - "incremental" (in process, the default): the engine is started with ALL token pooling
+      (`pooler_config=PoolerConfig(tok_pooling_type="ALL")`, with which vLLM 0.32 keeps prefix
+      caching for this causal pooling model) and each request sets
+      `skip_reading_prefix_cache=False`, so vLLM computes, and returns the label logits of, only
+      the prompt tokens not served from its prefix cache, the last one always among them. A
+      step's reward is read from the LAST row of a prompt cut just after that step's
+      `<extra_0>`: the model is causal, so that row equals the step's row in the whole prompt.
+      Rewards of step prefixes already scored are remembered (`StepMemo`), so scoring a grown
+      path sends one request, cut after its newest step, whose rows hold the rewards of all its
+      new steps: about the new steps' tokens instead of the whole prefix.
+    - "full-prefix": the whole prompt, every step's row read (STEP pooling at the step token's
+      id, or the step rows of ALL pooling without reading the cache). Used behind a vLLM
+      server (its /pooling route cannot ask to read the cache), on a shared engine started
+      with STEP pooling (vLLM 0.32 turns prefix caching off for STEP pooling:
+      `ModelConfig.is_prefix_caching_supported`, and token_classify requests default to
+      `skip_reading_prefix_cache=True`: `PoolingParams._merge_default_parameters`), or with
+      `incremental=False`.
+
+    `Score.tokens` is the prompt tokens the PRM computed, `Score.cached` those its prefix cache
+    served.
     """
 
     name = "qwen_prm"
@@ -65,6 +92,7 @@ class QwenPRM(_PRM):
         backoff: float = 0.5,
         timeout: float = 600,
         max_concurrency: int = 64,
+        incremental: bool | None = None,
         **engine_kwargs: Any,
     ):
         self.model = model
@@ -87,8 +115,30 @@ class QwenPRM(_PRM):
                 max_retries=max_retries, backoff=backoff, timeout=timeout,
             )
             self.num_params = num_params or model_parameters(model)
+            if incremental:
+                raise TTSError(
+                    "QwenPRM cannot score incrementally behind a vLLM server: its /pooling route "
+                    "never reads the prefix cache for token_classify; run the PRM in process"
+                )
+            self.incremental = False
             return
+        if engine is None and incremental is not False:
+            from vllm.config import PoolerConfig
+
+            engine_kwargs.setdefault("pooler_config", PoolerConfig(tok_pooling_type="ALL"))
         self._step_id = self._attach(engine, "pooling", num_params, engine_kwargs, self._check_step_token)
+        pooler = getattr(self._gen.engine.model_config, "pooler_config", None)
+        self._pooling = getattr(pooler, "tok_pooling_type", None) or "STEP"
+        cache = getattr(getattr(self._gen.engine, "vllm_config", None), "cache_config", None)
+        capable = self._pooling == "ALL" and bool(getattr(cache, "enable_prefix_caching", False))
+        if incremental and not capable:
+            raise TTSError(
+                f"QwenPRM cannot score incrementally on this engine ({self._pooling} pooling, prefix "
+                f"caching {'on' if getattr(cache, 'enable_prefix_caching', False) else 'off'}): start it "
+                "with pooler_config=PoolerConfig(tok_pooling_type='ALL') and prefix caching, or pass "
+                "incremental=None to fall back to full-prefix scoring"
+            )
+        self.incremental = capable if incremental is None else incremental
 
     def _check_step_token(self, tokenizer: Any) -> int:
         ids = tokenizer.encode(self.step_token, add_special_tokens=False)
@@ -126,16 +176,38 @@ class QwenPRM(_PRM):
             ))
         return ids
 
+    def step_ends(self, ids: Sequence[int], n: int) -> list[int]:
+        """For each of the `n` steps, the length of the prompt cut just after its step token."""
+        ends = [i + 1 for i, x in enumerate(ids) if x == self._step_id]
+        if len(ends) != n:
+            raise TTSError(
+                f"PRM {self.model} prompt has {len(ends)} '{self.step_token}' tokens for {n} steps; "
+                f"does a step contain '{self.step_token}'?"
+            )
+        return ends
+
+    def _plan(self, problem: Problem, steps: Sequence[str]) -> tuple[list[int], list[bytes], list, list[int]]:
+        """The prompt, the memo keys, the rewards known, and the indices of the steps to score."""
+        ids = self.prompt_ids(problem, steps)
+        keys, known = self._known(problem, steps)
+        todo = [i for i, r in enumerate(known) if r is None]
+        return ids, keys, known, todo
+
     async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
         total = 0
         for t in traces:
             steps = self.pieces(t)
             if not steps:
                 continue
-            if self._server is None:
-                total += len(self.prompt_ids(problem, steps))
-            else:
+            if self._server is not None:
                 total += byte_bound(self.messages(problem, steps))  # no tokenizer here
+            elif not self.incremental:
+                total += len(self.prompt_ids(problem, steps))
+            else:  # at most every cut prompt of a step to score, none of it cached
+                ids, _, _, todo = self._plan(problem, steps)
+                if todo:
+                    ends = self.step_ends(ids, len(steps))
+                    total += sum(ends[i] for i in todo)
         return total
 
     # -- scoring -------------------------------------------------------------------------------
@@ -143,6 +215,8 @@ class QwenPRM(_PRM):
         steps = self.pieces(trace)
         if not steps:
             return Score(0.0, (), 0)
+        if self.incremental:
+            return await self._score_incremental(problem, steps)
         if self._server is not None:
             rows, tokens = await self._pool_server(problem, steps)
         else:
@@ -158,12 +232,59 @@ class QwenPRM(_PRM):
                 f"PRM {self.model} returned {len(rows)} step rewards for {len(steps)} steps{hint}"
             )
         rewards = [_softmax_pair(float(r[1]), float(r[0])) for r in rows]
-        return self._score(rewards, tokens)
+        return self._score(rewards, tokens, 0, "full-prefix")
+
+    async def _score_incremental(self, problem: Problem, steps: Sequence[str]) -> Score:
+        """Only the steps whose reward is not remembered. The prompt cut after the newest of
+        them goes first, reading the prefix cache; it returns the rows of the tokens it computed
+        (always its last one), which hold the rewards of every step to score past the cached
+        part. A step to score inside the cached part (rare: its prefix was computed but its
+        reward not remembered) gets its own cut prompt, mostly served from the cache."""
+        ids, keys, known, todo = self._plan(problem, steps)
+        rewards = list(known)
+        tokens = cached = 0
+        if todo:
+            ends = self.step_ends(ids, len(steps))
+            rows, hit = await self._rows(ids[: ends[todo[-1]]])
+            tokens, cached = len(rows), hit
+            inside = []
+            for i in todo:
+                if ends[i] - 1 >= hit:
+                    rewards[i] = _reward(rows[ends[i] - 1 - hit])
+                else:
+                    inside.append(i)
+            for i, (more, more_hit) in zip(inside, await asyncio.gather(*(self._rows(ids[: ends[i]]) for i in inside))):
+                rewards[i] = _reward(more[-1])
+                tokens, cached = tokens + len(more), cached + more_hit
+            self._remember(keys, rewards)
+        return self._score(rewards, tokens, cached, "incremental")
+
+    async def _rows(self, ids: list[int]) -> tuple[Any, int]:
+        """The label logits of the tokens of `ids` the engine computed (the prompt's last ones:
+        with ALL pooling and the cache read, vLLM returns one row per computed token) and the
+        number of tokens served from the prefix cache."""
+        from vllm import PoolingParams
+
+        params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
+        final = await self._final(ids, params)
+        rows = final.outputs.data
+        hit = final.num_cached_tokens or 0
+        if len(rows) + hit != len(ids) or len(rows) == 0:
+            raise TTSError(
+                f"PRM {self.model} returned {len(rows)} rows for a {len(ids)}-token prompt with {hit} "
+                "tokens cached; incremental scoring needs ALL token pooling (pass incremental=False)"
+            )
+        return rows, hit
 
     async def _pool_in_process(self, problem: Problem, steps: Sequence[str]) -> tuple[list, int]:
         from vllm import PoolingParams
 
         ids = self.prompt_ids(problem, steps)
+        if self._pooling == "ALL":  # every row, the cache not read; ours are at the step tokens
+            params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=True)
+            final = await self._final(ids, params)
+            data = final.outputs.data
+            return [data[e - 1].tolist() for e in self.step_ends(ids, len(steps))], len(ids)
         # Raw logits (we take the softmax, as the reference does), rows at our step token's id.
         params = PoolingParams(task="token_classify", step_tag_id=self._step_id, use_activation=False)
         final = await self._final(ids, params)

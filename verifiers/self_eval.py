@@ -70,7 +70,8 @@ class SelfEval(Verifier):
         for judged, usage in outs:
             p_yes = yes_probability(judged[0], self.model)
             # neither word among the top-k: no prediction either way
-            scores.append(Score(0.5 if p_yes is None else 1.0 - p_yes, (), usage.prompt_tokens + usage.completion_tokens))
+            computed = usage.prompt_tokens - usage.cached_tokens + usage.completion_tokens
+            scores.append(Score(0.5 if p_yes is None else 1.0 - p_yes, (), computed, usage.cached_tokens))
         return scores
 
     async def close(self) -> None:

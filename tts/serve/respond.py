@@ -50,6 +50,7 @@ def usage(result: Result) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
         "tts": {
             "verifier_tokens": u.verifier_tokens,
+            "verifier_cached_tokens": u.verifier_cached_tokens,
             "cached_tokens": u.cached_tokens,
             "generator_calls": u.generator_calls,
             "verifier_calls": u.verifier_calls,
