@@ -72,6 +72,22 @@ async def test_generate_n_with_logprobs(gen):
     assert usage.prompt_tokens == 3 * await gen.count_prompt_tokens(req) > 0
 
 
+async def test_top_logprobs_up_to_the_servers_cap(gen):
+    """An LLM judge reads the top 20 (vLLM's default --max-logprobs): greedy or sampled, 20 come
+    back (the sampled case asked 21, one past the cap, and the server refused it with a 400);
+    past the cap, a clear error before anything is sent."""
+    for temperature in (0.0, 0.7):
+        traces, _ = await gen.generate(GenRequest(messages=QUESTION, max_tokens=3, temperature=temperature, logprobs=20))
+        rows = traces[0].top_logprobs
+        assert rows and all(len(r) == 20 and r == sorted(r, reverse=True) for r in rows)
+        if temperature == 0.0:  # greedy: the sampled token is the top one
+            assert all(abs(r[0] - lp) < 1e-5 for r, lp in zip(rows, traces[0].logprobs))
+    sent = sum(gen.calls.values())
+    with pytest.raises(TTSError, match="--max-logprobs 21"):
+        await gen.generate(GenRequest(messages=QUESTION, max_tokens=3, logprobs=21))
+    assert sum(gen.calls.values()) == sent
+
+
 async def test_token_counts_without_logprobs(gen):
     traces, usage = await gen.generate(GenRequest(messages=QUESTION, n=2, max_tokens=10))
     assert all(0 < t.num_tokens <= 10 and not t.logprobs for t in traces)

@@ -67,6 +67,7 @@ class OpenAIGenerator(Generator):
         extra_body: dict[str, Any] | None = None,
         max_model_len: int | None = None,
         max_retries: int | None = None,
+        max_logprobs: int = 20,
     ):
         if max_retries is not None:
             retries = max_retries - 1
@@ -89,6 +90,7 @@ class OpenAIGenerator(Generator):
         self._len_known = max_model_len is not None or not vllm
         self.vllm = vllm
         self.extra_body = dict(extra_body or {})
+        self.max_logprobs = max_logprobs  # the server's --max-logprobs (vLLM's default: 20)
         self.calls: Counter[str] = Counter()  # attempts sent to each base URL
         self._rr = itertools.count()
         self._tok_rr = itertools.count()  # /tokenize rotates on its own, so `calls` stays clean
@@ -142,9 +144,18 @@ class OpenAIGenerator(Generator):
         if req.stop:
             kw["stop"] = list(req.stop)
         if req.logprobs is not None:
+            if req.logprobs > self.max_logprobs:
+                raise TTSError(
+                    f"{req.logprobs} top logprobs asked of a server that allows {self.max_logprobs}: start "
+                    f"it with --max-logprobs {req.logprobs} and pass max_logprobs={req.logprobs}, or ask for fewer"
+                )
             # vLLM's server fills top_logprobs with the *sampled* token first, then the top
-            # tokens, cut to k: ask for k+1 and keep the k largest, which are the true top k.
-            k = req.logprobs + 1 if self.vllm and req.logprobs > 0 else req.logprobs
+            # tokens, cut to k: when sampling, ask for k+1 and keep the k largest, which are the
+            # true top k. Greedy samples the top token, so k already holds the top k; and k+1
+            # is never asked past the server's cap (a 400 otherwise), at the cost of the k-th
+            # token where the sampled one falls outside the top k.
+            sampled = self.vllm and req.logprobs > 0 and req.temperature > 0
+            k = min(req.logprobs + 1, self.max_logprobs) if sampled else req.logprobs
             kw.update(logprobs=True, top_logprobs=k)
         if extra:
             kw["extra_body"] = extra
