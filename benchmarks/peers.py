@@ -124,9 +124,7 @@ def vllm_server(model_dir: str, served: str, log_path: Path, timeout: float = 60
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
            "--served-model-name", served, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-           "--max-model-len", "4096", "--enable-prompt-tokens-details",
-           # the judge reads the top 20; our OpenAI backend asks vLLM for k + 1 (the sampled token first)
-           "--max-logprobs", "21"]
+           "--max-model-len", "4096", "--enable-prompt-tokens-details"]  # default --max-logprobs 20
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -496,7 +494,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=1, help="repeat every pair, swapping who goes first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge-top-k", type=int, default=20, help="top logprobs the judge reads P(Yes) from (a "
-                   "server of your own needs --max-logprobs >= this + 1)")
+                   "server of your own needs --max-logprobs >= this)")
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
