@@ -245,7 +245,10 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
         later = engine_counters()
         engine_tokens = sum(delta(after, later, f"vllm:{k}_tokens_total") for k in ("prompt", "generation"))
         assert beam.tts["verifier"] == "llm_judge" and beam.usage.tts["verifier_tokens"] > 0
-        assert beam.usage.total_tokens == engine_tokens  # generator + judge, both on this engine
+        # generator + judge, both on this engine; the judge's prompt tokens its prefix cache
+        # served are not in total_tokens (nothing was computed) but vLLM counts them as prompt
+        assert beam.usage.total_tokens + beam.usage.tts["verifier_cached_tokens"] == engine_tokens
+        assert beam.usage.prompt_tokens_details.cached_tokens == beam.usage.tts["cached_tokens"]
         assert beam.usage.tts["verifier_calls"] > 0 and beam.choices[0].message.content
 
         async def one(i: int):
