@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from tts.answers import extract_boxed
 from tts.errors import BudgetExceeded
 from tts.interfaces import Generator, StreamPlan, Verifier
-from tts.types import _USAGE_FIELDS, Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
+from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
 
 T = TypeVar("T")
 
@@ -101,7 +101,7 @@ class Accountant:
         )
         self.usage = self.usage + usage
         if hold is not None:
-            take = Usage(*(min(getattr(usage, f), getattr(hold[0], f)) for f in _USAGE_FIELDS))
+            take = usage.min(hold[0])
             hold[0] = hold[0] - take
             self._reserved = self._reserved - take
 
