@@ -219,24 +219,30 @@ async def force_thinking(ctx: "Context", req: GenRequest, hold: list[Usage] | No
     tele["samples"] += 1
 
     async def phase(r: GenRequest) -> AsyncIterator[Trace]:
-        head = out.text
+        """One continuation, its trace appended to `out` as it grows (yields `out` while it does,
+        then the continuation's own finished trace)."""
+        head, n0, k0 = out.text, out.num_tokens, out.thinking_tokens
+        lists = ("token_ids", "logprobs", "top_logprobs", "top_tokens")
+        starts = {name: len(getattr(out, name)) for name in lists}
+
+        def grow(t: Trace) -> None:
+            out.text, out.num_tokens = head + t.text, n0 + t.num_tokens
+            for name in lists:  # extend by what is new (the backend grows its trace in place)
+                mine, theirs = getattr(out, name), getattr(t, name)
+                mine.extend(theirs[len(mine) - starts[name]:])
+
         got: Trace | None = None
         if stream:
             async for t in ctx._stream(r, hold):
                 got = t
-                out.text = head + t.text
+                grow(t)
                 if not t.finished:
                     yield out
         else:
             got = (await ctx._generate(r, hold))[0]
         assert got is not None
-        out.text = head + got.text
-        out.num_tokens += got.num_tokens
-        out.thinking_tokens += got.thinking_tokens
-        out.token_ids += got.token_ids
-        out.logprobs += got.logprobs
-        out.top_logprobs += got.top_logprobs
-        out.top_tokens += got.top_tokens
+        grow(got)
+        out.thinking_tokens = k0 + got.thinking_tokens
         out.finish_reason, out.stop_reason = got.finish_reason, got.stop_reason
         yield got
 
