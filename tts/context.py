@@ -243,8 +243,11 @@ class Context:
             return last
 
         with self.accountant.reserve(await self.worst(req)) as hold:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(one(hold)) for _ in range(req.n)]
+            try:
+                async with asyncio.TaskGroup() as tg:  # one sample failing stops the others
+                    tasks = [tg.create_task(one(hold)) for _ in range(req.n)]
+            except BaseExceptionGroup as eg:  # the first failure, as a plain call raises it
+                raise eg.exceptions[0] from None
         traces = [t.result() for t in tasks]
         self._finish_traces(traces)
         return traces
