@@ -113,16 +113,25 @@ def test_servers_with_and_without_a_reasoning_parser(tiny_thinking_dir, tmp_path
                                 sampling=tts.Sampling(max_tokens=32, temperature=1.0), task=boxed_task())
             plain, usage = await gen.generate(GenRequest(MSG, n=2, max_tokens=24, temperature=1.0,
                                                          prefix="<think>\nlet me see</think>\n\n"))
+            import httpx
+
+            raw = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60, json={
+                "model": str(tiny_thinking_dir), "messages": MSG, "max_tokens": 8}).json()
+            message = raw["choices"][0]["message"]
             streamed = None
             async for streamed, _ in gen.stream(GenRequest(MSG, max_tokens=12, prefix="<think>\n")):
                 pass
-            return r, plain, streamed
+            return r, plain, streamed, message
         finally:
             await gen.close()
 
     for extra in (("--reasoning-parser", "deepseek_r1"), ()):
         with vllm_server(tiny_thinking_dir, tmp_path / f"server{len(extra)}.log", *extra) as port:
-            r, plain, streamed = asyncio.run(run(port))
+            r, plain, streamed, message = asyncio.run(run(port))
+        # vLLM 0.32 names the field `reasoning` (not `reasoning_content`); deepseek_r1 takes an
+        # output without markers for thinking
+        assert "reasoning_content" not in message
+        assert (message.get("reasoning") is not None) == bool(extra), message
         for t in r.traces:
             assert t.thinking is not None and t.thinking_tokens <= 16, (extra, t)
             assert t.text.startswith("<think>\n")

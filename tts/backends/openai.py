@@ -227,6 +227,13 @@ class OpenAIGenerator(Generator):
         parser gave one (the text becomes thinking + close marker + answer, as generated), else
         the markers in the text."""
         markers = self.markers
+        if reasoning is not None and req.prefix and (markers or Markers()).close in req.prefix \
+                and not opens_thinking(req.prefix, markers or Markers()):
+            # continued after a closed thinking: the parser, which sees only the output, takes
+            # an answer without markers for thinking (deepseek_r1 does); it is all answer
+            t.text = reasoning + (content or "")
+            t.thinking, t.answer_part, t.thinking_tokens = None, None, 0
+            return
         if reasoning is not None:
             markers = markers or Markers()
             close_id = await self._close_token(markers)
