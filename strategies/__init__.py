@@ -5,6 +5,7 @@ from strategies.adaptive_stop import ESC, AdaptiveConsistency
 from strategies.astar import AStar
 from strategies.beam_search import BeamSearch
 from strategies.best_of_n import BestOfN, weighted_majority
+from strategies.budget_forcing import BudgetForcing
 from strategies.certainty import CertaintyProbe
 from strategies.deepconf import DeepConf
 from strategies.deepprune import DeepPrune
@@ -16,6 +17,6 @@ from strategies.self_consistency import SelfConsistency
 
 __all__ = [
     "AdaptiveSampling", "EarlyPruning",
-    "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",
+    "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "BudgetForcing", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",
     "FirstFinish", "ParticleFilter", "SelfConsistency", "weighted_majority",
 ]

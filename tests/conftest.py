@@ -43,6 +43,27 @@ async def vllm_generator(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_thinking_dir(tmp_path_factory) -> Path:
+    """A tiny random reasoning model: `<think>`/`</think>` single tokens and a Qwen3-style chat
+    template with `enable_thinking` (its folder name makes it a Qwen3-family model)."""
+    from tiny_models import build_llama
+
+    return build_llama(tmp_path_factory.mktemp("models") / "tiny-qwen3-think", thinking=True)
+
+
+@pytest.fixture(scope="session")
+async def thinking_generator(tiny_thinking_dir):
+    """A second session engine, on the tiny reasoning model."""
+    from tts.backends.vllm import VLLMGenerator
+
+    gen = VLLMGenerator(
+        str(tiny_thinking_dir), seed=0, enforce_eager=True, max_model_len=2048, log_stats=True
+    )
+    yield gen
+    await gen.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_prm_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2.5-Math-PRM lookalike (vLLM's Qwen2ForProcessRewardModel)."""
     from tiny_models import build_qwen2_prm

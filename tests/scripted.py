@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from tts.interfaces import Generator
+from tts.thinking import Markers, mark_thinking, opens_thinking
 from tts.types import GenRequest, Trace, Usage
 
 
@@ -21,7 +22,9 @@ class ScriptedGenerator(Generator):
         num_params: int = 1000,
         delay: float = 0.0,
         top: list[tuple[str, float]] | None = None,
+        markers: Markers | None = None,
     ):
+        self.markers = markers  # a reasoning model's: traces split into thinking and answer
         self.completions = completions
         self.logprob = logprob
         self.top = top  # (token, logprob) pairs every position reports as its top-k, if given
@@ -39,13 +42,13 @@ class ScriptedGenerator(Generator):
         item = self.completions[self._next % len(self.completions)]
         self._next += 1
         text, logprob = item if isinstance(item, tuple) else (item, self.logprob)
-        finish = "stop"
+        finish, stop_reason = "stop", None
         for s in req.stop:
             if s in text:
-                text = text[: text.index(s)]
+                text, stop_reason = text[: text.index(s)], s
         words = text.split(" ")
         if len(words) > req.max_tokens:
-            words, finish = words[: req.max_tokens], "length"
+            words, finish, stop_reason = words[: req.max_tokens], "length", None
         n = len(words) if text else 0
         # logprob: one value for every token, or a list with one per token (cycled)
         lp = [logprob[i % len(logprob)] for i in range(n)] if isinstance(logprob, list) else [logprob] * n
@@ -55,10 +58,13 @@ class ScriptedGenerator(Generator):
             rows = sorted(self.top, key=lambda x: x[1], reverse=True)[: req.logprobs]
             top = [[lp for _, lp in rows] for _ in range(n)]
             tokens = [[tok for tok, _ in rows] for _ in range(n)]
-        return Trace(
+        t = Trace(
             " ".join(words), n, finish, lp if req.logprobs is not None else [], top,
-            prefix=req.prefix, top_tokens=tokens,
+            prefix=req.prefix, top_tokens=tokens, stop_reason=stop_reason,
         )
+        if self.markers is not None:
+            mark_thinking(t, self.markers, opens_thinking(req.prefix, self.markers))
+        return t
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
         self.calls += 1
@@ -87,5 +93,7 @@ class ScriptedGenerator(Generator):
             if full.top_logprobs:
                 trace.top_logprobs.append(full.top_logprobs[i - 1])
             if i == full.num_tokens:
-                trace.finish_reason = full.finish_reason
+                trace.finish_reason, trace.stop_reason = full.finish_reason, full.stop_reason
+                trace.thinking, trace.answer_part = full.thinking, full.answer_part
+                trace.thinking_tokens = full.thinking_tokens
             yield trace, Usage(prompt_tokens=prompt, completion_tokens=i)

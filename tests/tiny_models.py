@@ -17,6 +17,18 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# Qwen3's: the thinking switch `enable_thinking` (off: an empty thinking block in the prompt).
+QWEN3_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "{% if not (loop.last and continue_final_message is defined and continue_final_message) %}"
+    "<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
+)
+
+THINK_TOKENS = ("<think>", "</think>")
+
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 _CORPUS = [
@@ -28,9 +40,14 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(path: Path, extra_special: tuple[str, ...] = ()) -> None:
+def build_tokenizer(path: Path, extra_special: tuple[str, ...] = (), thinking: bool = False) -> None:
     """Train the tiny byte-level BPE tokenizer into `path`; `extra_special` adds special tokens
-    (single ids, never split), e.g. a PRM's step token."""
+    (single ids, never split), e.g. a PRM's step token. `thinking`: a reasoning model's, as
+    Qwen3's: `<think>`/`</think>` single tokens that stay in the decoded text (added, not
+    special, so vLLM's reasoning parsers find them and stop strings match them) and the
+    Qwen3-style template with its `enable_thinking` switch."""
+    from tokenizers import AddedToken
+
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -51,12 +68,15 @@ def build_tokenizer(path: Path, extra_special: tuple[str, ...] = ()) -> None:
         unk_token=None,
         additional_special_tokens=list(extra_special) or None,
     )
-    fast.chat_template = CHAT_TEMPLATE
+    if thinking:
+        fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
+    fast.chat_template = QWEN3_CHAT_TEMPLATE if thinking else CHAT_TEMPLATE
     fast.save_pretrained(path)
 
 
-def build_llama(path: str | Path, hidden: int = 128, layers: int = 2, seed: int = 0) -> Path:
-    """A tiny random Llama with its tokenizer in `path`; returns the path. Idempotent."""
+def build_llama(path: str | Path, hidden: int = 128, layers: int = 2, seed: int = 0, thinking: bool = False) -> Path:
+    """A tiny random Llama with its tokenizer in `path`; returns the path. Idempotent.
+    `thinking`: a reasoning model's tokenizer and template (see `build_tokenizer`)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -64,7 +84,7 @@ def build_llama(path: str | Path, hidden: int = 128, layers: int = 2, seed: int 
     if (path / "config.json").exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    build_tokenizer(path)
+    build_tokenizer(path, thinking=thinking)
     tok = AutoTokenizer.from_pretrained(path)
     torch.manual_seed(seed)
     config = LlamaConfig(

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--temperature", type=float, help="default 0.7 (replay: the bank's)")
     b.add_argument("--top-p", type=float, help="default 1.0 (replay: the bank's)")
     b.add_argument("--max-tokens", type=int, help="per sample; default 1024 (replay: the bank's)")
+    b.add_argument("--enable-thinking", action=argparse.BooleanOptionalAction, default=None,
+                   help="a reasoning model's thinking switch in its chat template (Qwen3's enable_thinking)")
+    b.add_argument("--thinking-budget", type=int, metavar="B",
+                   help="cap each sample's thinking at B tokens, then close it and generate the answer")
+    b.add_argument("--think-open", help="thinking open marker of a model of no known family (e.g. '<think>')")
+    b.add_argument("--think-close", help="thinking close marker (e.g. '</think>')")
     b.add_argument("--budget", action="append", default=[], metavar="CAP=V",
                    help="per-problem cap, e.g. total_tokens=20000 (caps: completion_tokens, total_tokens, "
                    "verifier_tokens, calls, flops, wall_seconds)")
@@ -226,6 +232,8 @@ def _bench(args: argparse.Namespace) -> int:
         base_urls=args.base_url, bank=args.bank,
         data=args.data, limit=args.limit, out=args.out, seed=args.seed,
         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
+        enable_thinking=args.enable_thinking, thinking_budget=args.thinking_budget,
+        think_open=args.think_open, think_close=args.think_close,
         budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
         max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
         timeout=args.timeout, retries=args.retries,

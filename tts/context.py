@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tts.answers import extract_boxed
+from tts.thinking import extract_answer
 from tts.errors import BudgetExceeded
 from tts.interfaces import Generator, StreamPlan, Verifier
 from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
@@ -137,6 +138,9 @@ class Context:
     extract: Callable[[str], str | None] = extract_boxed
     seed: int = 0
     telemetry: dict[str, Any] = field(default_factory=dict)
+    # Budget forcing of every sample (tts.thinking.Forcing; set by the budget_forcing strategy);
+    # None: `sampling.thinking_budget`'s plain cap, if any.
+    forcing: Any = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -159,18 +163,42 @@ class Context:
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
             logprobs=self.verifier.logprobs if self.verifier is not None else None,
+            enable_thinking=self.sampling.enable_thinking,
+            forcing=self._forcing(),
         )
         base.update(overrides)
         return GenRequest(**base)
 
+    def _forcing(self) -> Any:
+        if self.forcing is not None:
+            return self.forcing
+        if self.sampling.thinking_budget is not None:
+            from tts.thinking import Forcing
+
+            return Forcing(self.sampling.thinking_budget)
+        return None
+
+    async def worst(self, req: GenRequest) -> Usage:
+        """The most `req` can cost. A budget-forced sample takes up to `Forcing.calls` calls,
+        each prefilling the prompt plus the prefix grown so far (at most max_tokens generated
+        and the inserted text), none of it assumed cached."""
+        prompt = await self.generator.count_prompt_tokens(req)
+        f = req.forcing
+        if f is None:
+            return self.accountant.worst_generation(prompt, req.n, req.max_tokens)
+        markers = getattr(self.generator, "markers", None)
+        extra = f.inserted_bound(markers) if markers is not None else 0
+        w = self.accountant.worst_generation(f.calls * (prompt + req.max_tokens + extra), req.n, req.max_tokens)
+        w.generator_calls = req.n * f.calls
+        return w
+
     async def affordable(self, req: GenRequest) -> int:
         """The largest n' <= req.n whose worst case fits the budget now (0 if none does)."""
-        prompt = await self.generator.count_prompt_tokens(req)
         lo, hi = 0, req.n
         while lo < hi:  # binary search: the worst case grows monotonically with n
             mid = (lo + hi + 1) // 2
             try:
-                self.accountant.check(self.accountant.worst_generation(prompt, mid, req.max_tokens))
+                self.accountant.check(await self.worst(req.replace(n=mid)))
                 lo = mid
             except BudgetExceeded:
                 hi = mid - 1
@@ -197,35 +225,84 @@ class Context:
     def _finish_traces(self, traces: Sequence[Trace]) -> None:
         for t in traces:
             if t.answer is None and t.finish_reason is not None:
-                t.answer = self.extract(t.text)
+                t.answer, t.answer_from = extract_answer(t, self.extract)
 
     async def generate(self, req: GenRequest) -> list[Trace]:
-        """`req.n` traces, answers extracted; raises BudgetExceeded if they might not fit."""
+        """`req.n` traces, answers extracted; raises BudgetExceeded if they might not fit.
+        With `req.forcing`, each is a budget-forced sample (`tts.thinking.force_thinking`),
+        its continuations charged under one reservation of the n samples' worst case."""
+        if req.forcing is None:
+            return await self._generate(req)
+        from tts.thinking import force_thinking
+
+        async def one(hold: list[Usage]) -> Trace:
+            last = None
+            async for last in force_thinking(self, req.replace(n=1), hold):
+                pass
+            assert last is not None
+            return last
+
+        with self.accountant.reserve(await self.worst(req)) as hold:
+            try:
+                async with asyncio.TaskGroup() as tg:  # one sample failing stops the others
+                    tasks = [tg.create_task(one(hold)) for _ in range(req.n)]
+            except BaseExceptionGroup as eg:  # the first failure, as a plain call raises it
+                raise eg.exceptions[0] from None
+        traces = [t.result() for t in tasks]
+        self._finish_traces(traces)
+        return traces
+
+    async def _generate(self, req: GenRequest, hold: list[Usage] | None = None) -> list[Trace]:
+        """One generator call; under `hold` (a caller's reservation) or a reservation of its own."""
         acc = self.accountant
-        prompt = await self.generator.count_prompt_tokens(req)
-        worst = acc.worst_generation(prompt, req.n, req.max_tokens)
-        with acc.reserve(worst):
+        worst = await self.worst(req)
+        with (acc.reserve(worst) if hold is None else contextlib.nullcontext(hold)) as held:
             try:
                 async with _deadline(acc.remaining_seconds()):
                     traces, usage = await self.generator.generate(req)
             except TimeoutError:
                 # The engine aborted the call at the wall-clock cap; how far it got is unknown,
                 # so charge the worst case we reserved (an upper bound, never an undercount).
-                acc.charge_generation(worst)
+                acc.charge_generation(worst, held)
                 raise BudgetExceeded("wall_seconds") from None
-        usage.generator_calls = 1
-        acc.charge_generation(usage)
+            usage.generator_calls = 1
+            usage.thinking_tokens = sum(t.thinking_tokens for t in traces)
+            acc.charge_generation(usage, held)
         self._finish_traces(traces)
         return traces
 
     async def stream(self, req: GenRequest) -> AsyncIterator[Trace]:
         """One growing sample; charged as it grows, so an abandoned stream is charged only up
-        to where it was abandoned (closing the iterator aborts the backend request)."""
+        to where it was abandoned (closing the iterator aborts the backend request). With
+        `req.forcing`, a budget-forced sample streamed continuation by continuation."""
+        if req.forcing is None:
+            agen = self._stream(req)
+        else:
+            from tts.thinking import force_thinking
+
+            async def forced() -> AsyncIterator[Trace]:
+                with self.accountant.reserve(await self.worst(req)) as hold:
+                    inner = force_thinking(self, req, hold, stream=True)
+                    try:
+                        async for t in inner:
+                            if t.finished:
+                                self._finish_traces([t])
+                            yield t
+                    finally:
+                        await inner.aclose()
+
+            agen = forced()
+        try:
+            async for t in agen:
+                yield t
+        finally:
+            await agen.aclose()
+
+    async def _stream(self, req: GenRequest, outer: list[Usage] | None = None) -> AsyncIterator[Trace]:
         acc = self.accountant
-        prompt = await self.generator.count_prompt_tokens(req)
-        worst = acc.worst_generation(prompt, 1, req.max_tokens)
+        worst = await self.worst(req)
         charged = Usage(generator_calls=1)
-        with acc.reserve(worst) as hold:
+        with (acc.reserve(worst) if outer is None else contextlib.nullcontext(outer)) as hold:
             acc.charge_generation(Usage(generator_calls=1), hold)  # dispatched: a call, whatever follows
             agen = self.generator.stream(req)
             try:
@@ -235,6 +312,7 @@ class Context:
                             prompt_tokens=usage.prompt_tokens - charged.prompt_tokens,
                             cached_tokens=usage.cached_tokens - charged.cached_tokens,
                             completion_tokens=usage.completion_tokens - charged.completion_tokens,
+                            thinking_tokens=(trace.thinking_tokens - charged.thinking_tokens) if trace.finished else 0,
                         )
                         acc.charge_generation(delta, hold)
                         charged = charged + delta

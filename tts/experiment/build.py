@@ -49,6 +49,12 @@ class BenchConfig(BaseModel):
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
+    # reasoning models: the template's thinking switch, a cap on each sample's thinking tokens,
+    # and the thinking markers of a model of no known family (tts.thinking)
+    enable_thinking: bool | None = None
+    thinking_budget: int | None = Field(None, ge=1)
+    think_open: str | None = None
+    think_close: str | None = None
     budget: BudgetCaps = Field(default_factory=dict)
     concurrency: int = Field(64, ge=1)
     max_model_len: int = Field(4096, ge=1)
@@ -138,7 +144,8 @@ def resolve_sampling(cfg: BenchConfig, bank: Any = None) -> Sampling:
     recorded = (bank or open_bank(cfg)).sampling if cfg.backend == "replay" else {}
     d = Sampling()
     pick = lambda f: next(v for v in (getattr(cfg, f), recorded.get(f), getattr(d, f)) if v is not None)  # noqa: E731
-    return Sampling(pick("temperature"), pick("top_p"), pick("max_tokens"))
+    return Sampling(pick("temperature"), pick("top_p"), pick("max_tokens"),
+                    enable_thinking=cfg.enable_thinking, thinking_budget=cfg.thinking_budget)
 
 
 def build_generator(cfg: BenchConfig) -> Any:
@@ -153,13 +160,16 @@ def build_generator(cfg: BenchConfig) -> Any:
             seed=cfg.seed,
             max_model_len=cfg.max_model_len,
             enforce_eager=cfg.enforce_eager,
+            think_open=cfg.think_open,
+            think_close=cfg.think_close,
         )
     if cfg.backend == "openai":
         from tts.backends.openai import OpenAIGenerator
 
         if not cfg.model or not cfg.base_urls:
             raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
-        return OpenAIGenerator(cfg.model, cfg.base_urls, **request_policy(OpenAIGenerator, cfg))
+        return OpenAIGenerator(cfg.model, cfg.base_urls, think_open=cfg.think_open, think_close=cfg.think_close,
+                               **request_policy(OpenAIGenerator, cfg))
     if cfg.backend == "replay":
         from tts.backends.replay import ReplayGenerator
 

@@ -317,6 +317,9 @@ def summarize(
         "mean_wall_seconds": mean("wall_seconds"),
         "stopped_by_budget": sum(r.get("stopped_by") == "budget" for r in records),
     }
+    if any("thinking_tokens" in r["usage"] for r in records):  # a reasoning model's split
+        out["mean_thinking_tokens"] = sum(r["usage"].get("thinking_tokens", 0) for r in records) / k
+        out["mean_answer_tokens"] = out["mean_completion_tokens"] - out["mean_thinking_tokens"]
     if all("pass_at_n" in r for r in records):
         out["pass_at_n"] = sum(r["pass_at_n"] for r in records) / k
         out["maj_at_n"] = sum(r["maj_at_n"] for r in records) / k

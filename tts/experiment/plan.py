@@ -25,7 +25,7 @@ from tts.registry import lookup
 from tts.types import Problem
 
 RUN_AXES = ("strategy", "n", "verifier", "verifier_model")
-SAMPLING_AXES = ("temperature", "top_p", "max_tokens")
+SAMPLING_AXES = ("temperature", "top_p", "max_tokens", "enable_thinking", "thinking_budget")
 PLAN_FILE = "plan.json"
 Axes = dict[str, list[Any]]
 
@@ -243,7 +243,7 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
             verifier=verifier, verifier_model=get("verifier_model", block.verifier_model), model=m.name,
             backend=m.backend, base_urls=m.base_urls, bank=m.bank, seed=seed, budget=dict(sw.budget),
             concurrency=sw.concurrency, max_model_len=m.max_model_len, enforce_eager=m.enforce_eager,
-            timeout=m.timeout, retries=m.retries, **sampling,
+            timeout=m.timeout, retries=m.retries, think_open=m.think_open, think_close=m.think_close, **sampling,
         )
     except ValidationError as e:  # an axis value out of range (a grid's temperature: -1, ...)
         raise SweepError(file, bpath, one_line(e)) from None

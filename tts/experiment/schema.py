@@ -35,6 +35,8 @@ class ModelSpec(_Strict):
     enforce_eager: bool | None = None
     timeout: Timeout = None
     retries: Retries = None
+    think_open: str | None = Field(None, description="thinking markers of a reasoning model of no known family")
+    think_close: str | None = None
 
 
 class TaskSpec(_Strict):
@@ -59,6 +61,8 @@ class SamplingSpec(_Strict):
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
+    enable_thinking: bool | None = Field(None, description="the chat template's thinking switch (Qwen3's)")
+    thinking_budget: int | None = Field(None, ge=1, description="cap each sample's thinking tokens, then answer")
 
 
 class SweepFile(_Strict):

@@ -55,8 +55,14 @@ def budget_caps(budget: Budget | None) -> dict[str, float]:
     return {k: getattr(budget, k) for k in Budget.__dataclass_fields__ if getattr(budget, k) is not None}
 
 
+# Sampling fields added after results were keyed by the others: hashed only when set, so every
+# configuration without them keeps its key.
+OPTIONAL_SAMPLING = ("enable_thinking", "thinking_budget")
+
+
 def sampling_fields(sampling: Sampling) -> dict[str, Any]:
-    return {k: getattr(sampling, k) for k in Sampling.__dataclass_fields__}
+    return {k: getattr(sampling, k) for k in Sampling.__dataclass_fields__
+            if not (k in OPTIONAL_SAMPLING and getattr(sampling, k) is None)}
 
 
 def backend_of(generator: Any) -> BackendId:

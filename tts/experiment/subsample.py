@@ -20,7 +20,10 @@ from tts.registry import lookup
 
 
 def subsamplable(cfg: BenchConfig) -> bool:
-    """Asked of the configured strategy, not its class: DeepConf is subsamplable offline only."""
+    """Asked of the configured strategy, not its class: DeepConf is subsamplable offline only.
+    A thinking budget continues each sample from its prefix, which a bank cannot hold: live."""
+    if cfg.thinking_budget is not None or cfg.enable_thinking is not None:
+        return False
     return bool(build_strategy(cfg.strategy, cfg.n, cfg.params).subsamplable)
 
 

@@ -155,7 +155,8 @@ class Streams:
     async def race(self, n: int, k: int, reason: str) -> AsyncIterator[Run]:
         """Launch n streams and yield each as it ends (as `ended` does); once k of them have
         reached their end of sequence (finished, not cut at max_tokens), stop the rest."""
-        if self.ctx.generator.plans_streams and self.watch is None and not self.runs:
+        if (self.ctx.generator.plans_streams and self.watch is None and not self.runs
+                and self.request.forcing is None):
             for run in await self._planned_race(n, k, reason):
                 yield run
             return
