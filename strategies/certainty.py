@@ -18,6 +18,12 @@ prompt is the trace so far (mostly from the prefix cache), their completion the 
 A probe the budget refuses ends probing for that trace (it runs on); a probe that fails is
 counted in telemetry "probe_failures" and the trace runs on. References and deviations:
 docs/references.md.
+
+Reasoning models: the probe suffix is appended to the trace as it stands, inside the thinking,
+exactly as the reference (dynasor/cot.py appends "... Oh, I suddenly got the answer ..." to the
+running prompt without closing the thinking; it writes "</think>" only into the final text it
+returns after a certain stop). A stopped trace answers with its last probe's answer; its text is
+not extended with the closing answer the reference prints.
 """
 
 from __future__ import annotations

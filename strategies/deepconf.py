@@ -28,6 +28,11 @@ analysis_offline.py variants.
 Where the reference rounds confidences to 3 decimals we do not; its token confidence also
 averages in the sampled token when vLLM adds it outside the top-k, ours uses the true top-k.
 References read (repository, files) and every known deviation: docs/references.md.
+
+Reasoning models: confidence runs over every generated token, thinking and answer alike, as
+the reference does (deepconf-online.py scores the whole output of DeepSeek-R1-0528-Qwen3-8B
+with no `</think>` handling); a trace stopped inside its thinking has no answer part and votes
+with the last answer its thinking boxed, if any (the trace's `answer_from` says "thinking").
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ as on a real engine where judging a prefix takes far less than generating the re
 
 Telemetry: `clusters` (member trace indices, representative first), `pruned`, `judge_calls`,
 `judge_failures`, `judge_refused`, `votes`.
+
+Reasoning models: the prefix is the first `prefix_tokens` generated tokens, so on a model that
+thinks first it is a thinking prefix (the paper's setting: its judge reads truncated reasoning
+traces of R1-style models); no `</think>` handling is needed or done. A trace that closed its
+thinking before the prefix length is compared on thinking and the answer start, as written.
 """
 
 from __future__ import annotations

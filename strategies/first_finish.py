@@ -16,6 +16,11 @@ the order they ended (their answer, if any, is what they boxed before the cut); 
 one the budget refuses to start makes stopped_by "budget". Telemetry: "finish_order" (indices of
 the counted finished traces, in order), "cut" (indices of traces cut at max_tokens), "stopped",
 "fallback", "votes". References and deviations: docs/references.md.
+
+Reasoning models: "finished" is the end of the whole sequence (thinking closed and the answer
+written), and lengths are all generated tokens, thinking included, as the paper compares
+trace lengths of R1-style models; a trace that closed its thinking but was cut in its answer
+has not finished.
 """
 
 from __future__ import annotations
