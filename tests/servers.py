@@ -103,16 +103,34 @@ class StubServer:
         self.httpd.server_close()
 
 
-def engine_counters() -> dict[str, float]:
-    """vLLM's own Prometheus counters (the engine's token counts, independent of ours)."""
-    from prometheus_client import REGISTRY
+def engine_counters(gen) -> dict[str, float]:
+    """vLLM's own Prometheus counters of `gen`'s engine (its token counts, independent of ours).
 
+    Read from that engine's stat logger, not the global registry: each new engine (the thinking
+    engine is a second one) unregisters the vllm:* metrics of the engines before it."""
+    from prometheus_client import Counter
+    from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+    loggers = [lg for lg in gen.engine.logger_manager.stat_loggers if isinstance(lg, PrometheusStatLogger)]
     out: dict[str, float] = {}
-    for metric in REGISTRY.collect():
-        if metric.name.startswith("vllm:") and metric.type == "counter":
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    out[s.name] = out.get(s.name, 0.0) + s.value
+
+    def walk(obj):
+        if isinstance(obj, Counter):
+            for metric in obj.collect():
+                for s in metric.samples:
+                    if s.name.endswith("_total"):
+                        out[s.name] = out.get(s.name, 0.0) + s.value
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                walk(v)
+
+    for lg in loggers:
+        for name, value in vars(lg).items():
+            if name.startswith("counter"):
+                walk(value)
     return out
 
 

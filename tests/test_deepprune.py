@@ -283,11 +283,11 @@ async def test_deepprune_on_the_engine_stops_pruned_requests(vllm_generator):
     at the engine right after their 8-token prefix is judged."""
     max_tokens = 48
     strategy = DeepPrune(4, judge=ProbeJudge(max_tokens=4), tau=0.0, prefix_tokens=8)
-    before = engine_counters()
+    before = engine_counters(vllm_generator)
     r = await tts.solve(Problem("dp-e2e", "What is 2 + 3? " * 4), strategy, generator=vllm_generator,
                         sampling=tts.Sampling(max_tokens=max_tokens, temperature=1.0))
     await asyncio.sleep(1.0)  # let the engine publish its counters
-    after = engine_counters()
+    after = engine_counters(vllm_generator)
 
     (cluster,) = r.telemetry["clusters"]
     assert sorted(cluster) == [0, 1, 2, 3] and r.telemetry["judge_calls"] == 3
@@ -311,7 +311,7 @@ async def test_deepprune_on_the_engine_stops_pruned_requests(vllm_generator):
           f"{undelivered:.0f} over {r.telemetry['pruned']} aborted streams")
     assert 0 <= undelivered <= 2 * r.telemetry["pruned"]
     await asyncio.sleep(1.0)  # nothing runs on after solve returned
-    assert engine_counters()["vllm:generation_tokens_total"] == after["vllm:generation_tokens_total"]
+    assert engine_counters(vllm_generator)["vllm:generation_tokens_total"] == after["vllm:generation_tokens_total"]
 
 
 @pytest.mark.engine

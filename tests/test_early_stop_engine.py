@@ -37,12 +37,12 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
         "adaptive_consistency": AdaptiveConsistency(4),
     }
     sampling = tts.Sampling(max_tokens=MAX_TOKENS, temperature=1.0)
-    before = engine_counters()
+    before = engine_counters(vllm_generator)
     results = await asyncio.gather(*(
         tts.solve(problem, s, generator=vllm_generator, sampling=sampling) for s in strategies.values()
     ))
     await asyncio.sleep(1.0)  # let the engine publish its counters
-    after = engine_counters()
+    after = engine_counters(vllm_generator)
     r = dict(zip(strategies, results))
 
     conf = r["deepconf"]
@@ -70,7 +70,7 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
     assert total.prompt_tokens == delta(before, after, "vllm:prompt_tokens_total")
     # Nothing kept running after the strategies returned: the counters are still.
     await asyncio.sleep(1.0)
-    assert delta(after, engine_counters(), "vllm:generation_tokens_total") == 0
+    assert delta(after, engine_counters(vllm_generator), "vllm:generation_tokens_total") == 0
 
 
 @pytest.mark.parametrize("strategy, params", [

@@ -52,9 +52,11 @@ def test_table_csv_markdown(swept):
     with open(out / "report.csv") as f:
         assert len(list(csv.DictReader(f))) == 8
     md = (out / "report.md").read_text()
-    assert md.count("\n| math500 |") == 8 and "bootstrap" in md
+    table_md, saturation_md = md.split("## Saturation points (TTSPM)")
+    assert table_md.count("\n| math500 |") == 8 and "bootstrap" in table_md
+    assert saturation_md.count("\n| math500 | n |") == 2  # each curve swept over 4 values of n: fitted
     # the imported bank has no parameter count: no FLOPs plot, one tokens plot
-    assert [p.name for p in paths if p.suffix == ".png"] == ["acc_vs_tokens_math500.png"]
+    assert [p.name for p in paths if p.suffix == ".png"] == ["acc_vs_tokens_math500.png"]  # no thinking budgets
 
 
 def test_png_and_figure(swept):

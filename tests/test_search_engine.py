@@ -40,7 +40,9 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     problem = Problem("search-e2e", QUESTION)
     assert await vllm_generator.count_prompt_tokens(GenRequest(problem.messages())) > 256
     searches = {
-        "beam_search": BeamSearch(4, beam_width=2, max_steps=3, delimiter=delim),
+        # 8 samples, not 4: all 4 first steps of the random model once ran to the 16-token limit
+        # without the delimiter (every path finished after one step)
+        "beam_search": BeamSearch(8, beam_width=2, max_steps=3, delimiter=delim),
         "dvts": DVTS(4, beam_width=2, max_steps=3, delimiter=delim),
         "astar": AStar(k=2, max_steps=3, delimiter=delim),
         "particle_filter": ParticleFilter(4, max_steps=3, delimiter=delim),
@@ -50,7 +52,7 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     }
     budget = Budget(completion_tokens=40)
     judge = LLMJudgePRM(vllm_generator, delimiter=delim)
-    before = engine_counters()
+    before = engine_counters(vllm_generator)
     # All searches at once (as run_many runs problems): the engine batches all their requests.
     results = await asyncio.gather(
         *(
@@ -62,7 +64,7 @@ async def test_search_strategies_on_the_engine(vllm_generator):
                   verifier=judge, sampling=tts.Sampling(max_tokens=16), budget=budget),
     )  # fmt: skip
     await asyncio.sleep(1.0)  # let the engine publish its counters
-    after = engine_counters()
+    after = engine_counters(vllm_generator)
     *runs, budgeted = results
     for name, r in zip(searches, runs):
         tree = r.telemetry["tree"]

@@ -228,10 +228,10 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
     requests with zero failures: every usage figure is what vLLM itself counted."""
     async with serving(vllm_generator, max_model_len=2048, max_tokens=12, temperature=1.0) as (url, _):
         c = client(url)
-        before = engine_counters()
+        before = engine_counters(vllm_generator)
         sc = await c.chat.completions.create(model="self_consistency/tiny", messages=ASK, n=3)
         await asyncio.sleep(1.0)  # let the engine publish its counters
-        after = engine_counters()
+        after = engine_counters(vllm_generator)
         assert sc.usage.completion_tokens == delta(before, after, "vllm:generation_tokens_total")
         assert sc.usage.prompt_tokens == delta(before, after, "vllm:prompt_tokens_total")
         assert sc.usage.tts["cached_tokens"] == delta(before, after, "vllm:prompt_tokens_cached_total")
@@ -242,7 +242,7 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
             extra_body={"tts": {"strategy": "beam_search", "n": 2,
                                 "params": {"beam_width": 2, "max_steps": 2, "step_tokens": 8}}})
         await asyncio.sleep(1.0)
-        later = engine_counters()
+        later = engine_counters(vllm_generator)
         engine_tokens = sum(delta(after, later, f"vllm:{k}_tokens_total") for k in ("prompt", "generation"))
         assert beam.tts["verifier"] == "llm_judge" and beam.usage.tts["verifier_tokens"] > 0
         # generator + judge, both on this engine; the judge's prompt tokens its prefix cache
@@ -256,7 +256,7 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
                                                    n=2, max_tokens=8)
         replies = await asyncio.gather(*(one(i) for i in range(64)), return_exceptions=True)
         await asyncio.sleep(1.0)
-        end = engine_counters()
+        end = engine_counters(vllm_generator)
     failed = [r for r in replies if isinstance(r, BaseException)]
     assert not failed, failed[:3]
     assert sum(r.usage.completion_tokens for r in replies) == delta(later, end, "vllm:generation_tokens_total")
@@ -273,7 +273,7 @@ async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
         assert chunks[-1].usage.tts["samples"] == 3 and chunks[-1].usage.completion_tokens > 0
 
         # first_finish runs its traces in tasks of their own: all must stop with the client.
-        before = engine_counters()
+        before = engine_counters(vllm_generator)
         async with httpx.AsyncClient(base_url=url, timeout=30) as h:
             async with h.stream("POST", "/v1/chat/completions", json={
                     "model": "first_finish/tiny", "messages": ASK, "n": 4, "max_tokens": 1900, "stream": True,
@@ -282,9 +282,9 @@ async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
                     if line == ": keep-alive":
                         break  # the strategy is working: hang up
         await asyncio.sleep(1.0)
-        gone = engine_counters()
+        gone = engine_counters(vllm_generator)
         await asyncio.sleep(1.0)
-        still = engine_counters()
+        still = engine_counters(vllm_generator)
         async with httpx.AsyncClient(base_url=url) as h:
             metrics = (await h.get("/metrics")).text
     generated = delta(before, gone, "vllm:generation_tokens_total")

@@ -5,8 +5,10 @@ own counters."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+import yaml
 from servers import engine_counters, vllm_server
 
 import tts
@@ -15,6 +17,47 @@ from tts.thinking import Markers, split_thinking
 from tts.types import GenRequest, Problem
 
 pytestmark = pytest.mark.engine
+
+
+def cli_budget_forcing(model, data, tmp_path, *backend):
+    """`tts bench --strategy budget_forcing` and `tts sweep` over n x budget, then `tts report`,
+    as a user runs them (subprocesses), on `backend` (none: the in-process engine). Checks the
+    records' thinking/answer split, the saturation table and the Pareto plot."""
+    from test_cli import tts_cli
+
+    out = tmp_path / "bench.jsonl"
+    bench = tts_cli("bench", "--task", "gsm8k", "--data", str(data), "--limit", "2", "--strategy", "budget_forcing",
+                    "-n", "2", "--param", "budget=16", "--param", "extensions=1", "--max-tokens", "32",
+                    "--temperature", "1.0", "--model", str(model), "--max-model-len", "2048", "--enforce-eager",
+                    *backend, "--out", str(out))
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    sweep_file = tmp_path / "sweep.yaml"
+    model_block = {"name": str(model), "max_model_len": 2048, "enforce_eager": True}
+    if backend:
+        model_block.update(backend="openai", base_urls=[backend[-1]])
+    sweep_file.write_text(yaml.safe_dump({
+        "model": model_block, "tasks": [{"name": "gsm8k", "data": str(data), "limit": 2}],
+        "sampling": {"temperature": 1.0, "max_tokens": 40},
+        "strategy": {"name": "budget_forcing", "params": {"extensions": 1}},
+        "grid": {"n": [1, 2, 3], "budget": [16, 24, 32]}, "seeds": [0], "output": str(tmp_path / "sweep"),
+    }))
+    sweep = tts_cli("sweep", str(sweep_file))
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records += [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 + 9 * 2 and not any(r.get("status") == "failed" or r["error"] for r in records)
+    for r in records:
+        u = r["usage"]
+        assert 0 < u["thinking_tokens"] <= u["completion_tokens"]
+        assert u["thinking_tokens"] + u["answer_tokens"] == u["completion_tokens"]
+    rep = tts_cli("report", str(tmp_path / "sweep"))
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert "saturation points" in rep.stdout and "thinking tokens" in rep.stdout
+    assert (tmp_path / "sweep" / "ttspm_gsm8k.png").exists() and (tmp_path / "sweep" / "saturation.csv").exists()
+
+
+def test_cli_budget_forcing_bench_sweep_report_on_the_engine(tiny_thinking_dir, shared_data, tmp_path):
+    cli_budget_forcing(tiny_thinking_dir, shared_data / "gsm8k_test.jsonl", tmp_path)
 
 MSG = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -44,11 +87,11 @@ async def test_budget_forcing_on_the_engine_matches_its_counters(thinking_genera
     assert gen.markers is not None and gen.markers.switch == "enable_thinking"
     problems = [Problem(f"t{i}", f"Compute {i} + {i}. " * 4, answer="5") for i in range(3)]
     budget = 24
-    before = engine_counters()
+    before = engine_counters(gen)
     rs = await tts.run_many(problems, BudgetForcing(n=2, budget=budget, extensions=1), generator=gen,
                             sampling=tts.Sampling(max_tokens=40, temperature=1.0), task=boxed_task())
     await asyncio.sleep(1.0)
-    after = engine_counters()
+    after = engine_counters(gen)
     total = sum((r.usage for r in rs), tts.Usage())
     # the accountant's totals are the engine's, every continuation included
     assert total.completion_tokens == delta(before, after, "vllm:generation_tokens_total")
@@ -100,7 +143,7 @@ async def test_a_thinking_switch_on_a_model_without_one_is_a_clear_error(vllm_ge
                         sampling=tts.Sampling(max_tokens=8, thinking_budget=4))
 
 
-def test_servers_with_and_without_a_reasoning_parser(tiny_thinking_dir, tmp_path):
+def test_servers_with_and_without_a_reasoning_parser(tiny_thinking_dir, shared_data, tmp_path):
     """vLLM 0.32's server puts the thinking in `reasoning` with `--reasoning-parser`; without one
     the raw `<think>` text is split by us. Budget forcing runs against both."""
     from tts.backends.openai import OpenAIGenerator
@@ -128,6 +171,9 @@ def test_servers_with_and_without_a_reasoning_parser(tiny_thinking_dir, tmp_path
     for extra in (("--reasoning-parser", "deepseek_r1"), ()):
         with vllm_server(tiny_thinking_dir, tmp_path / f"server{len(extra)}.log", *extra) as port:
             r, plain, streamed, message = asyncio.run(run(port))
+            if extra:  # the commands a user runs, against the server with the reasoning parser
+                cli_budget_forcing(tiny_thinking_dir, shared_data / "gsm8k_test.jsonl", tmp_path,
+                                   "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1")
         # vLLM 0.32 names the field `reasoning` (not `reasoning_content`); deepseek_r1 takes an
         # output without markers for thinking
         assert "reasoning_content" not in message

@@ -62,7 +62,7 @@ async def test_prefix_cache_is_reported(vllm_generator):
 
 
 async def test_abandoned_stream_is_aborted_at_the_engine(vllm_generator):
-    before = engine_counters()
+    before = engine_counters(vllm_generator)
     req = GenRequest(MSG, max_tokens=400, temperature=1.0)
     ctx = tts.Context(Problem("s", "x"), vllm_generator, tts.Accountant())
     agen = ctx.stream(req)
@@ -71,7 +71,7 @@ async def test_abandoned_stream_is_aborted_at_the_engine(vllm_generator):
             break
     await agen.aclose()
     await asyncio.sleep(1.0)  # let the engine process the abort and publish its counters
-    after = engine_counters()
+    after = engine_counters(vllm_generator)
     generated = delta(before, after, "vllm:generation_tokens_total")
     assert generated < 100, generated  # far fewer than max_tokens: the request was aborted
     # What the accountant charged is exactly what the engine reported to us (up to the abort).
@@ -81,7 +81,7 @@ async def test_abandoned_stream_is_aborted_at_the_engine(vllm_generator):
 
 async def test_accountant_totals_equal_the_engine_counters(vllm_generator):
     problems = [Problem(f"e{i}", f"Compute {i} + {i} and explain. " * 8) for i in range(4)]
-    before = engine_counters()
+    before = engine_counters(vllm_generator)
     rs = await tts.run_many(
         problems, BestOfN(3), generator=vllm_generator, verifier=Confidence(),
         sampling=tts.Sampling(max_tokens=16, temperature=1.0),
@@ -90,7 +90,7 @@ async def test_accountant_totals_equal_the_engine_counters(vllm_generator):
         problems[:2], SelfConsistency(2), generator=vllm_generator, sampling=tts.Sampling(max_tokens=8),
     )
     await asyncio.sleep(1.0)
-    after = engine_counters()
+    after = engine_counters(vllm_generator)
     total = sum((r.usage for r in rs), tts.Usage())
     assert total.completion_tokens == delta(before, after, "vllm:generation_tokens_total")
     assert total.prompt_tokens == delta(before, after, "vllm:prompt_tokens_total")

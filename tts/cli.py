@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                     "million tokens: adds cost and cost-of-pass in dollars")
     rp.add_argument("--compare", nargs=2, metavar=("A", "B"), help="pair two configurations (label 'config n=N' "
                     "or config-hash prefix) on their common problems: paired bootstrap and McNemar")
+    rp.add_argument("--epsilon", type=float, default=0.01, help="saturation points (TTSPM): the accuracy gain "
+                    "per extra unit (one sample; one --budget-unit of thinking) below which scaling has saturated")
+    rp.add_argument("--budget-unit", type=int, metavar="TOKENS", help="the thinking budget's unit for its "
+                    "saturation point (default: each curve's smallest budget)")
 
     from tts.serve import add_arguments as serve_arguments  # light: the app loads only when serving
 
@@ -370,7 +374,11 @@ def _report(args: argparse.Namespace) -> int:
         report.print_compare(report.compare(args.dir, *args.compare))
         return 0
     report.print_table(table)
-    for path in report.write(args.dir, table):
+    if args.epsilon <= 0 or (args.budget_unit is not None and args.budget_unit < 1):
+        raise TTSError("--epsilon must be > 0 and --budget-unit >= 1 (tokens)")
+    points = report.saturation_points(table, args.epsilon, args.budget_unit)
+    report.print_saturation(points)
+    for path in report.write(args.dir, table, points):
         print(path)
     return 0
 

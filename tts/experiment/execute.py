@@ -30,6 +30,7 @@ def write_plan(plan: Plan) -> None:
         "runs": [{
             "config_hash": r.config_hash, "seed": r.cfg.seed, "task_index": r.task_index, "task": r.cfg.task,
             "strategy": r.cfg.strategy, "n": r.cfg.n, "label": r.label, "curve": r.curve,
+            "thinking_budget": r.thinking_budget, "budget_curve": r.budget_curve,
             "source": f"subsampled from n={j.record_n} ({j.bank.name})" if j.bank is not None else (
                 "replay" if r.cfg.backend == "replay" else "live"),
         } for j in plan.jobs for r in j.runs],

@@ -40,6 +40,10 @@ class PlannedRun:
     label: str  # the configuration, for humans: "best_of_n n=4 select=max"
     curve: str  # the configuration without n: one curve of the report
     group: str | None = None  # the subsample group (bank folder name) when subsampled
+    # a reasoning model's thinking budget (budget forcing's `budget`, else the sampling field),
+    # and the configuration without it (n included): one curve of the report's budget axis
+    thinking_budget: int | None = None
+    budget_curve: str | None = None
 
     @property
     def config_hash(self) -> str:
@@ -247,12 +251,19 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
         )
     except ValidationError as e:  # an axis value out of range (a grid's temperature: -1, ...)
         raise SweepError(file, bpath, one_line(e)) from None
-    label, curve = _label(name, cfg.n, cfg.params, verifier, {k: v for k, v in sampling.items() if k in settings})
+    swept = {k: v for k, v in sampling.items() if k in settings}
+    label, curve = _label(name, cfg.n, cfg.params, verifier, swept)
     try:
-        spec = prepare(cfg, problems=[]).spec
+        prepared = prepare(cfg, problems=[])
     except TTSError as e:  # a parameter value the strategy refuses, a sampling mismatch with the bank, ...
         raise SweepError(file, bpath, str(e)) from None
-    return PlannedRun(cfg, spec, ti, label, curve)
+    forcing = getattr(prepared.strategy, "forcing", None)  # budget forcing: its `budget` parameter
+    budget = forcing.budget if forcing is not None else cfg.thinking_budget
+    budget_curve = None
+    if budget is not None:
+        budget_curve = _label(name, cfg.n, {k: v for k, v in cfg.params.items() if forcing is None or k != "budget"},
+                              verifier, {k: v for k, v in swept.items() if k != "thinking_budget"})[0]
+    return PlannedRun(cfg, prepared.spec, ti, label, curve, thinking_budget=budget, budget_curve=budget_curve)
 
 
 def print_plan(plan: Plan, shard: tuple[int, int] = (0, 1), file: Any = None) -> None:

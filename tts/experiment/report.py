@@ -26,8 +26,9 @@ import numpy as np
 
 from tts.errors import TTSError
 from tts.experiment import stats
+from tts.experiment.ttspm import saturation_points
 
-COLUMNS = ("task", "config", "strategy", "n", "source", "seeds", "records", "failed", "accuracy", "ci_low",
+COLUMNS = ("task", "config", "strategy", "n", "thinking_budget", "source", "seeds", "records", "failed", "accuracy", "ci_low",
            "ci_high", "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "cop_tokens",
            "cop_flops", "cost_usd", "cop_usd", "config_hash")
 PARETO = "Pareto frontier"
@@ -68,13 +69,16 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
         if k == 0:
             table.append(({**{c: float("nan") for c in COLUMNS}, "task": run["task"], "config": run["curve"],
                           "strategy": run["strategy"], "n": run["n"], "source": run["source"], "seeds": 0,
-                          "records": 0, "failed": failed, "config_hash": run["config_hash"]}, []))
+                          "records": 0, "failed": failed, "config_hash": run["config_hash"],
+                          "thinking_budget": run.get("thinking_budget"), "budget_curve": run.get("budget_curve")}, []))
             continue
         mean = lambda f: sum(f(r["usage"]) for r in recs) / k  # noqa: E731
         acc = sum(bool(r.get("correct")) for r in recs) / k
         lo, hi = stats.cluster_ci(recs)
         row = {
             "task": run["task"], "config": run["curve"], "strategy": run["strategy"], "n": run["n"],
+            # a plan.json written before thinking budgets has neither key
+            "thinking_budget": run.get("thinking_budget"), "budget_curve": run.get("budget_curve"),
             "source": run["source"], "seeds": len({r["seed"] for r in recs}), "records": k,
             "failed": failed,
             "accuracy": acc, "ci_low": lo, "ci_high": hi,
@@ -147,10 +151,10 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Path | None = None,
-         title: str = "") -> Any:
+         title: str = "", ax: Any = None) -> Any:
     """Accuracy vs `x` (gen_tokens or flops), one line per configuration, the Pareto frontier
-    dashed; returns the matplotlib Figure (saved as PNG when `path` is given). Rows with
-    nothing answered (only failed records) have no point."""
+    dashed; returns the matplotlib Figure (saved as PNG when `path` is given), or draws on `ax`.
+    Rows with nothing answered (only failed records) have no point."""
     import matplotlib
 
     table = [r for r in table if r["records"]]
@@ -158,7 +162,10 @@ def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+    else:
+        fig = ax.figure
     curves: dict[str, list[dict[str, Any]]] = {}
     for r in table:
         curves.setdefault(r["config"], []).append(r)
@@ -175,7 +182,9 @@ def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Pat
                 marker="o", mfc="none", ms=11, drawstyle="steps-post", label=PARETO, zorder=3)
     if all(r[x] > 0 for r in table) and len(table) > 1:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
     ax.set_xlabel({"gen_tokens": "generator tokens per problem (prompt + completion, mean)",
+                   "completion_tokens": "generated tokens per problem (thinking + answer, mean)",
                    "flops": "FLOPs per problem (generator + verifier, mean)",
                    "cost_usd": "US dollars per problem (mean, from the prices table)"}.get(x, x))
     ax.set_ylabel("accuracy (95% bootstrap CI shaded)")
@@ -188,18 +197,64 @@ def plot(table: Sequence[dict[str, Any]], x: str = "gen_tokens", path: str | Pat
     return fig
 
 
-def write(out: str | Path, table: Sequence[dict[str, Any]] | None = None) -> list[Path]:
-    """report.csv, report.md and the PNGs, in the sweep folder; returns the paths written."""
+def plot_ttspm(table: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]], path: str | Path | None = None,
+               title: str = "") -> Any:
+    """The parallel x sequential Pareto of a sweep over n and thinking budget: left, accuracy vs
+    generated tokens, one curve per thinking budget (n along it), the frontier dashed; right,
+    accuracy vs n per budget with the fitted TTSPM curve and its saturation point N* dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = [r for r in table if r["records"] and r.get("thinking_budget") is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    plot(table, "completion_tokens", ax=left, title="accuracy vs generated tokens, one curve per thinking budget")
+    fits = {p["curve"]: p for p in points if p["axis"] == "n"}
+    for curve in dict.fromkeys(r["config"] for r in table):
+        rs = sorted((r for r in table if r["config"] == curve), key=lambda r: r["n"])
+        line, = right.plot([r["n"] for r in rs], [r["accuracy"] for r in rs], "o", label=curve)
+        p = fits.get(curve)
+        if p is not None:
+            top = max(rs[-1]["n"], min(p["saturation"], 4 * rs[-1]["n"]))
+            xs = np.linspace(1, top, 200)
+            right.plot(xs, [p["fit"].accuracy(v) for v in xs], "-", color=line.get_color(), alpha=0.7)
+            right.axvline(p["saturation"], ls=":", color=line.get_color(), alpha=0.8)
+            right.annotate(f"N*={p['saturation']}", (p["saturation"], p["fit"].accuracy(p["saturation"])),
+                           fontsize=7, xytext=(3, -10), textcoords="offset points", color=line.get_color())
+    right.set_xlabel("n (parallel samples)")
+    right.set_ylabel("accuracy")
+    right.set_title(f"TTSPM fit F(N) = F_max (1 - (1-p)^N), N* at gain < {points[0]['epsilon'] if points else ''}")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, format="png", dpi=120)
+    return fig
+
+
+def write(out: str | Path, table: Sequence[dict[str, Any]] | None = None,
+          points: Sequence[dict[str, Any]] | None = None) -> list[Path]:
+    """report.csv, report.md, saturation.csv (when there are saturation points) and the PNGs, in
+    the sweep folder; returns the paths written."""
     import matplotlib.pyplot as plt
 
     out = Path(out)
     table = rows(out) if table is None else table
+    points = saturation_points(table) if points is None else points
     written = [out / "report.csv", out / "report.md"]
     with open(written[0], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(table)
-    written[1].write_text(markdown(table))
+    written[1].write_text(markdown(table) + saturation_markdown(points))
+    if points:
+        written.append(out / "saturation.csv")
+        with open(written[-1], "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=SATURATION_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(points)
     for task in dict.fromkeys(r["task"] for r in table):
         sub = [r for r in table if r["task"] == task]
         for x, stem, what in (("gen_tokens", "acc_vs_tokens", "tokens"), ("flops", "acc_vs_flops", "FLOPs"),
@@ -211,7 +266,51 @@ def write(out: str | Path, table: Sequence[dict[str, Any]] | None = None) -> lis
             path = out / f"{stem}_{task}.png"
             plt.close(plot(sub, x, path, title=f"{task}: accuracy vs {what}"))
             written.append(path)
+        if len({r.get("thinking_budget") for r in sub} - {None}) >= 2:  # a sweep over thinking budgets
+            path = out / f"ttspm_{task}.png"
+            plt.close(plot_ttspm(sub, [p for p in points if p["task"] == task], path,
+                                 title=f"{task}: parallel x sequential scaling"))
+            written.append(path)
     return written
+
+
+SATURATION_COLUMNS = ("task", "axis", "curve", "points", "f_max", "p", "rmse", "epsilon", "unit", "saturation",
+                      "measured_up_to", "extrapolated")
+
+
+def _saturation_text(p: dict[str, Any]) -> str:
+    what = "samples" if p["axis"] == "n" else "thinking tokens"
+    beyond = " (beyond the sweep: extrapolated)" if p["extrapolated"] else ""
+    return f"{p['saturation']} {what}{beyond}"
+
+
+def saturation_markdown(points: Sequence[dict[str, Any]]) -> str:
+    if not points:
+        return ""
+    lines = ["", "## Saturation points (TTSPM)", "",
+             "F(x) = F_max (1 - (1 - p)^x) fitted by least squares to each curve (x: n, or thinking budget / unit "
+             "tokens); the saturation point is the smallest x past which one more unit gains less than epsilon "
+             "accuracy (Wang et al. 2025, arXiv 2505.20522; tts/experiment/ttspm.py).", "",
+             "| task | axis | curve | points | F_max | p | rmse | unit | saturation point | measured up to |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p['task']} | {p['axis']} | {p['curve']} | {p['points']} | {p['f_max']:.3f} | {p['p']:.3f} | "
+              f"{p['rmse']:.3f} | {p['unit']} | {_saturation_text(p)} | {p['measured_up_to']} |" for p in points]
+    return "\n".join(lines) + "\n"
+
+
+def print_saturation(points: Sequence[dict[str, Any]]) -> None:
+    if not points:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"saturation points (TTSPM fit; one more unit gains < {points[0]['epsilon']} accuracy)")
+    for c in ("task", "axis", "curve", "points", "F_max", "p", "rmse", "saturation point", "measured up to"):
+        t.add_column(c, justify="left" if c in ("task", "axis", "curve", "saturation point") else "right")
+    for p in points:
+        t.add_row(p["task"], p["axis"], p["curve"], str(p["points"]), f"{p['f_max']:.3f}", f"{p['p']:.3f}",
+                  f"{p['rmse']:.3f}", _saturation_text(p), str(p["measured_up_to"]))
+    Console(width=220).print(t)
 
 
 def _fmt(v: Any) -> str:
