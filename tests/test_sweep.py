@@ -134,6 +134,22 @@ def test_grid_zip_and_blocks_expand(shared_data, tmp_path):
     assert [j.runs[0].label for j in p.shard(1, 3)] == [j.runs[0].label for j in p.jobs[1::3]]
 
 
+def test_the_shared_engine_reads_the_whole_model_block(shared_data, tmp_path):
+    """The engine a sweep shares is built from the same model block as each run (it once lost
+    think_open/think_close: budget forcing on a model of no known family failed at the first run)."""
+    model = {"name": "some-model", "max_model_len": 2048, "enforce_eager": True, "timeout": 30, "retries": 1,
+             "think_open": "<reason>", "think_close": "</reason>"}
+    f = write(tmp_path, yaml.safe_dump({
+        "model": model, "tasks": [{"name": "gsm8k", "data": str(shared_data / "gsm8k_test.jsonl"), "limit": 2}],
+        "strategy": {"name": "self_consistency"}, "grid": {"n": [1, 2]},
+    }))
+    p = sweep.plan(f)
+    base = p.base_config()
+    for cfg in [base] + [r.cfg for r in p.runs]:
+        assert (cfg.model, cfg.think_open, cfg.think_close) == ("some-model", "<reason>", "</reason>")
+        assert (cfg.max_model_len, cfg.enforce_eager, cfg.retries) == (2048, True, 1)
+
+
 def test_dry_run_prints_the_plan_and_runs_nothing(bank, tmp_path, capsys, shared_data):
     f = write(tmp_path, replay_sweep(bank, tmp_path / "out"))
     assert main(["sweep", str(f), "--dry-run"]) == 0

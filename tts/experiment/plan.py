@@ -19,7 +19,7 @@ from tts.errors import TTSError
 from tts.experiment.build import BenchConfig
 from tts.experiment.evaluate import prepare
 from tts.experiment.inputs import one_line
-from tts.experiment.schema import StrategySpec, SweepError, SweepFile, did_you_mean, parse_file
+from tts.experiment.schema import ModelSpec, StrategySpec, SweepError, SweepFile, did_you_mean, parse_file
 from tts.experiment.spec import RunSpec
 from tts.registry import lookup
 from tts.types import Problem
@@ -72,11 +72,8 @@ class Plan:
 
     def base_config(self) -> BenchConfig:
         """The generator the whole sweep shares (one engine)."""
-        m = self.sweep.model
-        return BenchConfig(task=self.sweep.tasks[0].name, strategy="", model=m.name, backend=m.backend,
-                           base_urls=m.base_urls, bank=m.bank, seed=self.sweep.seeds[0],
-                           max_model_len=m.max_model_len, enforce_eager=m.enforce_eager,
-                           timeout=m.timeout, retries=m.retries)
+        return BenchConfig(task=self.sweep.tasks[0].name, strategy="", seed=self.sweep.seeds[0],
+                           **model_fields(self.sweep.model))
 
     def shard(self, i: int, k: int) -> list[Job]:
         return self.jobs[i::k]
@@ -117,6 +114,15 @@ def _axes(spec: Axes | None, where: str, file: Path) -> list[list[tuple[str, Any
     keys = list(spec)
     return [[(k, v, f"{where}.{k}[{spec[k].index(v)}]") for k, v in zip(keys, combo)]
             for combo in itertools.product(*(spec[k] for k in keys))]
+
+
+def model_fields(m: ModelSpec) -> dict[str, Any]:
+    """The BenchConfig fields a sweep's model block sets: one mapping, so the engine the sweep
+    shares and each run's configuration read the same block (the shared engine once lost the
+    thinking markers)."""
+    d = m.model_dump()
+    d["model"] = d.pop("name")
+    return d
 
 
 def _label(strategy: str, n: int | None, params: dict[str, Any], verifier: str | None,
@@ -240,14 +246,11 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
         from tts.context import Sampling
 
         sampling = {k: v if v is not None else getattr(Sampling(), k) for k, v in sampling.items()}
-    m = sw.model
     try:
         cfg = BenchConfig(
             task=sw.tasks[ti].name, strategy=name, n=n or 8, params={k: v for k, (v, _) in params.items()},
-            verifier=verifier, verifier_model=get("verifier_model", block.verifier_model), model=m.name,
-            backend=m.backend, base_urls=m.base_urls, bank=m.bank, seed=seed, budget=dict(sw.budget),
-            concurrency=sw.concurrency, max_model_len=m.max_model_len, enforce_eager=m.enforce_eager,
-            timeout=m.timeout, retries=m.retries, think_open=m.think_open, think_close=m.think_close, **sampling,
+            verifier=verifier, verifier_model=get("verifier_model", block.verifier_model), seed=seed,
+            budget=dict(sw.budget), concurrency=sw.concurrency, **model_fields(sw.model), **sampling,
         )
     except ValidationError as e:  # an axis value out of range (a grid's temperature: -1, ...)
         raise SweepError(file, bpath, one_line(e)) from None
