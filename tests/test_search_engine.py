@@ -101,6 +101,7 @@ async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_
     from verifiers.prm import QwenPRM
 
     prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
+    scored_runs = {None: 0, "qwen_prm": 0}
     try:
         for strategy, params in [
             ("beam_search", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("astar", {}), ("particle_filter", {}),
@@ -118,10 +119,15 @@ async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_
                 for r in recs:
                     assert r["strategy"] == strategy and r["usage"]["completion_tokens"] > 0
                     assert r["usage"]["verifier_calls"] > 0 and r["telemetry"]["expansions"] > 0
-                # (a path of whitespace-only steps has nothing to score, so test the sum)
-                assert sum(r["usage"]["verifier_tokens"] for r in recs) > 0, (strategy, verifier_name)
-                # both PRMs chose incremental scoring by themselves; the record shows it
-                assert any(r["telemetry"].get("verifier_paths", {}).get("incremental") for r in recs)
                 assert all("verifier_cached_tokens" in r["usage"] for r in recs)
+                # The random model can stop at once: a search whose steps all came out empty has
+                # nothing to score (no scoring path, no tokens; CI once met it in astar's 2 samples).
+                scored = [r for r in recs if r["telemetry"].get("verifier_paths")]
+                scored_runs[verifier_name] += bool(scored)
+                if scored:
+                    assert sum(r["usage"]["verifier_tokens"] for r in scored) > 0, (strategy, verifier_name)
+                    # both PRMs chose incremental scoring by themselves; the record shows it
+                    assert all("incremental" in r["telemetry"]["verifier_paths"] for r in scored)
+        assert min(scored_runs.values()) >= 3, scored_runs  # each PRM scored (nearly) every search
     finally:
         await prm.close()
