@@ -74,13 +74,16 @@ def fit(xs: Sequence[float], ys: Sequence[float]) -> Fit:
     lo, hi = _GRID[max(0, i - 1)], _GRID[min(len(_GRID) - 1, i + 1)]
     r = (math.sqrt(5) - 1) / 2
     a, b = hi - r * (hi - lo), lo + r * (hi - lo)
+    fa, fb = sse(a), sse(b)
     for _ in range(60):  # golden section on the bracket around the best grid point
-        if sse(a) <= sse(b):
-            hi, b = b, a
+        if fa <= fb:
+            hi, b, fb = b, a, fa
             a = hi - r * (hi - lo)
+            fa = sse(a)
         else:
-            lo, a = a, b
+            lo, a, fa = a, b, fb
             b = lo + r * (hi - lo)
+            fb = sse(b)
     p = min((lo + hi) / 2, _GRID[i], key=sse)
     f, err = _best_f_max(xs, ys, p)
     return Fit(f, p, math.sqrt(err / len(xs)))
