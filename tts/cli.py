@@ -366,6 +366,8 @@ def _report(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.dir):
         raise TTSError(f"{args.dir}: no such folder; pass a sweep's output folder")
+    if args.epsilon <= 0 or (args.budget_unit is not None and args.budget_unit < 1):
+        raise TTSError("--epsilon must be > 0 and --budget-unit >= 1 (tokens)")
     prices = load_prices(args.prices) if args.prices else None
     table = report.rows(args.dir, prices)
     if not table:
@@ -374,8 +376,6 @@ def _report(args: argparse.Namespace) -> int:
         report.print_compare(report.compare(args.dir, *args.compare))
         return 0
     report.print_table(table)
-    if args.epsilon <= 0 or (args.budget_unit is not None and args.budget_unit < 1):
-        raise TTSError("--epsilon must be > 0 and --budget-unit >= 1 (tokens)")
     points = report.saturation_points(table, args.epsilon, args.budget_unit)
     report.print_saturation(points)
     for path in report.write(args.dir, table, points):
