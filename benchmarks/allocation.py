@@ -25,7 +25,7 @@ async def run(args: argparse.Namespace) -> None:
     import tasks
     from tts.backends.replay import ReplayGenerator
     from tts.bank import Bank, import_math100
-    from tts.context import Sampling
+    from tts.types import Sampling
     from tts.experiment.allocate import Candidate, allocate, bank_pass1
     from verifiers import RecordedScore
 

@@ -17,28 +17,26 @@ did, else "done". Telemetry: the self-evaluation of every sample, the temperatur
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from tts.context import Context
 from tts.errors import BudgetExceeded
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result, StoppedBy, Trace
+from tts.options import Count, Share
 
 
 def annealed(round_: int, first: float, final: float) -> float:
     return final - (final - first) / 2**round_
 
 
-@register("strategy", "adaptive_sampling")
 class AdaptiveSampling(Strategy):
     name = "adaptive_sampling"
 
-    def __init__(self, n: int = 16, threshold: float = 0.8, growth: int = 2, first_temperature: float = 0.0):
-        if n < 1 or growth < 1:
-            raise ValueError(f"n and growth must be >= 1, got n={n}, growth={growth}")
-        if not 0 < threshold <= 1:
-            raise ValueError(f"threshold (self-evaluated P(no better restart) to stop at) must be in (0, 1], got {threshold}")
-        if first_temperature < 0:
-            raise ValueError(f"first_temperature must be >= 0, got {first_temperature}")
+    def __init__(self, n: Count = 16, threshold: Share = 0.8, growth: Count = 2,
+                 first_temperature: Annotated[float, Field(ge=0)] = 0.0):
         self.n, self.threshold, self.growth, self.first_temperature = n, threshold, growth, first_temperature
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:

@@ -29,17 +29,21 @@ never votes. References read and every known deviation: docs/references.md.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import Field
+
 
 import numpy as np
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result, Trace
 from tts.answers.voting import beta_stop_probability, vote
 from tts.answers.mathverify import group_answers
+from tts.options import Count
 
-CRITERIA = ("beta", "dirichlet")
+Criterion = Literal["beta", "dirichlet"]
 
 
 def dirichlet_stop_probability(
@@ -91,18 +95,13 @@ class _StopRule(Strategy):
 
 
 EMPTY = ""  # the tally key of samples without an answer (ESC with no_answer="votes")
-NO_ANSWER = ("votes", "abstains")
+NoAnswer = Literal["votes", "abstains"]
 
 
-@register("strategy", "esc")
 class ESC(_StopRule):
     name = "esc"
 
-    def __init__(self, n: int = 40, window: int = 5, no_answer: str = "votes"):
-        if n < 1 or window < 1:
-            raise ValueError(f"n and window must be >= 1, got n={n}, window={window}")
-        if no_answer not in NO_ANSWER:
-            raise ValueError(f"no_answer must be one of {NO_ANSWER}, got '{no_answer}'")
+    def __init__(self, n: Count = 40, window: Count = 5, no_answer: NoAnswer = "votes"):
         self.n = n
         self.window = window
         self.no_answer = no_answer
@@ -140,17 +139,11 @@ class ESC(_StopRule):
         return batch[0].answer  # the unanimous window's answer (None: the empty answer)
 
 
-@register("strategy", "adaptive_consistency")
 class AdaptiveConsistency(_StopRule):
     name = "adaptive_consistency"
 
-    def __init__(self, n: int = 40, confidence: float = 0.95, criterion: str = "beta", batch: int = 1):
-        if n < 1 or batch < 1:
-            raise ValueError(f"n and batch must be >= 1, got n={n}, batch={batch}")
-        if not 0 < confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got '{criterion}'")
+    def __init__(self, n: Count = 40, confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95,
+                 criterion: Criterion = "beta", batch: Count = 1):
         self.n = n
         self.confidence = confidence
         self.criterion = criterion

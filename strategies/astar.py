@@ -33,14 +33,13 @@ import heapq
 import itertools
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 
-from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, size_alias, validate_steps
+from tts.options import Count, Delimiter
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, size_alias
 
 
-@register("strategy", "astar")
 class AStar(Strategy):
     name = "astar"
     default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
@@ -48,19 +47,14 @@ class AStar(Strategy):
 
     def __init__(
         self,
-        n: int | None = None,
-        max_expansions: int | None = 100,
-        max_steps: int = 40,
-        delimiter: str = DEFAULT_DELIMITER,
-        step_tokens: int | None = None,
-        k: int | None = None,
+        n: Count | None = None,
+        max_expansions: Count | None = 100,
+        max_steps: Count = 40,
+        delimiter: Delimiter = DEFAULT_DELIMITER,
+        step_tokens: Count | None = None,
+        k: Count | None = None,
     ):
         n = size_alias(n, k, "k", 4)
-        validate_steps(max_steps, delimiter, step_tokens)
-        if n < 1:
-            raise ValueError(f"n (samples per expansion) must be >= 1, got {n}")
-        if max_expansions is not None and max_expansions < 1:
-            raise ValueError(f"max_expansions must be >= 1 or None, got {max_expansions}")
         self.n = n
         self.max_expansions = max_expansions
         self.max_steps = max_steps

@@ -27,47 +27,23 @@ The paper, the code read and every known deviation: docs/references.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tts.context import Context
-from tts.registry import register
+from tts.search.tree import BeamStrategy, Node, spread
 from tts.types import Problem, Result
 
-from tts.search.tree import (
-    DEFAULT_DELIMITER,
-    BeamStrategy,
-    Node,
-    StepSearch,
-    aggregate,
-    spread,
-)
 
-
-@register("strategy", "beam_search")
 class BeamSearch(BeamStrategy):
     name = "beam_search"
-    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
 
-    def __init__(
-        self,
-        n: int = 8,
-        beam_width: int = 4,
-        max_steps: int = 40,
-        lookahead: int = 0,
-        delimiter: str = DEFAULT_DELIMITER,
-        select: str = "max",
-        step_tokens: int | None = None,
-        agg: str = "last",
-        sort_completed: bool = False,
-        pipeline: bool = True,
-    ):
-        super().__init__(n, beam_width, max_steps, lookahead, delimiter, select, step_tokens, agg, pipeline)
+    def __init__(self, *args: Any, sort_completed: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)  # BeamStrategy's parameters, which are this one's too
         self.sort_completed = sort_completed
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+        s = self.search(ctx)
         keep = self.n // self.beam_width
-
-        def score(c: Node) -> float:
-            return aggregate(c, self.agg)
 
         beams: list[Node] = [s.root]
         finished: list[Node] = []
@@ -80,11 +56,11 @@ class BeamSearch(BeamStrategy):
             if s.stopped == "budget":
                 beams = open_ or beams
                 break
-            beams = sorted(open_, key=lambda c: -score(c))[:keep]  # stable: first of equals
+            beams = sorted(open_, key=lambda c: -self.value(c))[:keep]  # stable: first of equals
             if beams:
                 kept.append([b.id for b in beams])
         if self.sort_completed:
-            finished = sorted(finished, key=lambda c: -score(c))
+            finished = sorted(finished, key=lambda c: -self.value(c))
         paths = finished[: self.n] or s.best_partial(beams)
-        answer, extra = await s.choose(paths, self.select, score)
+        answer, extra = await s.choose(paths, self.select, self.value)
         return s.result(problem, answer, paths, kept=kept, finished=len(finished), **extra)

@@ -6,27 +6,24 @@ majority voting: scores summed per (mathematically equal) answer.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tts.context import Context
 from tts.errors import BudgetExceeded
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 from tts.answers.voting import vote
+from tts.options import Count
 
-SELECT = ("max", "weighted")
+Select = Literal["max", "weighted"]
 
 
-@register("strategy", "best_of_n")
 class BestOfN(Strategy):
     name = "best_of_n"
     subsamplable = True  # selects among independent samples
     default_verifier = "confidence"  # the model's own logprobs: runs with no reward model
 
-    def __init__(self, n: int = 8, select: str = "max"):
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+    def __init__(self, n: Count = 8, select: Select = "max"):
         self.n = n
         self.select = select
 
@@ -47,13 +44,12 @@ class BestOfN(Strategy):
         return Result(problem.id, answer, traces, stopped_by=stopped, telemetry={"votes": tally})
 
 
-@register("strategy", "weighted_majority")
 class WeightedMajority(BestOfN):
     """Weighted majority voting: Best-of-N with scores summed per answer."""
 
     name = "weighted_majority"
 
-    def __init__(self, n: int = 8):
+    def __init__(self, n: Count = 8):
         super().__init__(n, select="weighted")
 
 weighted_majority = WeightedMajority  # the name the factory function had

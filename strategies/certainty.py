@@ -28,42 +28,38 @@ not extended with the closing answer the reference prints.
 
 from __future__ import annotations
 
+from typing import Literal
+
+
 import asyncio
 
 from tts.context import Context
 from tts.errors import BudgetExceeded
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result, Trace
+from tts.options import Count
 from verifiers.probe import HESITATION_RULES, Probe, probe_answer
 from tts.answers.mathverify import group_answers
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
 
-COMPARE = ("math", "exact")
+Compare = Literal["math", "exact"]
 
 
-@register("strategy", "certainty_probe")
 class CertaintyProbe(Strategy):
     name = "certainty_probe"
 
     def __init__(
         self,
-        n: int = 1,
-        chunk: int = 64,
-        k: int = 3,
-        probe_tokens: int = 20,
-        hesitation: str = "substring",
-        compare: str = "math",
+        n: Count = 1,
+        chunk: Count = 64,
+        k: Count = 3,
+        probe_tokens: Count = 20,
+        hesitation: Literal[HESITATION_RULES] = "substring",  # type: ignore[valid-type]
+        compare: Compare = "math",
         probe_at_start: bool = True,
     ):
-        if n < 1 or chunk < 1 or k < 1 or probe_tokens < 1:
-            raise ValueError(f"n, chunk, k and probe_tokens must be >= 1, got {n}, {chunk}, {k}, {probe_tokens}")
-        if hesitation not in HESITATION_RULES:
-            raise ValueError(f"hesitation must be one of {HESITATION_RULES}, got '{hesitation}'")
-        if compare not in COMPARE:
-            raise ValueError(f"compare must be one of {COMPARE}, got '{compare}'")
         self.n, self.chunk, self.k, self.probe_tokens = n, chunk, k, probe_tokens
         self.hesitation, self.compare, self.probe_at_start = hesitation, compare, probe_at_start
 

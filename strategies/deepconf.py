@@ -37,19 +37,22 @@ with the last answer its thinking boxed, if any (the trace's `answer_from` says 
 
 from __future__ import annotations
 
+from typing import Literal
+
+
 import numpy as np
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result, Trace
+from tts.options import Count, Share
 from verifiers.confidence import MEASURES, token_confidence, token_confidences, trace_confidence
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
 
-MODES = ("online", "offline")
-VOTES = ("majority", "weighted", "filtered")
+Mode = Literal["online", "offline"]
+Vote = Literal["majority", "weighted", "filtered"]
 
 
 def threshold(lowest_group_confs: list[float], keep: float) -> float:
@@ -57,42 +60,25 @@ def threshold(lowest_group_confs: list[float], keep: float) -> float:
     return float(np.percentile(lowest_group_confs, 100 * (1 - keep)))
 
 
-@register("strategy", "deepconf")
 class DeepConf(Strategy):
     name = "deepconf"
 
     def __init__(
         self,
-        n: int = 64,
-        mode: str = "online",
-        warmup: int | None = None,
-        keep: float = 0.1,
-        window: int = 2048,
-        top_k: int = 20,
-        measure: str = "lowest_group",
-        vote: str = "filtered",
-        consensus: float | None = None,
-        in_flight: int | None = None,
+        n: Count = 64,
+        mode: Mode = "online",
+        warmup: Count | None = None,
+        keep: Share = 0.1,
+        window: Count = 2048,
+        top_k: Count = 20,
+        measure: Literal[MEASURES] = "lowest_group",  # type: ignore[valid-type]
+        vote: Vote = "filtered",
+        consensus: Share | None = None,
+        in_flight: Count | None = None,
     ):
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
         warmup = min(16, n) if warmup is None else warmup  # the reference: 16 (of 256)
         if mode == "online" and not 1 <= warmup <= n:
             raise ValueError(f"warmup must be between 1 and n={n} (the warm-up traces are part of n), got {warmup}")
-        if not 0 < keep <= 1:
-            raise ValueError(f"keep (the fraction of traces kept, eta) must be in (0, 1], got {keep}")
-        if window < 1 or top_k < 1:
-            raise ValueError(f"window and top_k must be >= 1, got window={window}, top_k={top_k}")
-        if measure not in MEASURES:
-            raise ValueError(f"measure must be one of {MEASURES}, got '{measure}'")
-        if vote not in VOTES:
-            raise ValueError(f"vote must be one of {VOTES}, got '{vote}'")
-        if consensus is not None and not 0 < consensus <= 1:
-            raise ValueError(f"consensus must be in (0, 1] or None, got {consensus}")
-        if in_flight is not None and in_flight < 1:
-            raise ValueError(f"in_flight must be >= 1 or None, got {in_flight}")
         self.n, self.mode, self.warmup, self.keep = n, mode, warmup, keep
         self.window, self.top_k, self.measure, self.vote = window, top_k, measure, vote
         self.consensus, self.in_flight = consensus, in_flight

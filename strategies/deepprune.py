@@ -51,45 +51,39 @@ thinking before the prefix length is compared on thinking and the answer start, 
 
 from __future__ import annotations
 
+from typing import Literal
+
+
 import asyncio
 from typing import Any
 
 from tts.context import Context
 from tts.errors import BudgetExceeded, TTSError
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.options import Count, Probability
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 from verifiers.equivalence import EquivalenceJudge, Prefix, make_judge
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
 
-VOTES = ("cluster_majority", "largest_cluster")
+Vote = Literal["cluster_majority", "largest_cluster"]
 
 
-@register("strategy", "deepprune")
 class DeepPrune(Strategy):
     name = "deepprune"
 
     def __init__(
         self,
-        n: int = 8,
+        n: Count = 8,
         judge: str | EquivalenceJudge = "model",
-        tau: float = 0.5,
-        prefix_tokens: int = 500,
-        vote: str = "cluster_majority",
+        tau: Probability = 0.5,
+        prefix_tokens: Count = 500,
+        vote: Vote = "cluster_majority",
         judge_model: str | None = None,
         wait: bool = False,
         judge_prompt: str | None = None,
     ):
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must be in [0, 1] (a probability threshold), not {tau}")
-        if prefix_tokens < 1:
-            raise ValueError("prefix_tokens must be >= 1")
-        if vote not in VOTES:
-            raise ValueError(f"unknown vote '{vote}'; valid: {', '.join(VOTES)}")
         if judge_model is not None and judge not in ("model", "embedding"):
             raise ValueError("judge_model is for judge=model or judge=embedding")
         if judge_prompt is not None and judge != "model":

@@ -24,28 +24,15 @@ The paper, the code read and every known deviation: docs/references.md.
 from __future__ import annotations
 
 from tts.context import Context
-from tts.registry import register
+from tts.search.tree import BeamStrategy, Node
 from tts.types import Problem, Result
 
-from tts.search.tree import (
-    BeamStrategy,
-    Node,
-    StepSearch,
-    aggregate,
-)
 
-
-@register("strategy", "dvts")
 class DVTS(BeamStrategy):
     name = "dvts"
-    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
-
-        def score(c: Node) -> float:
-            return aggregate(c, self.agg)
-
+        s = self.search(ctx)
         m = self.n // self.beam_width
         heads: list[Node] = [s.root] * m  # each subtree's current path
         last: list[list[Node]] = [[] for _ in range(m)]  # each subtree's last expansion
@@ -58,12 +45,12 @@ class DVTS(BeamStrategy):
                 if not group:  # the budget refused this subtree's expansion
                     continue
                 last[i] = group
-                heads[i] = max(group, key=score)  # first of equals wins
+                heads[i] = max(group, key=self.value)  # first of equals wins
                 picked.append(heads[i].id)
                 if not heads[i].complete:
                     still.append(i)
             chosen.append(picked)
             live = [] if s.stopped == "budget" else still
         paths = [c for group in last for c in group if c.complete] or s.best_partial(heads)
-        answer, extra = await s.choose(paths, self.select, score)
+        answer, extra = await s.choose(paths, self.select, self.value)
         return s.result(problem, answer, paths, subtrees=m, chosen=chosen, **extra)

@@ -13,29 +13,25 @@ prefix (replay of a bank) say so with a TTSError.
 
 from __future__ import annotations
 
+from typing import Literal
+
+
 import math
 
 from tts.answers.voting import vote
 from tts.context import Context
 from tts.errors import BudgetExceeded
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.options import Count, Share
+from tts.strategy import Strategy
 from tts.types import Problem, Result, StoppedBy, Trace
 
-SELECT = ("self_eval", "vote")
+Select = Literal["self_eval", "vote"]
 
 
-@register("strategy", "early_pruning")
 class EarlyPruning(Strategy):
     name = "early_pruning"
 
-    def __init__(self, n: int = 8, prune_at: int = 128, keep: float = 0.5, select: str = "self_eval"):
-        if n < 1 or prune_at < 1:
-            raise ValueError(f"n and prune_at must be >= 1, got n={n}, prune_at={prune_at}")
-        if not 0 < keep <= 1:
-            raise ValueError(f"keep (fraction of partial samples continued) must be in (0, 1], got {keep}")
-        if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
+    def __init__(self, n: Count = 8, prune_at: Count = 128, keep: Share = 0.5, select: Select = "self_eval"):
         self.n, self.prune_at, self.keep, self.select = n, prune_at, keep, select
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:

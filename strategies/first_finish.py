@@ -26,23 +26,20 @@ has not finished.
 from __future__ import annotations
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 from tts.answers.voting import vote
 
 from tts.search.streams import Streams
+from tts.options import Count
 
 
-@register("strategy", "first_finish")
 class FirstFinish(Strategy):
     name = "first_finish"
     subsamplable = True  # its traces are independent samples (a sweep may subsample a bank)
 
-    def __init__(self, n: int = 8, k: int = 1):
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if not 1 <= k <= n:
+    def __init__(self, n: Count = 8, k: Count = 1):
+        if k > n:
             raise ValueError(f"k (finished traces to wait for) must be between 1 and n={n}, got {k}")
         self.n = n
         self.k = k

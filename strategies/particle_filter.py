@@ -45,16 +45,21 @@ The paper, the code read and every known deviation: docs/references.md.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+
 from collections import defaultdict
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 
-from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, size_alias, softmax, validate_steps
+from tts.options import Count, Delimiter, NonNegative
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, size_alias, softmax
 
-SELECT = ("max", "weighted_vote", "weighted")
+Select = Literal["max", "weighted_vote", "weighted"]
 
 
 def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> list[float]:
@@ -62,7 +67,6 @@ def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> 
     return softmax([logit(0.5 if r is None else r) for r in rewards], softmax_temp)
 
 
-@register("strategy", "particle_filter")
 class ParticleFilter(Strategy):
     name = "particle_filter"
     default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
@@ -70,29 +74,20 @@ class ParticleFilter(Strategy):
 
     def __init__(
         self,
-        n: int | None = None,
-        max_steps: int = 40,
-        gibbs_iterations: int = 0,
-        select: str = "max",
-        softmax_temp: float = 1.0,
-        delimiter: str = DEFAULT_DELIMITER,
-        step_tokens: int | None = None,
+        n: Count | None = None,
+        max_steps: Count = 40,
+        gibbs_iterations: NonNegative = 0,
+        select: Select = "max",
+        softmax_temp: Annotated[float, Field(gt=0)] = 1.0,
+        delimiter: Delimiter = DEFAULT_DELIMITER,
+        step_tokens: Count | None = None,
         resample_inactive: bool = True,
         single_step: bool = True,
-        n_particles: int | None = None,
+        n_particles: Count | None = None,
     ):
         n = size_alias(n, n_particles, "n_particles", 8)
-        validate_steps(max_steps, delimiter, step_tokens)
-        if n < 1:
-            raise ValueError(f"n (particles) must be >= 1, got {n}")
-        if gibbs_iterations < 0:
-            raise ValueError(f"gibbs_iterations must be >= 0, got {gibbs_iterations}")
         if gibbs_iterations and n < 2:
             raise ValueError("particle Gibbs needs n >= 2 particles (one is the reference)")
-        if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got '{select}'")
-        if softmax_temp <= 0:
-            raise ValueError(f"softmax_temp must be > 0, got {softmax_temp}")
         self.n = n
         self.max_steps = max_steps
         self.gibbs_iterations = gibbs_iterations

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from tts.context import Context
-from tts.interfaces import Strategy
-from tts.registry import register
+from tts.strategy import Strategy
 from tts.types import Problem, Result
 from tts.answers.voting import vote
+from tts.options import Count
 
 
-@register("strategy", "self_consistency")
 class SelfConsistency(Strategy):
     name = "self_consistency"
     subsamplable = True  # votes among independent samples
 
-    def __init__(self, n: int = 8):
-        if n < 1:
-            raise ValueError("n must be >= 1")
+    def __init__(self, n: Count = 8):
         self.n = n
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from tts.registry import register
 
 from tasks.base import Task
 
 
-@register("task", "aime24")
 class AIME24(Task):
     name = "aime24"
     hub_id = "HuggingFaceH4/aime_2024"  # fields: id, problem, solution, answer, url, year
     hub_split = "train"  # the only split
 
 
-@register("task", "aime25")
 class AIME25(Task):
     name = "aime25"
     # yentinglin/aime_2025 holds AIME I and II in one 30-row "train" split with problem/answer

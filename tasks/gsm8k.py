@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 from tts.answers import extract_boxed, normalize
-from tts.registry import register
 
 from tasks.base import Task
 
@@ -17,7 +16,6 @@ _HASHES = re.compile(r"####\s*+\$?\s*+" + _NUM)  # the dataset's own solution fo
 _THE_ANSWER = re.compile(r"answer is[:\s]*+\\?\$?\s*+\**+\s*+\\?\$?\s*+" + _NUM, re.IGNORECASE)
 
 
-@register("task", "gsm8k")
 class GSM8K(Task):
     name = "gsm8k"
     hub_id = "openai/gsm8k"  # fields: question, answer ("...worked solution...\n#### 72"); no id

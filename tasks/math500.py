@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from tts.registry import register
 
 from tasks.base import Task
 
 
-@register("task", "math500")
 class MATH500(Task):
     name = "math500"
     hub_id = "HuggingFaceH4/MATH-500"  # fields: problem, solution, answer, subject, level, unique_id

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from tts.interfaces import Generator, Verifier
+from tts.interfaces import Generator
+from tts.context import Context, Verifier
 from tts.types import GenRequest, Problem, Score, Trace, Usage
 
 DELIM = "\n\n"
@@ -101,14 +102,16 @@ class TablePRM(Verifier):
     def _steps(self, t: Trace) -> list[str]:
         return [p for p in (t.prefix + t.text).split(self.delimiter) if p.strip()]
 
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        return sum(len((t.prefix + t.text).split()) for t in traces)
+    async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        words = sum(len((t.prefix + t.text).split()) for t in traces)
 
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
-        self.calls += 1
-        out = []
-        for t in traces:
-            self.scored.append(t.prefix + t.text)
-            steps = tuple(self.rewards.get(s, self.default) for s in self._steps(t))
-            out.append(Score(steps[-1] if steps else 0.0, steps, len((t.prefix + t.text).split())))
-        return out
+        async def work() -> tuple[list[Score], Usage]:  # one scoring call, one token per word
+            self.calls += 1
+            out = []
+            for t in traces:
+                self.scored.append(t.prefix + t.text)
+                steps = tuple(self.rewards.get(s, self.default) for s in self._steps(t))
+                out.append(Score(steps[-1] if steps else 0.0, steps))
+            return out, Usage(prompt_tokens=words)
+
+        return await ctx.verify(work, words)

@@ -63,11 +63,12 @@ async def test_model_judge_charges_through_the_context():
 async def test_verify_reserves_the_worst_case_and_charges_what_was_computed():
     ctx = ctx_for(ScriptedGenerator(["x"]), Budget(verifier_tokens=10))
 
-    async def work():
-        return "scored", 3
+    async def work():  # what the scoring engine reported: 5 prompt tokens, 2 of them from its cache
+        return "scored", tts.Usage(prompt_tokens=5, cached_tokens=2)
 
     assert await ctx.verify(work, 10, params=7) == "scored"
-    assert ctx.usage.verifier_tokens == 3 and ctx.usage.verifier_flops == 2 * 7 * 3
+    u = ctx.usage
+    assert u.verifier_tokens == 3 and u.verifier_cached_tokens == 2 and u.verifier_flops == 2 * 7 * 3
     with pytest.raises(BudgetExceeded):
         await ctx.verify(work, 8)  # 3 used + 8 could reach 11 > 10
 

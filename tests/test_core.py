@@ -130,6 +130,48 @@ def test_no_run_ever_exceeds_its_budget(which, n, max_tokens, lengths, cap, valu
         assert r.stopped_by == "budget"
 
 
+def _judged(which: int, n: int):
+    """A strategy whose verifier or judge calls a model (the scripted judge, FAKE): Best-of-N
+    scored by self-evaluation, beam search by an LLM judge of each step, DeepPrune clustering by
+    a model judge."""
+    from strategies import BeamSearch, DeepPrune
+    from verifiers import LLMJudgePRM, ModelJudge, SelfEval
+
+    judge = ScriptedGenerator(["Yes"], num_params=7, top=[("Yes", -0.4), ("No", -1.2)])
+    if which == 0:
+        return BestOfN(n), SelfEval(judge)
+    if which == 1:
+        return BeamSearch(2 * n, beam_width=2, max_steps=3), LLMJudgePRM(judge)
+    return DeepPrune(n, judge=ModelJudge(judge), tau=0.9, prefix_tokens=2), None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 2),
+    n=st.integers(1, 6),
+    max_tokens=st.integers(1, 12),
+    cap=st.sampled_from(["verifier_tokens", "total_tokens", "calls", "flops"]),
+    value=st.integers(0, 300),
+)
+def test_no_verifier_or_judge_call_ever_takes_a_run_over_its_budget(which, n, max_tokens, cap, value):
+    """Caps hold for verifier and judge tokens by construction: every model call of a verifier
+    or judge goes through the context, reserved at its worst case before it is sent."""
+    gen = ScriptedGenerator(["a b\n\nc d \\boxed{1}", "e\n\nf g h \\boxed{2}"], num_params=10)
+    strategy, verifier = _judged(which, n)
+    budget = Budget(**{cap: value * (20 if cap == "flops" else 1) if cap != "calls" else value % 9})
+    r = tts.solve_sync(P, strategy, generator=gen, verifier=verifier, budget=budget,
+                       sampling=tts.Sampling(max_tokens=max_tokens))
+    assert budget.exceeded_by(r.usage) is None, (budget, r.usage)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_the_judged_strategies_do_call_their_judges(which):
+    gen = ScriptedGenerator(["a b\n\nc d \\boxed{1}", "e\n\nf g h \\boxed{2}"], num_params=10)
+    strategy, verifier = _judged(which, 3)
+    r = tts.solve_sync(P, strategy, generator=gen, verifier=verifier, sampling=tts.Sampling(max_tokens=12))
+    assert r.usage.verifier_calls > 0 and r.usage.verifier_tokens > 0
+
+
 async def test_run_many_is_bounded_and_ordered():
     gen = ScriptedGenerator(["\\boxed{1}"], delay=0.01)
     live = peak = 0

@@ -29,6 +29,7 @@ from tts.context import Accountant, Context
 from tts.errors import TTSError
 from tts.registry import lookup
 from tts.types import Problem, Score, Trace
+from tts.backends.common import byte_bound
 from tts.backends.vllm import model_parameters
 from verifiers import LLMJudgePRM, MathShepherdPRM, QwenPRM, aggregate
 from verifiers.prm import split_steps
@@ -52,6 +53,20 @@ NUM_STEPS = [1, 2, 4]
 OTHER_TRACES = [_trace("2x = 8.\n\nSo x = 4. The answer is \\boxed{4}.")]
 
 _REFERENCE: dict[str, list[Score]] = {}  # in-process QwenPRM scores, for the server test
+
+
+async def scored(verifier, problem: Problem, traces: list[Trace], budget: tts.Budget | None = None,
+                 generator=None) -> tuple[list[Score], tts.Usage]:
+    """Scores through a context of their own, as a strategy's `ctx.score` gets them, and what
+    the context charged for them."""
+    gen = generator or ScriptedGenerator(["unused"])
+    ctx = Context(problem, gen, Accountant(budget, gen.num_params, verifier.num_params), verifier=verifier)
+    return await verifier.score(ctx, traces), ctx.usage
+
+
+def seen(u: tts.Usage) -> int:
+    """Every verifier prompt token the engine saw: computed or served from its prefix cache."""
+    return u.verifier_tokens + u.verifier_cached_tokens
 
 
 # -- aggregation and step splitting (no engine) -----------------------------------------------
@@ -105,10 +120,12 @@ class TestQwenPRMInProcess:
 
     async def test_step_rewards_match_a_torch_forward_pass(self, prm, tiny_prm_dir):
         assert prm.scoring == "incremental"  # chosen automatically: its own engine, ALL pooling
-        scores = await prm.score(PROBLEM, TRACES)
+        scores, _ = await scored(prm, PROBLEM, TRACES)
         _REFERENCE["last"] = scores
         assert len(scores) == len(TRACES)
         for s, t, n in zip(scores, TRACES, NUM_STEPS):
+            await prm._gen.engine.reset_prefix_cache()  # nothing cached, nothing remembered: one request
+            [alone], u = await scored(QwenPRM(prm.model, engine=prm._gen), PROBLEM, [t])
             steps = prm.pieces(t)
             assert len(s.steps) == n == len(steps)
             assert all(0.0 <= r <= 1.0 for r in s.steps)
@@ -116,7 +133,8 @@ class TestQwenPRMInProcess:
             ids = prm.prompt_ids(PROBLEM, steps)
             _REFERENCE.setdefault("prompt_tokens", []).append(len(ids))
             # nothing remembered yet: one request, cut just after the last step token, all rows read
-            assert s.path == "incremental" and s.tokens + s.cached == prm.step_ends(ids, n)[-1] == len(ids) - 2
+            assert s.path == "incremental" and seen(u) == prm.step_ends(ids, n)[-1] == len(ids) - 2
+            assert u.verifier_calls == 1 and alone.steps == pytest.approx(s.steps, abs=1e-5)
             assert ids.count(prm._step_id) == n
             assert s.steps == pytest.approx(_torch_step_rewards(tiny_prm_dir, ids, prm._step_id), abs=1e-4)
         # The prompt is the model card's: chat template over system, question, steps + <extra_0>.
@@ -129,24 +147,24 @@ class TestQwenPRMInProcess:
         )
 
     async def test_each_aggregate(self, prm):
-        base = await prm.score(PROBLEM, TRACES)
+        base, _ = await scored(prm, PROBLEM, TRACES)
         for how in ("min", "prod", "mean"):
             other = QwenPRM(prm.model, engine=prm._gen, aggregate=how)  # shares the engine
-            scores = await other.score(PROBLEM, TRACES)
+            scores, _ = await scored(other, PROBLEM, TRACES)
             await other.close()  # does not stop the shared engine
             for s, b in zip(scores, base):
                 assert s.steps == pytest.approx(b.steps, abs=1e-5)
                 assert s.value == pytest.approx(aggregate(list(s.steps), how))
-        assert (await prm.score(PROBLEM, [_trace("A new step.")]))[0].tokens > 0  # the engine still runs
+        assert (await scored(prm, PROBLEM, [_trace("A new step.")]))[1].verifier_tokens > 0  # the engine still runs
 
     async def test_model_aggregate_scores_the_response_as_one_step(self, prm):
         whole = QwenPRM(prm.model, engine=prm._gen, aggregate="model")
-        scores = await whole.score(PROBLEM, TRACES)
-        for s, t in zip(scores, TRACES):
+        for t in TRACES:
+            [s], u = await scored(whole, PROBLEM, [t])
             assert len(s.steps) == 1 and 0.0 <= s.value <= 1.0 and s.value == s.steps[0]
             ids = whole.prompt_ids(PROBLEM, [t.prefix + t.text])
             assert ids.count(whole._step_id) == 1 and ids[-3] == whole._step_id  # <extra_0><|im_end|>\n
-            assert s.tokens + s.cached == len(ids) - 2  # cut after <extra_0>
+            assert seen(u) == len(ids) - 2  # cut after <extra_0>
 
     async def test_the_accountant_charges_prm_tokens(self, prm):
         fresh = QwenPRM(prm.model, engine=prm._gen)  # nothing remembered
@@ -154,28 +172,27 @@ class TestQwenPRMInProcess:
         acc = Accountant(None, gen.num_params, fresh.num_params)
         ctx = Context(PROBLEM, gen, acc, verifier=fresh)
         await prm._gen.engine.reset_prefix_cache()
-        estimate = await fresh.estimate_tokens(PROBLEM, TRACES)
         scores = await ctx.score(TRACES)
-        tokens, cached = sum(s.tokens for s in scores), sum(s.cached for s in scores)
-        # every prompt token is computed or served from the cache: one cut prompt per trace; the
-        # estimate is the worst case, every step's cut prompt, none of it cached
+        # every prompt token is computed or served from the cache: one cut prompt per trace, one
+        # request each through the context
         cuts = [fresh.step_ends(fresh.prompt_ids(PROBLEM, fresh.pieces(t)), n) for t, n in zip(TRACES, NUM_STEPS)]
-        assert tokens + cached == sum(c[-1] for c in cuts) <= estimate == sum(sum(c) for c in cuts)
         u = ctx.usage
-        assert u.verifier_tokens == tokens and u.verifier_cached_tokens == cached and u.verifier_calls == 1
-        assert u.total_tokens == tokens  # cached verifier tokens cost nothing
+        assert seen(u) == sum(c[-1] for c in cuts) and u.verifier_calls == len(TRACES)
+        assert u.total_tokens == u.verifier_tokens  # cached verifier tokens cost nothing
         assert ctx.telemetry["verifier_paths"] == {"incremental": len(TRACES)}
         assert fresh.num_params == model_parameters(fresh.model) > 0
-        assert u.verifier_flops == 2 * fresh.num_params * tokens
+        assert u.verifier_flops == 2 * fresh.num_params * u.verifier_tokens
         assert [t.score for t in TRACES] == [s.value for s in scores]
-        # remembered now: scoring the same traces again costs nothing, and is estimated so
-        assert await fresh.estimate_tokens(PROBLEM, TRACES) == 0
-        assert [s.steps for s in await fresh.score(PROBLEM, TRACES)] == [s.steps for s in scores]
-        # a budget the call could go over refuses it before anything is sent
+        # remembered now: scoring the same traces again sends nothing and costs nothing
+        again, u2 = await scored(fresh, PROBLEM, TRACES)
+        assert [s.steps for s in again] == [s.steps for s in scores] and u2 == tts.Usage()
+        # a call whose worst case (its whole cut prompt, none of it cached) could go over the cap
+        # is refused before it is sent
         other = QwenPRM(prm.model, engine=prm._gen)
-        tight = Context(PROBLEM, gen, Accountant(tts.Budget(verifier_tokens=estimate - 1)), verifier=other)
         with pytest.raises(tts.BudgetExceeded):
-            await tight.score(TRACES)
+            await scored(other, PROBLEM, TRACES[:1], tts.Budget(verifier_tokens=cuts[0][-1] - 1))
+        _, fits = await scored(other, PROBLEM, TRACES[:1], tts.Budget(verifier_tokens=cuts[0][-1]))
+        assert fits.verifier_calls == 1
 
     async def test_incremental_equals_full_prefix_as_a_path_grows(self, prm):
         """A path scored step by step as search grows it: incremental scoring computes about the
@@ -188,29 +205,29 @@ class TestQwenPRMInProcess:
         await prm._gen.engine.reset_prefix_cache()
         for k in range(1, len(steps) + 1):
             t = _trace("\n\n".join(steps[:k]))
-            [a], [b] = await inc.score(PROBLEM, [t]), await full.score(PROBLEM, [t])
+            ([a], ua), ([b], ub) = await scored(inc, PROBLEM, [t]), await scored(full, PROBLEM, [t])
             assert a.steps == pytest.approx(b.steps, abs=1e-5) and a.value == pytest.approx(b.value, abs=1e-5)
             assert (a.path, b.path) == ("incremental", "full-prefix")
             ids = inc.prompt_ids(PROBLEM, inc.pieces(t))
             cut = inc.step_ends(ids, k)[-1]
-            assert b.tokens == len(ids) and b.cached == 0
-            assert a.tokens + a.cached == cut  # one request: the newest step only
+            assert ub.verifier_tokens == len(ids) and ub.verifier_cached_tokens == 0
+            assert seen(ua) == cut and ua.verifier_calls == 1  # one request: the newest step only
             if k > 1:
                 new = cut - inc.step_ends(ids, k)[-2]
                 block = 32  # VLLMGenerator's CPU KV block: the last partial block is recomputed
-                assert new <= a.tokens < new + block and a.tokens < b.tokens
+                assert new <= ua.verifier_tokens < new + block and ua.verifier_tokens < ub.verifier_tokens
 
     async def test_concurrent_calls_from_many_problems(self, prm):
         one, two = QwenPRM(prm.model, engine=prm._gen), QwenPRM(prm.model, engine=prm._gen)
-        alone = [await one.score(PROBLEM, TRACES), await one.score(OTHER, OTHER_TRACES)]
-        together = await asyncio.gather(two.score(PROBLEM, TRACES), two.score(OTHER, OTHER_TRACES))
-        for a, b in zip(alone, together):
+        alone = [await scored(one, PROBLEM, TRACES), await scored(one, OTHER, OTHER_TRACES)]
+        together = await asyncio.gather(scored(two, PROBLEM, TRACES), scored(two, OTHER, OTHER_TRACES))
+        for (a, _), (b, u) in zip(alone, together):
             assert [s.steps for s in a] == [pytest.approx(s.steps, abs=1e-5) for s in b]
-            assert all(s.tokens > 0 for s in b)  # computed again, not remembered by `one`
+            assert u.verifier_tokens > 0  # computed again, not remembered by `one`
 
     async def test_empty_trace_costs_nothing(self, prm):
-        [s] = await prm.score(PROBLEM, [_trace("  \n\n ")])
-        assert s == Score(0.0, (), 0)
+        [s], u = await scored(prm, PROBLEM, [_trace("  \n\n ")])
+        assert s == Score(0.0) and u == tts.Usage()
 
 
 def test_qwen_prm_needs_the_step_token(tmp_path):
@@ -234,7 +251,7 @@ async def reference_scores(tiny_prm_dir):
     if "last" not in _REFERENCE:
         prm = QwenPRM(str(tiny_prm_dir), enforce_eager=True, max_model_len=2048)
         try:
-            _REFERENCE["last"] = await prm.score(PROBLEM, TRACES)
+            _REFERENCE["last"], _ = await scored(prm, PROBLEM, TRACES)
             _REFERENCE["prompt_tokens"] = [len(prm.prompt_ids(PROBLEM, prm.pieces(t))) for t in TRACES]
         finally:
             await prm.close()
@@ -265,18 +282,22 @@ class TestQwenPRMServer:
         prm = QwenPRM(str(tiny_prm_dir), base_url=prm_server)
         one = QwenPRM(str(tiny_prm_dir), base_url=prm_server, aggregate="model")
         try:
-            estimate = await prm.estimate_tokens(PROBLEM, TRACES)
-            scores = await prm.score(PROBLEM, TRACES)
-            whole = await one.score(PROBLEM, TRACES[1:2])
+            per_trace = [await scored(prm, PROBLEM, [t]) for t in TRACES]
+            whole, _ = await scored(one, PROBLEM, TRACES[1:2])
+            # the worst case reserved is a byte bound of the prompt (no tokenizer here): it holds
+            bound = byte_bound(prm.messages(PROBLEM, prm.pieces(TRACES[0])))
+            _, fits = await scored(prm, PROBLEM, TRACES[:1], tts.Budget(verifier_tokens=bound))
+            with pytest.raises(tts.BudgetExceeded):
+                await scored(prm, PROBLEM, TRACES[:1], tts.Budget(verifier_tokens=bound - 1))
         finally:
             await prm.close()
             await one.close()
         assert prm.scoring == "full-prefix"  # a server's /pooling route cannot read the cache
-        for s, ref, n in zip(scores, reference_scores, _REFERENCE["prompt_tokens"]):
+        for ([s], u), ref, n in zip(per_trace, reference_scores, _REFERENCE["prompt_tokens"]):
             assert s.steps == pytest.approx(ref.steps, abs=1e-4)
             assert s.value == pytest.approx(ref.value, abs=1e-4)
-            assert s.tokens == n and s.path == "full-prefix"  # the server's usage: the same prompt
-        assert sum(s.tokens for s in scores) <= estimate  # the byte bound holds
+            assert u.verifier_tokens == n and s.path == "full-prefix"  # the server's usage: the same prompt
+        assert fits.verifier_tokens == _REFERENCE["prompt_tokens"][0] <= bound
         assert len(whole[0].steps) == 1
         assert prm.num_params == model_parameters(str(tiny_prm_dir))
 
@@ -293,11 +314,11 @@ async def test_server_retries_then_scores(tiny_prm_dir):
     with StubServer([busy, busy, (200, _POOLED)]) as stub:
         prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url, max_retries=3, backoff=0.01)
         try:
-            [s] = await prm.score(PROBLEM, TRACES[1:2])
+            [s], u = await scored(prm, PROBLEM, TRACES[1:2])
         finally:
             await prm.close()
     assert stub.hits == 3 and stub.paths == ["/pooling"] * 3  # at the root, not under /v1
-    assert s.steps == pytest.approx((0.75, 0.2)) and s.value == pytest.approx(0.2) and s.tokens == 42
+    assert s.steps == pytest.approx((0.75, 0.2)) and s.value == pytest.approx(0.2) and u.verifier_tokens == 42
 
 
 async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
@@ -305,12 +326,12 @@ async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
     with StubServer([(200, empty)]) as stub:
         prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url)
         with pytest.raises(TTSError, match="step_tag_id"):
-            await prm.score(PROBLEM, TRACES[1:2])
+            await scored(prm, PROBLEM, TRACES[1:2])
         await prm.close()
     url = f"http://127.0.0.1:{free_port()}/v1"
     prm = QwenPRM(str(tiny_prm_dir), base_url=url, max_retries=2, backoff=0.01)
     with pytest.raises(TTSError, match=f"cannot connect to {url} \\(2 attempts\\)"):
-        await prm.score(PROBLEM, TRACES[:1])
+        await scored(prm, PROBLEM, TRACES[:1])
     await prm.close()
 
 
@@ -323,12 +344,12 @@ SHEPHERD = dict(step_tag="####", good_token="+", bad_token="-")
 async def test_math_shepherd_step_rewards(vllm_generator):
     ms = MathShepherdPRM(engine=vllm_generator, **SHEPHERD)
     assert ms.model == vllm_generator.model and ms.num_params == vllm_generator.num_params
-    estimate = await ms.estimate_tokens(PROBLEM, TRACES)
-    scores = await ms.score(PROBLEM, TRACES)
+    scores, u = await scored(ms, PROBLEM, TRACES)
     for s, n in zip(scores, NUM_STEPS):
         assert len(s.steps) == n and all(0.0 <= r <= 1.0 for r in s.steps) and s.value == s.steps[-1]
-        assert s.tokens > 0
-    assert sum(s.tokens for s in scores) <= estimate
+    # one request per step, each its tag prompt: computed or served from the prefix cache
+    prompts = [p for t in TRACES for p in ms.tag_prompts(PROBLEM, split_steps(t.prefix + t.text))]
+    assert u.verifier_calls == sum(NUM_STEPS) and seen(u) == sum(len(p) for p in prompts) and u.verifier_tokens > 0
     # the model card's input: f"{question} {output}", each step followed by " ####", newline-joined
     steps = split_steps(TRACES[2].prefix + TRACES[2].text)
     assert ms.prompt(PROBLEM, steps) == (
@@ -350,7 +371,7 @@ async def test_math_shepherd_step_rewards(vllm_generator):
         lp[label] = final.prompt_logprobs[-1][label].logprob
     hand = math.exp(lp[ms._good_id]) / (math.exp(lp[ms._good_id]) + math.exp(lp[ms._bad_id]))
     assert scores[2].steps[1] == pytest.approx(hand, abs=1e-4)
-    assert (await ms.score(PROBLEM, [_trace("")]))[0] == Score(0.0, (), 0)
+    assert await scored(ms, PROBLEM, [_trace("")]) == ([Score(0.0)], tts.Usage())
     await ms.close()  # shared engine: still running afterwards
     assert vllm_generator.engine is not None
 
@@ -373,14 +394,13 @@ async def test_math_shepherd_incremental_equals_full_prefix(vllm_generator):
     steps = split_steps(TRACES[2].prefix + TRACES[2].text)
     for k in range(1, len(steps) + 1):
         t = _trace("\n\n".join(steps[:k]))
-        estimate = await inc.estimate_tokens(PROBLEM, [t])
-        [a], [b] = await inc.score(PROBLEM, [t]), await full.score(PROBLEM, [t])
+        ([a], ua), ([b], ub) = await scored(inc, PROBLEM, [t]), await scored(full, PROBLEM, [t])
         assert a.steps == pytest.approx(b.steps, abs=1e-5)
         assert (a.path, b.path) == ("incremental", "full-prefix")
         prompts = inc.tag_prompts(PROBLEM, steps[:k])
-        assert a.tokens + a.cached == len(prompts[-1]) == estimate  # the newest step only
-        assert b.tokens + b.cached == sum(len(p) for p in prompts)  # every step again
-    assert await inc.estimate_tokens(PROBLEM, [t]) == 0  # all remembered
+        assert seen(ua) == len(prompts[-1]) and ua.verifier_calls == 1  # the newest step only
+        assert seen(ub) == sum(len(p) for p in prompts)  # every step again
+    assert (await scored(inc, PROBLEM, [t]))[1] == tts.Usage()  # all remembered: nothing sent
 
 
 # -- LLMJudgePRM ------------------------------------------------------------------------------
@@ -388,7 +408,6 @@ async def test_math_shepherd_incremental_equals_full_prefix(vllm_generator):
 async def test_llm_judge_on_the_tiny_llama(vllm_generator):
     judge = lookup("verifier", "llm_judge")(model=None, generator=vllm_generator)
     assert isinstance(judge, LLMJudgePRM) and judge.num_params == vllm_generator.num_params
-    estimate = await judge.estimate_tokens(PROBLEM, TRACES)
     acc = Accountant(None, vllm_generator.num_params, judge.num_params)
     ctx = Context(PROBLEM, vllm_generator, acc, verifier=judge)
     scores = await ctx.score(TRACES)
@@ -396,13 +415,11 @@ async def test_llm_judge_on_the_tiny_llama(vllm_generator):
         assert len(s.steps) == n and all(0.0 <= r <= 1.0 for r in s.steps)
     reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
     expected = sum([await vllm_generator.count_prompt_tokens(r) + 1 for r in reqs])
-    tokens, cached = sum(s.tokens for s in scores), sum(s.cached for s in scores)
-    assert tokens + cached == expected == estimate  # computed + served from the prefix cache
-    assert (ctx.usage.verifier_tokens, ctx.usage.verifier_cached_tokens) == (tokens, cached)
-    assert ctx.usage.verifier_calls == 1 and ctx.usage.generator_calls == 0
+    assert seen(ctx.usage) == expected  # computed + served from the prefix cache
+    assert ctx.usage.verifier_calls == len(reqs) and ctx.usage.generator_calls == 0
 
     last = LLMJudgePRM(vllm_generator, steps="last")
-    scores = await last.score(PROBLEM, TRACES)
+    scores, _ = await scored(last, PROBLEM, TRACES)
     assert all(len(s.steps) == 1 for s in scores)
     assert "Latest step:\nThe answer is \\boxed{144}." in last.requests(PROBLEM, TRACES[2])[0].messages[-1]["content"]
 
@@ -437,19 +454,19 @@ async def test_llm_judge_reads_p_yes_on_a_scripted_judge():
     [g] = await ctx2.score([grown])
     assert gen.calls - before == 1 and g.path == "incremental" and len(g.steps) == 5
     assert g.steps[:4] == scores[2].steps and ctx2.telemetry["verifier_paths"] == {"incremental": 1}
-    assert g.tokens == ctx2.usage.verifier_tokens == await gen.count_prompt_tokens(judge.requests(PROBLEM, grown)[-1]) + 1
+    assert ctx2.usage.verifier_tokens == await gen.count_prompt_tokens(judge.requests(PROBLEM, grown)[-1]) + 1
     # ... while incremental=False judges every step again
     again = LLMJudgePRM(gen, incremental=False)
     before = gen.calls
-    [h] = await again.score(PROBLEM, [grown])
+    [h], _ = await scored(again, PROBLEM, [grown])
     assert gen.calls - before == 5 and h.path == "full-prefix" and h.steps == g.steps
 
     # neither word among the top tokens: 0.5
     none = LLMJudgePRM(ScriptedGenerator(["x"], top=[("Maybe", -0.1), ("Perhaps", -2.0)]), steps="last")
-    assert (await none.score(PROBLEM, TRACES[:1]))[0].steps == (0.5,)
+    assert (await scored(none, PROBLEM, TRACES[:1]))[0][0].steps == (0.5,)
     # a generator that reports no token strings cannot be read
     with pytest.raises(TTSError, match="top_tokens"):
-        await LLMJudgePRM(ScriptedGenerator(["Yes"])).score(PROBLEM, TRACES[:1])
+        await scored(LLMJudgePRM(ScriptedGenerator(["Yes"])), PROBLEM, TRACES[:1])
     with pytest.raises(TTSError, match="needs a judge"):
         lookup("verifier", "llm_judge")()
 
@@ -516,5 +533,5 @@ def test_usage_splits_verifier_cached_tokens():
     assert (u.verifier_tokens, u.verifier_cached_tokens, u.total_tokens) == (15, 93, 15)
     assert tts.Usage.from_dict(u.to_dict()) == u and u.to_dict()["verifier_cached_tokens"] == 93
     acc = Accountant(None, 1, 7)
-    acc.charge_verification(4, cached=40)
+    acc.charge_verification(tts.Usage(prompt_tokens=43, cached_tokens=40, completion_tokens=1))
     assert (acc.usage.verifier_tokens, acc.usage.verifier_cached_tokens, acc.usage.verifier_flops) == (4, 40, 2 * 7 * 4)

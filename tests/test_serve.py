@@ -23,7 +23,7 @@ from scripted import ScriptedGenerator
 from servers import engine_counters, free_port
 
 from tts.errors import BackendError
-from tts.registry import STRATEGIES, load_plugins
+from tts.registry import names
 from tts.serve.app import create_app
 from tts.serve.schema import ServeOptions
 from tts.types import GenRequest
@@ -78,10 +78,9 @@ class FailingGenerator(ScriptedGenerator):
 
 # -- HTTP logic on the scripted generator ------------------------------------------------------
 async def test_models_lists_every_registered_strategy():
-    load_plugins()
     async with serving(ScriptedGenerator(BOXED)) as (url, _):
         ids = [m.id async for m in client(url).models.list()]
-    assert ids == ["tiny"] + [f"{s}/tiny" for s in sorted(STRATEGIES)]
+    assert ids == ["tiny"] + [f"{s}/tiny" for s in names("strategy")]
 
 
 async def test_self_consistency_answer_usage_and_sampling():
@@ -120,7 +119,7 @@ async def test_strategy_choice_order_and_candidates():
 
 async def test_budget_cap_and_budget_stop():
     # 8 samples of 2-3 tokens, worst case 10 each: a cap of 25 buys 6 of them (2, 2, 1, 1).
-    async with serving(ScriptedGenerator(BOXED), n=8, max_tokens=10, budget_cap={"completion_tokens": 25}) as (url, _):
+    async with serving(ScriptedGenerator(BOXED), n=8, max_tokens=10, budget={"completion_tokens": 25}) as (url, _):
         c = client(url)
         r = await c.chat.completions.create(model="tiny", messages=ASK)
         assert r.usage.tts["stopped_by"] == "budget" and r.usage.completion_tokens <= 25
@@ -137,7 +136,7 @@ async def test_budget_cap_and_budget_stop():
     ({"messages": ASK, "extra_body": {"tts": {"params": {"beam": 2}}}}, "tts.params", "takes no parameter beam"),
     ({"messages": ASK, "extra_body": {"tts": {"verifier": "oracle"}}}, "tts.verifier", "unknown verifier"),
     ({"messages": ASK, "extra_body": {"tts": {"budget": {"tokens": 5}}}}, "tts.budget", "unknown budget cap"),
-    ({"messages": ASK, "extra_body": {"tts": {"budget": {"calls": 0}}}}, "tts.budget.calls", "must be positive"),
+    ({"messages": ASK, "extra_body": {"tts": {"budget": {"calls": 0}}}}, "tts.budget.calls", "greater than 0"),
     ({"messages": ASK, "extra_body": {"tts": {"strategi": "x"}}}, "tts.strategi", "Extra inputs"),
     ({"messages": []}, "messages", "at least 1"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", "'user'"),
@@ -147,7 +146,9 @@ async def test_budget_cap_and_budget_stop():
     ({"messages": ASK, "temperature": 3}, "temperature", "less than or equal to 2"),
 ])
 async def test_bad_input_is_400_naming_the_field(body, param, words):
-    async with serving(ScriptedGenerator(BOXED), max_model_len=100) as (url, _):
+    short = ScriptedGenerator(BOXED)
+    short.max_model_len = 100  # the context the generator's model takes
+    async with serving(short) as (url, _):
         with pytest.raises(openai.BadRequestError) as e:
             await client(url).chat.completions.create(model="tiny", **body)
     err = e.value.body
@@ -161,6 +162,12 @@ async def test_raw_http_errors_missing_messages_json_model_and_key():
             assert bad.status_code == 400 and "malformed JSON" in bad.json()["error"]["message"]
             missing = await h.post("/v1/chat/completions", json={"model": "tiny"})
             assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
+            # NaN passed validation and lifted the operator's cap (a comparison with NaN is false)
+            nan = await h.post("/v1/chat/completions", headers={"Content-Type": "application/json"},
+                               content=b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
+                                       b'"tts": {"budget": {"calls": NaN}}}')
+            assert nan.status_code == 400 and nan.json()["error"]["param"] == "tts.budget.calls"
+            assert "finite" in nan.json()["error"]["message"]
             unknown = await h.post("/v1/chat/completions", json={"model": "gpt-9", "messages": ASK})
             assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
             assert (await h.get("/health")).json() == {"status": "ok"}
@@ -203,7 +210,7 @@ async def test_backend_failure_is_502_and_the_server_keeps_serving():
 
 
 async def test_stream_sends_keepalives_then_the_answer_and_usage():
-    async with serving(ScriptedGenerator(BOXED, delay=0.3), keepalive_s=0.05) as (url, _):
+    async with serving(ScriptedGenerator(BOXED, delay=0.3), keepalive=0.05) as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=30) as h:
             async with h.stream("POST", "/v1/chat/completions",
                                 json={"model": "tiny", "messages": ASK, "stream": True}) as r:
@@ -226,7 +233,7 @@ def delta(before: dict, after: dict, name: str) -> float:
 async def test_engine_usage_equals_the_engine_counters(vllm_generator):
     """Self-consistency and beam search (llm_judge on the same engine), then 64 concurrent
     requests with zero failures: every usage figure is what vLLM itself counted."""
-    async with serving(vllm_generator, max_model_len=2048, max_tokens=12, temperature=1.0) as (url, _):
+    async with serving(vllm_generator, max_tokens=12, temperature=1.0) as (url, _):
         c = client(url)
         before = engine_counters(vllm_generator)
         sc = await c.chat.completions.create(model="self_consistency/tiny", messages=ASK, n=3)
@@ -265,7 +272,7 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
 
 @pytest.mark.engine
 async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
-    async with serving(vllm_generator, max_model_len=2048, temperature=1.0, keepalive_s=0.05) as (url, app):
+    async with serving(vllm_generator, temperature=1.0, keepalive=0.05) as (url, app):
         stream = await client(url).chat.completions.create(
             model="first_finish/tiny", messages=ASK, n=3, max_tokens=16, stream=True)
         chunks = [ch async for ch in stream]

@@ -12,7 +12,7 @@ from tts.cli import main
 from tts.errors import TTSError
 from tts.experiment.build import build_strategy
 from tts.experiment.evaluate import BenchConfig, prepare
-from tts.registry import STRATEGIES, load_plugins, lookup
+from tts.registry import load_all, lookup
 
 
 def test_api_and_cli_produce_the_same_record_keys(math100_bank, tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_spec_hash_separates_what_differs_and_only_that():
 
 
 def test_strategies_declare_themselves():
-    load_plugins()
+    STRATEGIES = load_all("strategy")
     for name, cls in STRATEGIES.items():
         assert cls.size_param() is not None, name  # every strategy takes a size
         model = cls.params_model()
@@ -65,10 +65,11 @@ def test_size_by_name_and_alias():
     """-n sets the declared size parameter (never the first one by position); the paper's
     name is accepted as an alias of it."""
     pf = build_strategy("particle_filter", 3, {})
-    assert pf.config()[STRATEGIES["particle_filter"].size_param()] == 3
-    alias = next(a for a in STRATEGIES["particle_filter"].aliases)
+    cls = lookup("strategy", "particle_filter")
+    assert pf.config()[cls.size_param()] == 3
+    alias = next(a for a in cls.aliases)
     by_alias = build_strategy("particle_filter", None, {alias: 5})
-    assert by_alias.config()[STRATEGIES["particle_filter"].size_param()] == 5
+    assert by_alias.config()[cls.size_param()] == 5
 
 
 @pytest.mark.parametrize("params, match", [
@@ -86,8 +87,8 @@ def test_a_recorder_is_keyed_as_the_backend_it_wraps_and_a_replay_apart():
 
     from strategies import SelfConsistency
     from tts.backends.recording import RecordingGenerator
-    from tts.experiment.spec import spec_of
+    from tts.spec import spec_of
 
     gen = ScriptedGenerator(["\\boxed{1}"])
-    assert spec_of(SelfConsistency(2), RecordingGenerator(gen)) == spec_of(SelfConsistency(2), gen)
-    assert spec_of(SelfConsistency(2), gen).backend.kind == "scripted"
+    assert RecordingGenerator(gen).identity == gen.identity
+    assert spec_of(SelfConsistency(2), gen.identity).backend.kind == "scripted"

@@ -80,7 +80,7 @@ def _edit(change):
     (lambda d: d["tasks"][0].update(name="gsm9k"), "tasks[0].name", "did you mean 'gsm8k'"),
     (lambda d: d["strategy"].update(verifier="confidense"), "strategy.verifier", "did you mean 'confidence'"),
     (lambda d: d.update(budget={"tokens": 5}), "budget", "unknown budget cap tokens"),
-    (lambda d: d["strategy"].update(params={"select": "min"}), "strategy", "select must be one of"),
+    (lambda d: d["strategy"].update(params={"select": "min"}), "strategy", "select: Input should be 'max' or 'weighted'"),
     (lambda d: d.update(model={"backend": "replay", "bank": "/nonexistent"}), "model.bank", "not a trace bank"),
 ])
 def test_each_bad_file_gets_one_line_naming_file_path_and_problem(change, path, problem, tmp_path, capsys,
@@ -144,8 +144,7 @@ def test_the_shared_engine_reads_the_whole_model_block(shared_data, tmp_path):
         "strategy": {"name": "self_consistency"}, "grid": {"n": [1, 2]},
     }))
     p = sweep.plan(f)
-    base = p.base_config()
-    for cfg in [base] + [r.cfg for r in p.runs]:
+    for cfg in [p.sweep.model] + [r.cfg for r in p.runs]:  # the engine is built from p.sweep.model
         assert (cfg.model, cfg.think_open, cfg.think_close) == ("some-model", "<reason>", "</reason>")
         assert (cfg.max_model_len, cfg.enforce_eager, cfg.retries) == (2048, True, 1)
 

@@ -10,8 +10,9 @@ import tts
 from strategies import BudgetForcing, SelfConsistency
 from tts.backends.common import thinking_kwargs
 from tts.context import Accountant, Context
-from tts.experiment.spec import sampling_fields
-from tts.thinking import Forcing, Markers, extract_answer, markers_for, split_thinking
+from tts.spec import sampling_fields
+from tts.thinking import Markers, extract_answer, markers_for, split_thinking
+from tts.types import Forcing
 from tts.types import GenRequest, Problem, Trace
 
 M = Markers()
@@ -63,7 +64,7 @@ def ctx_of(completions, **sampling):
 async def test_budget_forcing_inserts_exactly_the_configured_waits():
     # the model closes its thinking early every time: each close becomes "Wait", 3 times
     ctx = ctx_of(["t1 t2 </think> x"] * 4 + ["\\boxed{7}"], max_tokens=200)
-    r = await BudgetForcing(n=1, budget=100, extensions=3).solve(ctx.problem, ctx)
+    r = await BudgetForcing(n=1, thinking_budget=100, extensions=3).solve(ctx.problem, ctx)
     t = r.traces[0]
     assert t.text.count("Wait") == 3
     assert ctx.telemetry["thinking"] == {"samples": 1, "waits": 3, "forced_close": 0}
@@ -76,9 +77,10 @@ async def test_budget_caps_the_thinking_and_the_forced_answer_is_generated_and_g
     words = " ".join(f"w{i}" for i in range(50))
     ctx = ctx_of([words, "so \\boxed{7}"], max_tokens=100)
     ctx.extract = lambda s: "7" if "\\boxed{7}" in s else None
-    r = await BudgetForcing(n=1, budget=12, extensions=2).solve(ctx.problem, ctx)
+    r = await BudgetForcing(n=1, thinking_budget=12, extensions=2).solve(ctx.problem, ctx)
     t = r.traces[0]
-    assert t.thinking_tokens <= 12  # never over the budget (a scripted "chunk" is one word)
+    # exactly the budget: the forced close and its cue come after it, outside it, as s1's
+    assert t.thinking_tokens == 12
     assert "</think>\n\nFinal Answer:so \\boxed{7}" in t.text
     assert r.answer == "7" and t.answer_from == "answer"
     assert ctx.telemetry["thinking"]["forced_close"] == 1
@@ -103,17 +105,38 @@ async def test_a_trace_cut_in_its_thinking_answers_from_it_and_says_so():
     assert traces[0].answer_part is None and traces[0].answer == "4" and traces[0].answer_from == "thinking"
 
 
+async def test_an_end_of_sequence_inside_the_thinking_is_extended_then_closed_and_answered():
+    """s1's rule (its ignore loop takes any finish but "length" as an end to replace by "Wait",
+    then always appends the thinking-end marker and generates the answer). Before: a sample whose
+    thinking ended with end of sequence stopped there, no "Wait", no answer."""
+    ctx = ctx_of(["a b c", "d e </think> x", "\\boxed{1}"], max_tokens=100)
+    ctx.extract = lambda s: "1" if "\\boxed{1}" in s else None
+    r = await BudgetForcing(n=1, thinking_budget=50, extensions=1).solve(ctx.problem, ctx)
+    t = r.traces[0]
+    assert t.text == "<think>\na b cWaitd e </think>\\boxed{1}"
+    assert r.answer == "1" and t.answer_from == "answer" and ctx.usage.generator_calls == 3
+    assert ctx.telemetry["thinking"] == {"samples": 1, "waits": 1, "forced_close": 0}
+
+
+async def test_a_thinking_budget_closes_a_thinking_ended_by_end_of_sequence_and_answers():
+    ctx = ctx_of(["a b c", "\\boxed{2}"], max_tokens=100, thinking_budget=50)
+    ctx.extract = lambda s: "2" if "\\boxed{2}" in s else None
+    (t,), _ = await ctx.sample(1)
+    assert t.text == "<think>\na b c</think>\\boxed{2}" and t.answer == "2" and t.answer_from == "answer"
+
+
 async def test_bad_budgets_are_clear_errors():
-    ctx = ctx_of(["a"], max_tokens=10, thinking_budget=2)  # the cue is 3 scripted tokens
-    with pytest.raises(tts.TTSError, match="smaller than the forced close"):
-        await ctx.sample(1)
+    with pytest.raises(tts.TTSError, match="min_thinking <= thinking_budget"):
+        Forcing(4, min_thinking=5)
+    with pytest.raises(tts.TTSError, match="must differ"):
+        markers_for("some/model", think_open="<t>", think_close="<t>")
     ctx = ctx_of(["a"], max_tokens=10, thinking_budget=8, enable_thinking=False)
     with pytest.raises(tts.TTSError, match="no thinking to budget"):
         await ctx.sample(1)
     ctx = Context(Problem("p", "q"), ScriptedGenerator(["a"]), Accountant(), sampling=tts.Sampling(thinking_budget=8))
     with pytest.raises(tts.TTSError, match="think_open"):
         await ctx.sample(1)
-    with pytest.raises(tts.TTSError, match="budget"):
+    with pytest.raises(tts.TTSError, match="thinking_budget >= 1"):
         Forcing(0)
 
 

@@ -53,9 +53,9 @@ def test_fit_recovers_the_model_and_is_deterministic():
         fit([0, 1, 2], [0.0, 0.1, 0.2])
 
 
-def _row(config, n, acc, budget=None, budget_curve=None, task="t"):
+def _row(config, n, acc, budget=None, thinking_curve=None, task="t"):
     return {"task": task, "config": config, "n": n, "accuracy": acc, "records": 10, "thinking_budget": budget,
-            "budget_curve": budget_curve}
+            "thinking_curve": thinking_curve}
 
 
 def test_saturation_points_per_axis():
@@ -108,7 +108,7 @@ def budget_sweep(tmp_path, shared_data):
 def test_report_of_an_n_by_budget_sweep(budget_sweep, capsys):
     p, rates = budget_sweep
     assert {(r.cfg.n, r.thinking_budget) for r in p.runs} == {(n, b) for n in (1, 2, 4, 8) for b in (16, 32, 64)}
-    assert {r.budget_curve for r in p.runs} == {f"budget_forcing n={n} extensions=1" for n in (1, 2, 4, 8)}
+    assert {r.thinking_curve for r in p.runs} == {f"budget_forcing n={n} extensions=1" for n in (1, 2, 4, 8)}
     table = report.rows(p.out)
     assert len(table) == 12 and {r["thinking_budget"] for r in table} == {16, 32, 64}
     points = saturation_points(table)

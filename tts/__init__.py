@@ -7,11 +7,12 @@
 """
 
 from tts.answers import extract_boxed
-from tts.context import Accountant, Context, Sampling
+from tts.context import Accountant, Context, Verifier
 from tts.errors import BudgetExceeded, TTSError
-from tts.interfaces import Generator, Strategy, Verifier
+from tts.interfaces import Generator
 from tts.runner import run_many, run_many_sync, run_sync, solve, solve_sync
-from tts.types import Budget, GenRequest, Problem, Result, Score, Step, Trace, Usage
+from tts.strategy import Strategy
+from tts.types import Budget, GenRequest, Problem, Result, Sampling, Score, Step, Trace, Usage
 
 __all__ = [
     "Accountant", "Budget", "BudgetExceeded", "Context", "GenRequest", "Generator", "Problem",

@@ -13,25 +13,7 @@ import time
 from typing import Any
 
 from tts.errors import TTSError
-
-
-def _kv(items: list[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise TTSError(f"{what} '{item}' must look like KEY=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _scalar(v.strip())
-    return out
-
-
-def _scalar(v: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(v.lower(), v)
+from tts.options import BenchConfig, add_flags, given, key_values
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,38 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     b = sub.add_parser("bench", help="run a strategy over a benchmark (resumable)")
-    b.add_argument("--task", required=True, help="a registered task (an unknown name lists them)")
-    b.add_argument("--strategy", required=True, help="a registered strategy (an unknown name lists them)")
-    b.add_argument("-n", type=int, default=8, help="the strategy's size, its parameter `n` (default 8)")
-    b.add_argument("--param", action="append", default=[], metavar="K=V", help="another strategy parameter")
-    b.add_argument("--verifier", help="a registered verifier (default: the one the strategy declares)")
-    b.add_argument("--verifier-model", help="the reward model folder or hub id a PRM verifier loads")
-    b.add_argument("--model", help="local model folder, hub id, or embedded name (default: the embedded model)")
-    b.add_argument("--backend", default="vllm", help="vllm (in process) | openai (a server) | replay (a bank)")
-    b.add_argument("--base-url", action="append", default=[], help="server URL (repeat for replicas)")
-    b.add_argument("--bank", help="--backend replay: the trace bank folder (from `tts record`) to serve samples from")
-    b.add_argument("--data", help="local JSONL file instead of the dataset hub")
-    b.add_argument("--limit", type=int, help="first N problems")
-    b.add_argument("--out", help="results JSONL (default results/<task>_<strategy>.jsonl)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--temperature", type=float, help="default 0.7 (replay: the bank's)")
-    b.add_argument("--top-p", type=float, help="default 1.0 (replay: the bank's)")
-    b.add_argument("--max-tokens", type=int, help="per sample; default 1024 (replay: the bank's)")
-    b.add_argument("--enable-thinking", action=argparse.BooleanOptionalAction, default=None,
-                   help="a reasoning model's thinking switch in its chat template (Qwen3's enable_thinking)")
-    b.add_argument("--thinking-budget", type=int, metavar="B",
-                   help="cap each sample's thinking at B tokens, then close it and generate the answer")
-    b.add_argument("--think-open", help="thinking open marker of a model of no known family (e.g. '<think>')")
-    b.add_argument("--think-close", help="thinking close marker (e.g. '</think>')")
-    b.add_argument("--budget", action="append", default=[], metavar="CAP=V",
-                   help="per-problem cap, e.g. total_tokens=20000 (caps: completion_tokens, total_tokens, "
-                   "verifier_tokens, calls, flops, wall_seconds)")
-    b.add_argument("--concurrency", type=int, default=64, help="problems in flight")
-    b.add_argument("--max-model-len", type=int, default=4096)
-    b.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=None,
-                   help="skip graph capture (default: on for the CPU, off on a GPU)")
-    b.add_argument("--timeout", type=float, help="--backend openai: seconds to wait for a response")
-    b.add_argument("--retries", type=int, help="--backend openai: retries of a failed request")
+    add_flags(b, BenchConfig)  # every option, from its one declaration (tts.options)
     a = b.add_argument_group("a benchmark-wide budget (tts.experiment.allocate)")
     a.add_argument("--total-budget", type=float, metavar="TOTAL",
                    help="one budget for the whole benchmark, allocated per problem by --allocation (a hard cap)")
@@ -206,13 +157,13 @@ class _Progress:
         self.bar.stop()
 
 
-def _candidates(args: argparse.Namespace) -> tuple[Any, ...]:
+def _candidates(args: argparse.Namespace, cfg: BenchConfig) -> tuple[Any, ...]:
     """--candidate STRATEGY:N[,N...] (repeated), else --strategy at powers of two up to -n."""
     from tts.experiment.allocate import Candidate
 
     if not args.candidate:
-        ns = sorted({*(2 ** i for i in range(args.n.bit_length()) if 2 ** i <= args.n), args.n})
-        return tuple(Candidate(args.strategy, n, tuple(sorted(_kv(args.param, "--param").items()))) for n in ns)
+        ns = sorted({*(2 ** i for i in range(cfg.n.bit_length()) if 2 ** i <= cfg.n), cfg.n})
+        return tuple(Candidate(cfg.strategy, n, tuple(sorted(cfg.params.items()))) for n in ns)
     out = []
     for item in args.candidate:
         name, _, sizes = item.partition(":")
@@ -228,20 +179,9 @@ def _candidates(args: argparse.Namespace) -> tuple[Any, ...]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from tts.experiment.evaluate import BenchConfig, bench, bench_allocated, summarize
+    from tts.experiment.evaluate import bench, bench_allocated, summarize
 
-    cfg = BenchConfig.from_options(
-        task=args.task, strategy=args.strategy, n=args.n, params=_kv(args.param, "--param"),
-        verifier=args.verifier, verifier_model=args.verifier_model, model=args.model, backend=args.backend,
-        base_urls=args.base_url, bank=args.bank,
-        data=args.data, limit=args.limit, out=args.out, seed=args.seed,
-        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens,
-        enable_thinking=args.enable_thinking, thinking_budget=args.thinking_budget,
-        think_open=args.think_open, think_close=args.think_close,
-        budget=_kv(args.budget, "--budget"), concurrency=args.concurrency,
-        max_model_len=args.max_model_len, enforce_eager=args.enforce_eager,
-        timeout=args.timeout, retries=args.retries,
-    )
+    cfg = BenchConfig.from_options(**given(args, BenchConfig))
     run = bench
     title = f"{cfg.task} / {cfg.strategy} n={cfg.n}"
     if args.total_budget is not None:
@@ -249,9 +189,9 @@ def _bench(args: argparse.Namespace) -> int:
 
         from tts.experiment.allocate import AllocationSpec
 
-        options = _kv(args.allocation_param, "--allocation-param")
+        options = key_values(args.allocation_param, "--allocation-param")
         try:
-            alloc = AllocationSpec(policy=args.allocation, total=args.total_budget, candidates=_candidates(args),
+            alloc = AllocationSpec(policy=args.allocation, total=args.total_budget, candidates=_candidates(args, cfg),
                                    unit=args.total_unit, train_fraction=args.train_fraction, **options)
         except TypeError:
             raise TTSError(f"--allocation-param takes bins, probe_n, batch, max_samples, confidence; got "
@@ -318,7 +258,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.actors is not None and args.actors < 1:
         raise TTSError(f"--actors must be >= 1, got {args.actors}")
     if args.out is not None:
-        from tts.experiment.inputs import check_writable
+        from tts.options import check_writable
 
         try:
             check_writable(args.out)

@@ -1,10 +1,15 @@
-"""The accountant and the context a strategy works through.
+"""The accountant, the context a strategy works through, and the verifier that works through it.
 
-Every generator and verifier call of a strategy goes through `Context`, whose `Accountant`
-checks the worst case of the call against the budget *before* dispatch (counting calls still in
-flight as reserved), and charges what the backend reports afterwards. Strategies, verifiers and
-judges never count tokens themselves (`sample` shrinks a request to what is affordable; `verify`
-and `judge` run a verifier's or judge's own model call), and no run can go over its budget.
+Every model call of a strategy, a verifier, a judge or a pipeline operator goes through
+`Context`, whose `Accountant` checks the worst case of the call against the budget *before*
+dispatch (counting calls still in flight as reserved), and charges what the backend reports
+afterwards. This module is the only place that counts tokens: generations are charged by
+`generate`/`stream`/`plan_stream`, a verifier's model calls by `judge` (a generative judge) and
+`verify` (any other computation: a reward model's pooling call, an embedding), each one
+reserved on its own, so no run can go over its budget, verifier and judge caps included.
+
+`Verifier` lives here because it is defined by what it does with a context; `Strategy`, which
+is too, is in `tts.strategy` (the context never needs it).
 """
 
 from __future__ import annotations
@@ -13,17 +18,27 @@ import asyncio
 import contextlib
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tts.answers import extract_boxed
-from tts.thinking import extract_answer
 from tts.errors import BudgetExceeded
-from tts.interfaces import Generator, StreamPlan, Verifier
-from tts.types import Budget, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage, stopped_by
+from tts.interfaces import Generator, StreamPlan
+from tts.thinking import extract_answer, force_thinking, inserted_bound, need_markers
+from tts.types import (Budget, Forcing, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage,
+                       stopped_by)
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Hold:
+    """What a running call still holds of its reservation (its worst case, less what it has
+    been charged so far): a budget-forced sample's continuations all charge one Hold."""
+
+    left: Usage
 
 
 class Accountant:
@@ -86,33 +101,37 @@ class Accountant:
     @contextlib.contextmanager
     def reserve(self, worst: Usage):
         """Check `worst` fits, hold it as reserved while the call runs, then release what is
-        still held. Yields the hold: charges passed it (a stream's, as it grows) come out of
+        still held. Yields the Hold: charges passed it (a stream's, as it grows) come out of
         the reservation, so what a running call delivered counts once, not as used and held."""
         self.check(worst)
-        hold = [worst]
+        hold = Hold(worst)
         self._reserved = self._reserved + worst
         try:
             yield hold
         finally:
-            self._reserved = self._reserved - hold[0]
+            self._reserved = self._reserved - hold.left
 
-    def charge_generation(self, usage: Usage, hold: list[Usage] | None = None) -> None:
+    def _take(self, usage: Usage, hold: Hold | None) -> None:
+        self.usage = self.usage + usage
+        if hold is not None:
+            take = usage.min(hold.left)
+            hold.left = hold.left - take
+            self._reserved = self._reserved - take
+
+    def charge_generation(self, usage: Usage, hold: Hold | None = None) -> None:
         usage.generator_flops = self.generator_flops(
             usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens
         )
-        self.usage = self.usage + usage
-        if hold is not None:
-            take = usage.min(hold[0])
-            hold[0] = hold[0] - take
-            self._reserved = self._reserved - take
+        self._take(usage, hold)
 
-    def charge_verification(self, tokens: int, calls: int = 1, params: int | None = None, cached: int = 0) -> None:
-        """`tokens` the verifier computed (FLOPs, budgets), `cached` the prompt tokens its engine
-        served from the prefix cache (recorded, costing nothing)."""
-        self.usage = self.usage + Usage(
-            verifier_tokens=tokens, verifier_cached_tokens=cached, verifier_calls=calls,
-            verifier_flops=self.verifier_flops(tokens, params),
-        )
+    def charge_verification(self, engine: Usage, params: int | None = None, hold: Hold | None = None) -> None:
+        """A verifier-side model call, from what its engine reported (`engine`: prompt tokens,
+        those served from its prefix cache, completion tokens): the tokens it computed are
+        verifier tokens (FLOPs, budgets), the cached ones verifier cached tokens (recorded,
+        costing nothing)."""
+        computed = engine.prompt_tokens - engine.cached_tokens + engine.completion_tokens
+        self._take(Usage(verifier_tokens=computed, verifier_cached_tokens=engine.cached_tokens,
+                         verifier_calls=1, verifier_flops=self.verifier_flops(computed, params)), hold)
 
     def finish(self) -> Usage:
         self.usage.wall_seconds = self.elapsed()
@@ -123,6 +142,27 @@ def _value(usage: Usage, cap: str) -> float:
     return {"calls": usage.calls, "flops": usage.flops, "total_tokens": usage.total_tokens}.get(
         cap, getattr(usage, cap, 0)
     )
+
+
+class Verifier(ABC):
+    """Scores traces. Process verifiers fill `Score.steps` (one value per step).
+
+    A verifier that reads the generator's own logprobs sets `logprobs` to the number of top
+    log-probabilities it needs, and strategies request them when generating. Every model call
+    it makes goes through the context it is given (`ctx.judge`, `ctx.verify`), so the
+    accountant reserves and charges it like any generation.
+    """
+
+    name: str = ""
+    logprobs: int | None = None
+    num_params: int | None = None
+
+    @abstractmethod
+    async def score(self, ctx: "Context", traces: list[Trace]) -> list[Score]:
+        """One Score per trace of `ctx.problem`, in order."""
+
+    async def close(self) -> None:
+        """Release what the verifier started (an engine)."""
 
 
 @dataclass
@@ -138,9 +178,9 @@ class Context:
     extract: Callable[[str], str | None] = extract_boxed
     seed: int = 0
     telemetry: dict[str, Any] = field(default_factory=dict)
-    # Budget forcing of every sample (tts.thinking.Forcing; set by the budget_forcing strategy);
-    # None: `sampling.thinking_budget`'s plain cap, if any.
-    forcing: Any = None
+    # Budget forcing of every sample (set by the budget_forcing strategy); None:
+    # `sampling.thinking_budget`'s plain cap, if any.
+    forcing: Forcing | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -169,12 +209,10 @@ class Context:
         base.update(overrides)
         return GenRequest(**base)
 
-    def _forcing(self) -> Any:
+    def _forcing(self) -> Forcing | None:
         if self.forcing is not None:
             return self.forcing
         if self.sampling.thinking_budget is not None:
-            from tts.thinking import Forcing
-
             return Forcing(self.sampling.thinking_budget)
         return None
 
@@ -186,8 +224,8 @@ class Context:
         f = req.forcing
         if f is None:
             return self.accountant.worst_generation(prompt, req.n, req.max_tokens)
-        markers = getattr(self.generator, "markers", None)
-        extra = f.inserted_bound(markers) if markers is not None else 0
+        markers = self.generator.markers
+        extra = inserted_bound(f, markers) if markers is not None else 0
         w = self.accountant.worst_generation(f.calls * (prompt + req.max_tokens + extra), req.n, req.max_tokens)
         w.generator_calls = req.n * f.calls
         return w
@@ -227,17 +265,27 @@ class Context:
             if t.answer is None and t.finish_reason is not None:
                 t.answer, t.answer_from = extract_answer(t, self.extract)
 
+    def _forced(self, req: GenRequest, hold: Hold, stream: bool) -> AsyncIterator[Trace]:
+        """One budget-forced sample of `req`, its continuations charged under `hold`."""
+        gen = self.generator
+        return force_thinking(
+            req, need_markers(gen.markers, gen.model, "budget forcing (thinking_budget)"),
+            count=gen.count_prompt_tokens,
+            call=lambda r: self.call(r, hold),
+            stream_call=(lambda r: self.call_stream(r, hold)) if stream else None,
+            telemetry=self.telemetry,
+        )
+
     async def generate(self, req: GenRequest) -> list[Trace]:
         """`req.n` traces, answers extracted; raises BudgetExceeded if they might not fit.
         With `req.forcing`, each is a budget-forced sample (`tts.thinking.force_thinking`),
         its continuations charged under one reservation of the n samples' worst case."""
         if req.forcing is None:
-            return await self._generate(req)
-        from tts.thinking import force_thinking
+            return await self.call(req)
 
-        async def one(hold: list[Usage]) -> Trace:
+        async def one(hold: Hold) -> Trace:
             last = None
-            async for last in force_thinking(self, req.replace(n=1), hold):
+            async for last in self._forced(req.replace(n=1), hold, stream=False):
                 pass
             assert last is not None
             return last
@@ -252,10 +300,11 @@ class Context:
         self._finish_traces(traces)
         return traces
 
-    async def _generate(self, req: GenRequest, hold: list[Usage] | None = None) -> list[Trace]:
-        """One generator call; under `hold` (a caller's reservation) or a reservation of its own."""
+    async def call(self, req: GenRequest, hold: Hold | None = None) -> list[Trace]:
+        """One generator call (`req.forcing` not applied); under `hold` (a caller's reservation
+        that covers it, as a budget-forced sample's) or a reservation of its own."""
         acc = self.accountant
-        worst = await self.worst(req)
+        worst = await self.worst(req.replace(forcing=None))
         with (acc.reserve(worst) if hold is None else contextlib.nullcontext(hold)) as held:
             try:
                 async with _deadline(acc.remaining_seconds()):
@@ -276,13 +325,11 @@ class Context:
         to where it was abandoned (closing the iterator aborts the backend request). With
         `req.forcing`, a budget-forced sample streamed continuation by continuation."""
         if req.forcing is None:
-            agen = self._stream(req)
+            agen = self.call_stream(req)
         else:
-            from tts.thinking import force_thinking
-
             async def forced() -> AsyncIterator[Trace]:
                 with self.accountant.reserve(await self.worst(req)) as hold:
-                    inner = force_thinking(self, req, hold, stream=True)
+                    inner = self._forced(req, hold, stream=True)
                     try:
                         async for t in inner:
                             if t.finished:
@@ -298,12 +345,14 @@ class Context:
         finally:
             await agen.aclose()
 
-    async def _stream(self, req: GenRequest, outer: list[Usage] | None = None) -> AsyncIterator[Trace]:
+    async def call_stream(self, req: GenRequest, hold: Hold | None = None) -> AsyncIterator[Trace]:
+        """One streamed generator call (`req.forcing` not applied), charged as it grows; under
+        `hold` (a caller's reservation) or a reservation of its own."""
         acc = self.accountant
-        worst = await self.worst(req)
+        worst = await self.worst(req.replace(forcing=None))
         charged = Usage(generator_calls=1)
-        with (acc.reserve(worst) if outer is None else contextlib.nullcontext(outer)) as hold:
-            acc.charge_generation(Usage(generator_calls=1), hold)  # dispatched: a call, whatever follows
+        with (acc.reserve(worst) if hold is None else contextlib.nullcontext(hold)) as held:
+            acc.charge_generation(Usage(generator_calls=1), held)  # dispatched: a call, whatever follows
             agen = self.generator.stream(req)
             try:
                 async with _deadline(acc.remaining_seconds()):
@@ -314,7 +363,7 @@ class Context:
                             completion_tokens=usage.completion_tokens - charged.completion_tokens,
                             thinking_tokens=(trace.thinking_tokens - charged.thinking_tokens) if trace.finished else 0,
                         )
-                        acc.charge_generation(delta, hold)
+                        acc.charge_generation(delta, held)
                         charged = charged + delta
                         if trace.finished:
                             self._finish_traces([trace])
@@ -353,19 +402,14 @@ class Context:
 
         return plan, end
 
+    # -- verifiers ---------------------------------------------------------------------------
     async def score(self, traces: list[Trace]) -> list[Score]:
         """Score traces with the context's verifier; sets each trace's `score`. Each scored
         trace's `Score.path` is counted in `telemetry["verifier_paths"]` ("incremental" /
         "full-prefix": which way a process verifier scored it)."""
         if self.verifier is None:
             raise ValueError("this strategy needs a verifier; pass verifier=... (e.g. Confidence())")
-        verifier = self.verifier
-
-        async def work() -> tuple[list[Score], int, int]:
-            scores = await verifier.score(self.problem, traces)
-            return scores, sum(s.tokens for s in scores), sum(s.cached for s in scores)
-
-        scores = await self.verify(work, await verifier.estimate_tokens(self.problem, traces))
+        scores = await self.verifier.score(self, traces)
         paths = self.telemetry.setdefault("verifier_paths", {})
         for t, s in zip(traces, scores):
             t.score = s.value
@@ -375,29 +419,25 @@ class Context:
             del self.telemetry["verifier_paths"]
         return scores
 
-    async def verify(
-        self, work: Callable[[], Awaitable[tuple[Any, ...]]], worst_tokens: int, params: int | None = None
-    ) -> Any:
-        """Run one verifier-side computation under the accountant: `work()` returns its result,
-        the verifier tokens it computed and optionally the prompt tokens served from the prefix
-        cache (`(result, tokens)` or `(result, tokens, cached)`); it is refused (BudgetExceeded)
-        unless `worst_tokens` fit, and charged as one verifier call at `params` (default: the
-        context's verifier's size)."""
+    async def verify(self, work: Callable[[], Awaitable[tuple[T, Usage]]], worst_tokens: int,
+                     params: int | None = None) -> T:
+        """Run one verifier-side model call under the accountant: `work()` returns its result and
+        what its engine reported (`Usage` with prompt, cached and completion tokens). It is
+        refused (BudgetExceeded) unless `worst_tokens` computed tokens fit, and charged as one
+        verifier call at `params` (default: the context's verifier's size)."""
         acc = self.accountant
-        with acc.reserve(acc.worst_verification(worst_tokens, params)):
-            result, tokens, *cached = await work()
-        acc.charge_verification(tokens, params=params, cached=cached[0] if cached else 0)
+        with acc.reserve(acc.worst_verification(worst_tokens, params)) as hold:
+            result, engine = await work()
+            acc.charge_verification(engine, params, hold)
         return result
 
     async def judge(self, judge: Generator, req: GenRequest) -> list[Trace]:
         """A judge model's generation (a verifier's or an equivalence judge's own model call),
-        charged as verifier tokens (prompt not served from the prefix cache + completion) at
-        the judge's size, the cached prompt tokens as verifier cached tokens."""
+        charged as verifier tokens at the judge's size, its cached prompt tokens as verifier
+        cached tokens."""
 
-        async def work() -> tuple[list[Trace], int, int]:
-            traces, usage = await judge.generate(req)
-            computed = usage.prompt_tokens - usage.cached_tokens + usage.completion_tokens
-            return traces, computed, usage.cached_tokens
+        async def work() -> tuple[list[Trace], Usage]:
+            return await judge.generate(req)
 
         worst = await judge.count_prompt_tokens(req) + req.n * req.max_tokens
         return await self.verify(work, worst, judge.num_params)

@@ -8,6 +8,11 @@ class TTSError(Exception):
     """
 
 
+class ParameterError(TTSError, ValueError):
+    """A parameter outside what its declaration allows (a strategy's `n` below 1, a choice not
+    among its literals): the one message shape of every parameter check, a ValueError too."""
+
+
 class BudgetExceeded(TTSError):
     """The accountant refused a call because it could take the run over its budget.
 

@@ -1,23 +1,22 @@
-"""The three roles: a Generator samples traces, a Verifier scores them, a Strategy spends both.
-
-Backends implement `Generator`; strategies never call one directly but go through
-`tts.Context`, whose accountant charges every call.
+"""The backend role: a `Generator` samples traces (and a `StreamPlan` is a stream known before
+it is read). Backends implement it and register as plugins (kind "backend"); strategies and
+verifiers never call one directly but go through `tts.context.Context`, whose accountant charges
+every call. The other two roles work through the context: `tts.context.Verifier` scores traces,
+`tts.strategy.Strategy` spends both.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-import inspect
-import typing
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
-
-from tts.types import GenRequest, Problem, Result, Score, Trace, Usage
-
-if TYPE_CHECKING:
-    from tts.context import Context
+from tts.errors import TTSError
+from tts.models import DEFAULT_MODEL
+from tts.options import ModelOptions, SamplingOptions
+from tts.spec import BackendId
+from tts.thinking import Markers
+from tts.types import GenRequest, Trace, Usage
 
 
 class Generator(ABC):
@@ -26,8 +25,10 @@ class Generator(ABC):
     Cancelling the awaiting task (or closing a `stream`) aborts the request at the backend.
     """
 
+    kind: ClassVar[str] = ""  # its registered backend name ("" for a class that is not one)
     model: str = ""
     num_params: int | None = None  # for FLOPs estimates; None when unknown
+    markers: Markers | None = None  # a reasoning model's thinking markers (None: not one)
     # Whether generation takes real time. False for a replay, whose traces are served from a
     # bank: a stream that waits for a verdict there loses no tokens to a clock (DeepPrune's wait).
     realtime: bool = True
@@ -57,6 +58,25 @@ class Generator(ABC):
     async def close(self) -> None:
         """Release the backend (engine, connections)."""
 
+    @property
+    def identity(self) -> BackendId:
+        """What a run on this generator is keyed by (`tts.spec`): its kind and model. A kind
+        not declared is the class name without "Generator", lower case."""
+        kind = self.kind or type(self).__name__.removesuffix("Generator").lower()
+        return BackendId(kind=kind, model=str(self.model))
+
+    @classmethod
+    def identity_of(cls, options: ModelOptions) -> BackendId:
+        """`identity` of the generator `from_options(options, ...)` would build, without building
+        it (a run is keyed, and its records found, before any engine starts)."""
+        return BackendId(kind=cls.kind, model=options.model or DEFAULT_MODEL)
+
+    @classmethod
+    def from_options(cls, options: ModelOptions, sampling: SamplingOptions, seed: int) -> "Generator":
+        """The generator the options describe (a backend plugin's constructor from `tts bench`,
+        `tts serve` and sweep options)."""
+        raise TTSError(f"backend {cls.kind or cls.__name__} cannot be built from options; construct it in Python")
+
 
 class StreamPlan(ABC):
     """A stream known before it is read: `snapshots` it yields, then, for snapshot i (1-based),
@@ -71,114 +91,3 @@ class StreamPlan(ABC):
 
     @abstractmethod
     def trace(self, i: int) -> Trace: ...
-
-
-class Verifier(ABC):
-    """Scores traces. Process verifiers fill `Score.steps` (one value per step).
-
-    A verifier that reads the generator's own logprobs sets `logprobs` to the number of top
-    log-probabilities it needs, and strategies request them when generating.
-    """
-
-    name: str = ""
-    logprobs: int | None = None
-    num_params: int | None = None
-
-    @abstractmethod
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
-        """One Score per trace, in order. `Score.tokens` is what computing it consumed."""
-
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        """An upper bound on verifier tokens for this call (0 for free verifiers)."""
-        return 0
-
-
-class Strategy(ABC):
-    """A test-time scaling method: turns compute (through `ctx`) into an answer.
-
-    A strategy declares itself with class attributes, so the CLI, the sweep and the run spec
-    never list strategy names:
-
-    - `size`: the constructor parameter that `-n` / a sweep's `n` sets (one name, `n`,
-      across strategies); `aliases` maps another accepted name (a paper's) to a parameter.
-    - `subsamplable`: whether it only selects among independent samples, so a sweep may draw
-      its runs for several n from one recorded bank (a property where it depends on the
-      configuration, as for offline vs online DeepConf).
-    - `default_verifier`: the verifier it gets when none is named (None: it needs none).
-    - `logprobs`: the top-k logprobs it asks of the generator (None: none).
-
-    Its typed parameter model (`params_model()`) is derived from the constructor's signature:
-    type hints and defaults give validation, the sweep schema and the configuration hashed
-    into the run spec (`config()`: the constructor arguments, defaults filled in).
-    """
-
-    name: str = ""
-    size: ClassVar[str] = "n"
-    aliases: ClassVar[dict[str, str]] = {}
-    subsamplable: bool = False
-    default_verifier: ClassVar[str | None] = None
-    logprobs: int | None = None
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Strategy":
-        self = super().__new__(cls)
-        try:  # remember the constructor arguments: they are the configuration (see config())
-            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            self._params = {k: v for k, v in list(bound.arguments.items())[1:]
-                            if cls._signature().get(k) is not None}
-        except TypeError:  # unpickling (no arguments) or a bad call, which __init__ reports
-            pass
-        return self
-
-    @abstractmethod
-    async def solve(self, problem: Problem, ctx: "Context") -> Result:
-        """Solve one problem. Usage, grading and config hash are filled in by the runner."""
-
-    def config(self) -> dict:
-        """The parameters that identify this strategy's configuration (for config hashes): the
-        constructor arguments with defaults filled in, normalised by the parameter model."""
-        params = getattr(self, "_params", None)
-        if params is None:
-            return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        try:
-            return type(self).params_model().model_validate(params).model_dump(mode="json")
-        except Exception:  # an object argument (DeepPrune's judge): hashed by its repr
-            return dict(params)
-
-    @classmethod
-    def _signature(cls) -> dict[str, inspect.Parameter]:
-        ps = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        return {p.name: p for p in ps if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-
-    @classmethod
-    def size_param(cls) -> str | None:
-        """The parameter `n` sets: `size`, or a parameter that `aliases` names as its alias."""
-        sig = cls._signature()
-        if cls.size in sig:
-            return cls.size
-        return next((a for a, target in cls.aliases.items() if target == cls.size and a in sig), None)
-
-    @classmethod
-    def params_model(cls) -> type[BaseModel]:
-        """The pydantic model of the constructor's parameters (cached per class)."""
-        cached = cls.__dict__.get("_params_model")
-        if cached is not None:
-            return cached
-        try:
-            hints = typing.get_type_hints(cls.__init__)
-        except Exception:  # an annotation that cannot be resolved: validate nothing for it
-            hints = {}
-        sig = cls._signature()
-        # Accept an alias for a parameter (either way round, so a rename keeps the old name).
-        alt = {t: a for a, t in cls.aliases.items() if t in sig}
-        alt.update({a: t for a, t in cls.aliases.items() if a in sig and t not in sig})
-        fields: dict[str, Any] = {}
-        for name, p in sig.items():
-            default = ... if p.default is p.empty else p.default
-            extra = {"validation_alias": AliasChoices(name, alt[name])} if name in alt else {}
-            fields[name] = (hints.get(name, Any), Field(default, **extra))
-        model = create_model(f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid", populate_by_name=True,
-                                                 arbitrary_types_allowed=True),
-                             **fields)
-        cls._params_model = model
-        return model

@@ -1,46 +1,88 @@
-"""Name -> class registries that the CLI and sweep layer look strategies, verifiers and tasks up
-in. Packages register themselves on import; the core never imports them except through
-`load_plugins`, called by the CLI."""
+"""Names -> plugin classes: strategies, verifiers, equivalence judges, tasks and backends.
+
+Plugins declare themselves as Python entry points, one group per kind, in their package's
+pyproject.toml (this project's own are declared the same way):
+
+    [project.entry-points."ttscale.strategies"]
+    best_of_n = "strategies.best_of_n:BestOfN"
+
+A name is loaded the first time it is looked up (importing that plugin's module only), so a
+third-party package adds a strategy by declaring one, without touching this repository. The
+core never imports a plugin package: it reads entry points from the installed packages'
+metadata. `register` adds a plugin in process (a notebook, a test) and wins over an entry point
+of the same name.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from tts.errors import TTSError
 
-T = TypeVar("T")
+GROUPS = {
+    "strategy": "ttscale.strategies",
+    "verifier": "ttscale.verifiers",
+    "judge": "ttscale.judges",  # equivalence judges (DeepPrune's trace clustering)
+    "task": "ttscale.tasks",
+    "backend": "ttscale.backends",
+}
 
-STRATEGIES: dict[str, Callable[..., Any]] = {}
-VERIFIERS: dict[str, Callable[..., Any]] = {}
-TASKS: dict[str, Callable[..., Any]] = {}
-JUDGES: dict[str, Callable[..., Any]] = {}  # equivalence judges (DeepPrune's trace clustering)
-
-_KINDS = {"strategy": STRATEGIES, "verifier": VERIFIERS, "task": TASKS, "judge": JUDGES}
+_loaded: dict[str, dict[str, Any]] = {kind: {} for kind in GROUPS}
 
 
-def register(kind: str, name: str) -> Callable[[T], T]:
-    def deco(obj: T) -> T:
-        _KINDS[kind][name] = obj  # type: ignore[assignment]
-        return obj
+def _declared(kind: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUPS[kind])}
 
-    return deco
+
+def register(kind: str, name: str, obj: Any) -> Any:
+    """Add `obj` under `name` in process; returns it."""
+    _loaded[_kind(kind)][name] = obj
+    return obj
+
+
+def names(kind: str) -> list[str]:
+    """Every name of `kind`: declared by an installed package or registered in process."""
+    return sorted({*_declared(_kind(kind)), *_loaded[kind]})
 
 
 def lookup(kind: str, name: str) -> Callable[..., Any]:
-    """The registered factory for `name`, or a TTSError listing the valid names."""
-    load_plugins()
-    table = _KINDS[kind]
-    if name not in table:
-        close = difflib.get_close_matches(name, table, n=1)
+    """The plugin called `name`, or a TTSError listing the valid names."""
+    table = _loaded[_kind(kind)]
+    if name in table:
+        return table[name]
+    ep = _declared(kind).get(name)
+    if ep is None:
+        valid = names(kind)
+        close = difflib.get_close_matches(name, valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise TTSError(f"unknown {kind} '{name}'{hint}; valid: {', '.join(sorted(table))}")
-    return table[name]
+        raise TTSError(f"unknown {kind} '{name}'{hint}; valid: {', '.join(valid)}")
+    try:
+        obj = ep.load()
+    except Exception as e:
+        raise TTSError(f"the {kind} '{name}' ({ep.value}, from package {_dist(ep)}) failed to load: "
+                       f"{type(e).__name__}: {e}") from e
+    declared = getattr(obj, "name", None)
+    if isinstance(declared, str) and declared and declared != name:
+        raise TTSError(f"the {kind} entry point '{name}' ({ep.value}) loads a class named '{declared}': "
+                       "the entry point's name must be the class's `name`")
+    table[name] = obj
+    return obj
 
 
-def load_plugins() -> None:
-    """Import the packages that register strategies, verifiers and tasks."""
-    import strategies  # noqa: F401
-    import tasks  # noqa: F401
-    import verifiers  # noqa: F401
+def load_all(kind: str) -> dict[str, Any]:
+    """Every plugin of `kind`, loaded (the sweep schema and /v1/models list them all)."""
+    return {name: lookup(kind, name) for name in names(kind)}
+
+
+def _kind(kind: str) -> str:
+    if kind not in GROUPS:
+        raise ValueError(f"unknown plugin kind '{kind}'; valid: {', '.join(GROUPS)}")
+    return kind
+
+
+def _dist(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else "?"

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from tts.answers import extract_boxed
-from tts.context import Accountant, Context, Sampling
+from tts.context import Accountant, Context, Verifier
 from tts.errors import BackendError, BudgetExceeded, TTSError
-from tts.experiment.spec import RunSpec, spec_of
-from tts.interfaces import Generator, Strategy, Verifier
-from tts.types import Budget, Problem, Result
+from tts.interfaces import Generator
+from tts.spec import RunSpec, spec_of
+from tts.strategy import Strategy
+from tts.types import Budget, Problem, Result, Sampling
 
 T = TypeVar("T")
 
@@ -67,12 +68,22 @@ async def solve(
     result.usage = acc.finish()
     result.strategy = strategy.name
     result.seed = seed
-    spec = spec or spec_of(strategy, generator, verifier, budget, sampling, task, seed)
+    spec = spec or _spec(strategy, generator, verifier, budget, sampling, task, seed)
     result.config_hash = spec.config_hash()
     result.telemetry = {**ctx.telemetry, **result.telemetry}
     if task is not None and problem.answer is not None:
         result.correct = await task.grade(problem, result.answer)
     return result
+
+
+def _spec(strategy: Strategy, generator: Generator, verifier: Verifier | None, budget: Budget | None,
+          sampling: Sampling | None, task: TaskLike | None, seed: int) -> RunSpec:
+    """The spec of a run given as objects: the verifier by its registered name, and its model
+    only when it is not the generator itself (a judge that is the generator names none)."""
+    vmodel = getattr(verifier, "model", None)
+    return spec_of(strategy, generator.identity, verifier=None if verifier is None else verifier.name,
+                   verifier_model=vmodel if isinstance(vmodel, str) and vmodel != generator.model else None,
+                   budget=budget, sampling=sampling, task=None if task is None else task.name, seed=seed)
 
 
 async def run_many(
@@ -95,8 +106,8 @@ async def run_many(
     """
     sem = asyncio.Semaphore(concurrency)
     if "spec" not in kwargs:  # one spec for the whole run (the strategy's config is read once)
-        kwargs["spec"] = spec_of(strategy, generator, kwargs.get("verifier"), kwargs.get("budget"),
-                                 kwargs.get("sampling"), kwargs.get("task"), kwargs.get("seed", 0))
+        kwargs["spec"] = _spec(strategy, generator, kwargs.get("verifier"), kwargs.get("budget"),
+                               kwargs.get("sampling"), kwargs.get("task"), kwargs.get("seed", 0))
 
     async def one(p: Problem) -> Result | None:
         async with sem:

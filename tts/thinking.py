@@ -10,24 +10,22 @@ sequential scaling of the thinking (budget forcing, s1: Muennighoff et al. 2025)
   reasoning field, when its reasoning parser gives one, is the same split done server side).
 - `extract_answer`: the answer part first; the last answer in the thinking only when the
   thinking never closed (a trace cut at max_tokens), and the trace says so (`answer_from`).
-- `Forcing` and `force_thinking`: one sample whose thinking is capped at a budget B and, below
-  a minimum, extended by replacing the close marker with "Wait"; then the answer. It runs on the
-  context (each continuation is one generator call through the accountant, its prefix served
-  from the prefix cache), so any strategy that samples through `Context` samples budget-forced
-  traces when its requests carry a `Forcing`: sequential inside, parallel outside.
+- `force_thinking`: one sample whose thinking is capped at a budget B (`tts.types.Forcing`) and
+  extended, where the model ends it early, by "Wait" instead of its end; then the answer, as s1
+  does. The context runs it (`Context.generate` / `stream` on a request that carries a
+  `Forcing`), passing its own calls in, so each continuation is one generator call through the
+  accountant, its prefix served from the prefix cache: any strategy that samples through the
+  context samples budget-forced traces, sequential inside, parallel outside.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tts.errors import TTSError
-from tts.types import GenRequest, Trace, Usage
-
-if TYPE_CHECKING:
-    from tts.context import Context
+from tts.types import Forcing, GenRequest, Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +62,9 @@ def markers_for(model: str, vocab: Any = None, think_open: str | None = None,
     if think_open or think_close:
         if not (think_open and think_close):
             raise TTSError(f"give both think_open and think_close (got open={think_open!r}, close={think_close!r})")
+        if think_open == think_close or think_open in think_close or think_close in think_open:
+            raise TTSError(f"think_open {think_open!r} and think_close {think_close!r} must differ, neither inside "
+                           "the other (a trace's thinking is split where they stand)")
         base = family or Markers(switch=None)
         return Markers(think_open, think_close, base.prompt_opens, base.switch)
     if family is not None:
@@ -142,80 +143,54 @@ def extract_answer(trace: Trace, extract: Callable[[str], str | None]) -> tuple[
 
 # -- budget forcing ------------------------------------------------------------------------------
 
-DEFAULT_WAIT = "Wait"
-DEFAULT_ANSWER_CUE = "\n\nFinal Answer:"
+def inserted_bound(f: Forcing, markers: Markers) -> int:
+    """An upper bound on the tokens budget forcing inserts into one sample's prefix (a token is
+    >= 1 byte): the open marker, every "Wait", the close marker and the answer cue."""
+    text = markers.open + "\n" + f.wait * f.extensions + markers.close + f.answer_cue
+    return len(text.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class Forcing:
-    """Budget forcing of one sample's thinking (s1). `budget`: the thinking's tokens at most
-    (what the model generated, the "Wait"s inserted and the forced close marker + `answer_cue`);
-    at the budget the thinking is closed for the model and only the answer is generated.
-    `min_thinking`: a model that closes its thinking before this many tokens gets `wait`
-    instead of its close marker and continues, up to `extensions` times. The request's
-    max_tokens caps thinking and answer together. `thinking_budget` (a sampling field) is
-    Forcing(budget) alone: cap and answer, no extension."""
-
-    budget: int
-    min_thinking: int = 0
-    extensions: int = 0
-    wait: str = DEFAULT_WAIT
-    answer_cue: str = DEFAULT_ANSWER_CUE
-
-    def __post_init__(self) -> None:
-        if self.budget < 1 or self.min_thinking < 0 or self.extensions < 0:
-            raise TTSError(f"budget forcing needs budget >= 1, min_thinking >= 0 and extensions >= 0 (got "
-                           f"budget={self.budget}, min_thinking={self.min_thinking}, extensions={self.extensions})")
-
-    @property
-    def calls(self) -> int:
-        """Generator calls one sample can take: thinking, one per extension, the answer."""
-        return self.extensions + 2
-
-    def inserted_bound(self, markers: Markers) -> int:
-        """An upper bound on the tokens inserted into one sample's prefix (a token is >= 1 byte)."""
-        text = markers.open + "\n" + self.wait * self.extensions + markers.close + self.answer_cue
-        return len(text.encode())
+Call = Callable[[GenRequest], Awaitable[list[Trace]]]
+StreamCall = Callable[[GenRequest], AsyncIterator[Trace]]
 
 
-async def _text_tokens(ctx: "Context", req: GenRequest, text: str) -> int:
+async def _text_tokens(count: Callable[[GenRequest], Awaitable[int]], req: GenRequest, text: str) -> int:
     """Tokens `text` adds at the end of `req`'s prompt, by the generator's own count."""
-    return (await ctx.generator.count_prompt_tokens(req.replace(prefix=req.prefix + text))
-            - await ctx.generator.count_prompt_tokens(req))
+    return await count(req.replace(prefix=req.prefix + text)) - await count(req)
 
 
-async def force_thinking(ctx: "Context", req: GenRequest, hold: list[Usage] | None,
-                         stream: bool = False) -> AsyncIterator[Trace]:
-    """One budget-forced sample of `req` (n=1, `req.forcing` set): think up to the budget in
-    continuations from the growing prefix, each stopped at the close marker ("Wait" and go on
-    while under the minimum and extensions remain), close the thinking at the budget with the
-    close marker and the answer cue, then generate the answer in what max_tokens leaves.
+async def force_thinking(req: GenRequest, markers: Markers, *, count: Callable[[GenRequest], Awaitable[int]],
+                         call: Call, stream_call: StreamCall | None, telemetry: dict[str, Any]
+                         ) -> AsyncIterator[Trace]:
+    """One budget-forced sample of `req` (n=1, `req.forcing` set), as s1's reference does
+    (simplescaling/s1, eval/lm-evaluation-harness/lm_eval/models/vllm_causallms.py): think in
+    continuations from the growing prefix, each stopped at the close marker; any end other than
+    the budget running out (the close marker, end of sequence, a stop string) is replaced by
+    "Wait" and the thinking goes on, while under `min_thinking` and extensions remain; then the
+    thinking is always closed (the model's own end: the close marker; the budget reached: the
+    close marker and `answer_cue`, outside the budget) and the answer is generated in what
+    max_tokens leaves. (Ours: max_tokens caps thinking and answer together; s1 gives the answer
+    its own max_gen_toks.)
 
-    Yields the sample's trace: once, finished (`stream=False`), or as it grows (one object,
-    grown in place). Each continuation is a call of `ctx` charged under `hold` (the whole
-    sample's reservation). The trace's text is what followed `req.prefix`, inserted text
-    included; `num_tokens`, `thinking_tokens`, `token_ids` and logprobs are the generated ones
-    (what the engine counts). `ctx.telemetry["thinking"]` counts waits and forced closes."""
+    `call` / `stream_call` run one continuation (the context's calls, charged under the whole
+    sample's reservation; `stream_call` None: not streamed); `count` counts prompt tokens.
+    Yields the sample's trace: once, finished (not streamed), or as it grows (one object, grown
+    in place). The trace's text is what followed `req.prefix`, inserted text included;
+    `num_tokens`, `thinking_tokens`, `token_ids` and logprobs are the generated ones (what the
+    engine counts). `telemetry["thinking"]` counts samples, waits and forced closes."""
     f = req.forcing
     assert f is not None
-    gen = ctx.generator
-    markers = need_markers(getattr(gen, "markers", None), gen.model, "budget forcing (thinking_budget)")
     if req.enable_thinking is False:
         raise TTSError("a thinking budget with enable_thinking=False: there is no thinking to budget; "
                        "drop one of them")
     base = req.replace(n=1, forcing=None)
     opened = (markers.prompt_opens and req.enable_thinking is not False) or opens_thinking(req.prefix, markers)
     text = "" if opened else markers.open + "\n"
-    close_cue = markers.close + f.answer_cue
-    cue_tokens = await _text_tokens(ctx, base.replace(prefix=req.prefix + text), close_cue)
-    if f.budget < cue_tokens:
-        raise TTSError(f"thinking budget {f.budget} is smaller than the forced close and answer cue "
-                       f"{close_cue!r} ({cue_tokens} tokens): raise the budget or shorten answer_cue")
-    wait_tokens = await _text_tokens(ctx, base.replace(prefix=req.prefix + text), f.wait) if f.extensions else 0
+    wait_tokens = await _text_tokens(count, base.replace(prefix=req.prefix + text), f.wait) if f.extensions else 0
     out = Trace(text=text, num_tokens=0, prefix=req.prefix)
-    used = 0  # the thinking's tokens so far: generated plus inserted
+    used = 0  # the thinking's tokens so far: generated plus the inserted Waits
     waits = 0
-    tele = ctx.telemetry.setdefault("thinking", {"samples": 0, "waits": 0, "forced_close": 0})
+    tele = telemetry.setdefault("thinking", {"samples": 0, "waits": 0, "forced_close": 0})
     tele["samples"] += 1
 
     async def phase(r: GenRequest) -> AsyncIterator[Trace]:
@@ -232,25 +207,24 @@ async def force_thinking(ctx: "Context", req: GenRequest, hold: list[Usage] | No
                 mine.extend(theirs[len(mine) - starts[name]:])
 
         got: Trace | None = None
-        if stream:
-            async for t in ctx._stream(r, hold):
+        if stream_call is not None:
+            async for t in stream_call(r):
                 got = t
                 grow(t)
                 if not t.finished:
                     yield out
         else:
-            got = (await ctx._generate(r, hold))[0]
+            got = (await call(r))[0]
         assert got is not None
         grow(got)
         out.thinking_tokens = k0 + got.thinking_tokens
         out.finish_reason, out.stop_reason = got.finish_reason, got.stop_reason
         yield got
 
-    forced = False
+    closed = False  # the model ended its thinking and it was closed (no cue)
     while True:
-        room = min(f.budget - cue_tokens - used, req.max_tokens - out.num_tokens)
+        room = min(f.thinking_budget - used, req.max_tokens - out.num_tokens)
         if room <= 0:
-            forced = req.max_tokens - out.num_tokens > 0
             break
         r = base.replace(prefix=req.prefix + out.text, max_tokens=room, stop=(markers.close, *req.stop))
         t = None
@@ -259,37 +233,28 @@ async def force_thinking(ctx: "Context", req: GenRequest, hold: list[Usage] | No
                 yield out
         assert t is not None
         used += t.num_tokens
-        if t.finish_reason == "stop" and t.stop_reason == markers.close:  # the model closed its thinking
-            if used < f.min_thinking and waits < f.extensions:
-                out.text += f.wait
-                used += wait_tokens
-                waits += 1
-                continue
-            out.text += markers.close
-            break
-        if t.finish_reason == "length" and t.num_tokens >= room and out.num_tokens < req.max_tokens:
-            forced = True  # the budget is reached: close the thinking for the model
-            break
-        # it ended otherwise (end of sequence inside its thinking, max_tokens, a stop string): done
-        _end(out, markers, opened, tele, waits)
-        yield out
-        return
-    if forced:
-        out.text += close_cue
-        tele["forced_close"] += 1
+        if t.finish_reason == "length":
+            break  # the budget (or max_tokens) ran out inside the thinking
+        if used < f.min_thinking and waits < f.extensions:  # s1 ignores the end: "Wait", go on
+            out.text += f.wait
+            used += wait_tokens
+            waits += 1
+            continue
+        out.text += markers.close
+        closed = True
+        break
     room = req.max_tokens - out.num_tokens
+    if not closed and room > 0:  # the budget is reached: close the thinking for the model
+        out.text += markers.close + f.answer_cue
+        tele["forced_close"] += 1
     if room > 0:
         async for t in phase(base.replace(prefix=req.prefix + out.text, max_tokens=room)):
             if t is out:
                 yield out
     else:
-        out.finish_reason = "length"
-    _end(out, markers, opened, tele, waits)
-    yield out
-
-
-def _end(out: Trace, markers: Markers, opened: bool, tele: dict[str, int], waits: int) -> None:
+        out.finish_reason = "length"  # max_tokens spent inside the thinking: no answer part
     thinking, answer = split_thinking(out.text, markers, opened)
     out.thinking, out.answer_part = thinking if thinking is not None else "", answer
     out.finish_reason = out.finish_reason or "stop"
     tele["waits"] += waits
+    yield out

@@ -1,7 +1,7 @@
 """The public types every part of the framework speaks.
 
 Plain dataclasses on the hot path (traces, requests, usage); pydantic only where a user writes
-input (see `tts.config`). One name per concept: a *Trace* is one sampled reasoning path, a *Step*
+input (see `tts.options`). One name per concept: a *Trace* is one sampled reasoning path, a *Step*
 one delimited piece of it, *Usage* what something cost, a *Budget* the cap on it.
 """
 
@@ -12,6 +12,8 @@ import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from tts.errors import TTSError
 
 FinishReason = Literal["stop", "length", "abort", "max_steps", "budget", "error"]
 StoppedBy = Literal["done", "budget", "early_stop", "error"]
@@ -130,6 +132,40 @@ def stopped_by(budget: bool = False, early: bool = False) -> "StoppedBy":
     strategy's own rule stopped it before its size, else "done"."""
     return "budget" if budget else "early_stop" if early else "done"
 
+DEFAULT_WAIT = "Wait"
+DEFAULT_ANSWER_CUE = "\n\nFinal Answer:"
+
+
+@dataclass(frozen=True, slots=True)
+class Forcing:
+    """Budget forcing of one sample's thinking (s1; run by `tts.thinking.force_thinking`).
+    `thinking_budget`: the thinking's tokens at most (what the model generated and the "Wait"s
+    inserted); there the thinking is closed for the model (close marker + `answer_cue`, not
+    counted in the budget) and only the answer is generated. When the model ends its thinking
+    before `min_thinking` tokens, `wait` replaces its end and it goes on, up to `extensions`
+    times. The request's max_tokens caps thinking and answer together. The sampling field
+    `thinking_budget` is Forcing(thinking_budget) alone: cap and answer, no extension."""
+
+    thinking_budget: int
+    min_thinking: int = 0
+    extensions: int = 0
+    wait: str = DEFAULT_WAIT
+    answer_cue: str = DEFAULT_ANSWER_CUE
+
+    def __post_init__(self) -> None:
+        if not (self.thinking_budget >= 1 and 0 <= self.min_thinking <= self.thinking_budget
+                and self.extensions >= 0):
+            raise TTSError(f"budget forcing needs thinking_budget >= 1, 0 <= min_thinking <= thinking_budget and "
+                           f"extensions >= 0 (got thinking_budget={self.thinking_budget}, "
+                           f"min_thinking={self.min_thinking}, extensions={self.extensions})")
+        if self.extensions and not self.wait:
+            raise TTSError("budget forcing with extensions needs a non-empty wait text (e.g. 'Wait')")
+
+    @property
+    def calls(self) -> int:
+        """Generator calls one sample can take: thinking, one per extension, the answer."""
+        return self.extensions + 2
+
 
 @dataclass(slots=True)
 class GenRequest:
@@ -138,7 +174,7 @@ class GenRequest:
     `prefix` is a partial assistant message to continue (step-level search); the chat template
     is applied with the generation prompt and the prefix appended after it. `enable_thinking`
     goes to the chat template's thinking switch (None: the template's default); `forcing`
-    (a `tts.thinking.Forcing`) makes each sample a budget-forced one (the context runs it).
+    makes each sample a budget-forced one (the context runs it).
     """
 
     messages: list[dict[str, str]]
@@ -150,7 +186,7 @@ class GenRequest:
     logprobs: int | None = None
     prefix: str = ""
     enable_thinking: bool | None = None
-    forcing: Any = None  # tts.thinking.Forcing | None
+    forcing: Forcing | None = None
 
     def replace(self, **changes: Any) -> "GenRequest":
         return dataclasses.replace(self, **changes)
@@ -158,17 +194,14 @@ class GenRequest:
 
 @dataclass(slots=True)
 class Score:
-    """A verifier's judgement of one trace: one value, per-step values for process verifiers,
-    and the verifier tokens spent to compute it (charged by the accountant): `tokens` those the
-    reward model computed, `cached` the prompt tokens its engine served from the prefix cache
-    instead. `path` is how a process verifier scored it: "incremental" (only the steps whose
-    reward was not known yet, the prefix read from the cache) or "full-prefix" (every step, the
-    whole prefix computed again); "" for verifiers without the distinction."""
+    """A verifier's judgement of one trace: one value, and per-step values for process
+    verifiers (what computing it cost is charged by the context, never carried here). `path` is
+    how a process verifier scored it: "incremental" (only the steps whose reward was not known
+    yet, the prefix read from the cache) or "full-prefix" (every step, the whole prefix computed
+    again); "" for verifiers without the distinction."""
 
     value: float
     steps: tuple[float, ...] = ()
-    tokens: int = 0
-    cached: int = 0
     path: str = ""
 
 
@@ -276,6 +309,13 @@ class Budget:
     calls: int | None = None
     flops: float | None = None
     wall_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and math.isfinite(v) and v >= 0):
+                raise TTSError(f"budget cap {f.name} must be a finite number >= 0 (or None: uncapped), got {v!r}")
 
     def exceeded_by(self, usage: Usage) -> str | None:
         """The name of the first cap `usage` goes over, or None."""

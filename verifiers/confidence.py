@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 
 from tts.errors import TTSError
-from tts.interfaces import Verifier
-from tts.registry import register
-from tts.types import Problem, Score, Trace
+from tts.context import Context, Verifier
+from tts.types import Score, Trace
 
 METHODS = ("probability", "self_certainty", "token_confidence")
 
 
-@register("verifier", "confidence")
 class Confidence(Verifier):
     """Higher is more confident; every method's value is >= 0 so it can weight a vote.
 
@@ -35,7 +33,7 @@ class Confidence(Verifier):
         self.top_k = top_k
         self.logprobs = 0 if method == "probability" else top_k
 
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
+    async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
         return [Score(self._value(t)) for t in traces]
 
     def _value(self, t: Trace) -> float:

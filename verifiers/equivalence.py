@@ -42,8 +42,8 @@ from typing import Any
 from tts.context import Context
 from tts.errors import TTSError
 from tts.interfaces import Generator
-from tts.registry import register
-from tts.types import GenRequest, Trace
+from tts.registry import lookup
+from tts.types import GenRequest, Trace, Usage
 
 from verifiers.prm import yes_probability
 from verifiers.probe import Probe, probe_answer
@@ -102,7 +102,6 @@ class EquivalenceJudge(ABC):
 
 
 # ---------------------------------------------------------------------------------------------
-@register("judge", "model")
 class ModelJudge(EquivalenceJudge):
     """A judge model asked "same final answer? yes or no" about two prefixes.
 
@@ -166,7 +165,6 @@ class ModelJudge(EquivalenceJudge):
             await owned.close()
 
 
-@register("judge", "probe")
 class ProbeJudge(EquivalenceJudge):
     """Answer probing (our variant): equal probed answers mean equivalent (1.0), else 0.0."""
 
@@ -187,7 +185,6 @@ class ProbeJudge(EquivalenceJudge):
         return 1.0 if pa.answer is not None and pa.answer == pb.answer else 0.0
 
 
-@register("judge", "embedding")
 class EmbeddingJudge(EquivalenceJudge):
     """Cosine similarity of the prefixes' sentence embeddings, clamped to [0, 1].
 
@@ -216,7 +213,7 @@ class EmbeddingJudge(EquivalenceJudge):
             self._loaded = tok, net
         return self._loaded
 
-    def _embed(self, text: str) -> tuple[Any, int]:
+    def _embed(self, text: str) -> tuple[Any, Usage]:
         import torch
 
         tok, net = self._load()
@@ -225,7 +222,7 @@ class EmbeddingJudge(EquivalenceJudge):
             h = net(**x).last_hidden_state
         mask = x["attention_mask"].unsqueeze(-1).to(h.dtype)
         e = (h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean pooling over real tokens
-        return torch.nn.functional.normalize(e, dim=-1)[0], int(x["input_ids"].shape[1])
+        return torch.nn.functional.normalize(e, dim=-1)[0], Usage(prompt_tokens=int(x["input_ids"].shape[1]))
 
     async def embedding(self, ctx: Context, p: Prefix) -> Any:
         async def make() -> Any:
@@ -256,6 +253,4 @@ def make_judge(judge: "str | EquivalenceJudge", **options: Any) -> EquivalenceJu
     """A judge object from a registered name (`options` go to its constructor) or as given."""
     if isinstance(judge, EquivalenceJudge):
         return judge
-    from tts.registry import lookup
-
     return lookup("judge", judge)(**options)

@@ -7,11 +7,11 @@ import asyncio
 from typing import Any
 
 from tts.errors import TTSError
+from tts.context import Context
 from tts.interfaces import Generator
-from tts.registry import register
 from tts.types import GenRequest, Problem, Score, Trace
 
-from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, yes_probability
+from verifiers.prm import AGGREGATES, ProcessVerifier, check_aggregate, yes_probability
 
 JUDGE_PROMPT = (
     "You are checking a step-by-step solution to a math problem.\n\n"
@@ -22,7 +22,6 @@ JUDGE_PROMPT = (
 )
 
 
-@register("verifier", "llm_judge")
 def llm_judge(model: str | None = None, generator: Generator | None = None, **options: Any) -> "LLMJudgePRM":
     """Registry factory: a judge over `generator`; with only `model`, an in-process vLLM judge."""
     if generator is None:
@@ -36,16 +35,17 @@ def llm_judge(model: str | None = None, generator: Generator | None = None, **op
     return LLMJudgePRM(generator, **options)
 
 
-class LLMJudgePRM(_PRM):
+class LLMJudgePRM(ProcessVerifier):
     """A Generator as a process judge: for a step, it is shown the question, the previous steps
     and the latest step (`prompt`, formatted with {question}, {previous}, {step}) and asked
     "Answer Yes or No."; the reward is P(Yes) / (P(Yes) + P(No)) over its first token's top-k
     (`top_k`, default 20), summing the variants of each word present ("Yes", " Yes", "yes", ...;
     0.5 when neither is). `steps="all"` judges every step (one request per step, all sent
     together), `steps="last"` only the newest one (its reward is the single step reward).
-    `Score.tokens` is the judge's prompt tokens not served from its prefix cache + completion
-    tokens, `Score.cached` the cached prompt tokens; the generator needs to return the top-k
-    tokens' strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+    Each judge request goes through the context (`Context.judge`): its prompt tokens not served
+    from the judge's prefix cache and its completion token are charged as verifier tokens, the
+    cached ones as verifier cached tokens. The generator needs to return the top-k tokens'
+    strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
 
     `incremental` (default True): with `steps="all"`, the verdicts on step prefixes already
     judged are remembered (`verifiers.prm.StepMemo`), so a grown path sends only its new steps
@@ -77,7 +77,7 @@ class LLMJudgePRM(_PRM):
         self._judge = generator
         self.model = generator.model
         self.steps = steps
-        self.aggregate = _check_aggregate(aggregate, AGGREGATES)
+        self.aggregate = check_aggregate(aggregate, AGGREGATES)
         self.delimiter = delimiter
         self.prompt = prompt
         self.top_k = top_k
@@ -107,24 +107,16 @@ class LLMJudgePRM(_PRM):
         todo = [i for i, r in enumerate(known) if r is None]
         return keys, known, [self._request(problem, steps, i) for i in todo], todo
 
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        reqs = [r for t in traces for r in self._plan(problem, t)[2]]
-        counts = await asyncio.gather(*(self._judge.count_prompt_tokens(r) for r in reqs))
-        return sum(counts) + sum(r.max_tokens for r in reqs)
-
-    async def _score_one(self, problem: Problem, trace: Trace) -> Score:
+    async def _score_one(self, ctx: Context, trace: Trace) -> Score:
         if not self._steps(trace):
-            return Score(0.0, (), 0)
-        keys, known, reqs, todo = self._plan(problem, trace)
-        outs = await asyncio.gather(*(self._judge.generate(r) for r in reqs))
+            return Score(0.0)
+        keys, known, reqs, todo = self._plan(ctx.problem, trace)
+        outs = await asyncio.gather(*(ctx.judge(self._judge, r) for r in reqs))
         rewards = list(known)
-        for i, (traces, _) in zip(todo, outs):
+        for i, traces in zip(todo, outs):
             rewards[i] = self.p_yes(traces[0])
         self._remember(keys, rewards)
-        tokens = sum(u.prompt_tokens - u.cached_tokens + u.completion_tokens for _, u in outs)
-        cached = sum(u.cached_tokens for _, u in outs)
-        path = "incremental" if self.steps == "last" else self.scoring
-        return self._score(rewards, tokens, cached, path)
+        return self._score(rewards, "incremental" if self.steps == "last" else self.scoring)
 
     def p_yes(self, t: Trace) -> float:
         """P(Yes) / (P(Yes) + P(No)) at the judge's first token; 0.5 when neither word is there."""

@@ -8,16 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from tts.errors import TTSError
+from tts.context import Context
 from tts.interfaces import Generator
-from tts.registry import register
-from tts.types import Problem, Score, Trace
+from tts.types import Problem, Score, Trace, Usage
 
-from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, _softmax_pair
+from verifiers.prm import AGGREGATES, ProcessVerifier, check_aggregate, softmax_pair
 
 MATH_SHEPHERD_DEFAULT = "peiyi9979/math-shepherd-mistral-7b-prm"
 
 
-@register("verifier", "math_shepherd_prm")
 def math_shepherd_prm(
     model: str | None = None, generator: Generator | None = None, **options: Any
 ) -> "MathShepherdPRM":
@@ -25,7 +24,7 @@ def math_shepherd_prm(
     return MathShepherdPRM(model, **options)
 
 
-class MathShepherdPRM(_PRM):
+class MathShepherdPRM(ProcessVerifier):
     """Math-Shepherd: the model card's input is f"{question} {output}", the output being the
     steps each followed by " ки" and joined by newlines; each step's reward is the softmax over
     the logits of the good and bad label tokens ("+", "-") at its tag, the good one's share.
@@ -71,7 +70,7 @@ class MathShepherdPRM(_PRM):
         if model is None and engine is None:
             model = MATH_SHEPHERD_DEFAULT
         self.model = model if model is not None else engine.model
-        self.aggregate = _check_aggregate(aggregate, AGGREGATES)
+        self.aggregate = check_aggregate(aggregate, AGGREGATES)
         if not delimiter:
             raise TTSError("MathShepherdPRM needs a non-empty step delimiter (default '\\n\\n')")
         self.delimiter = delimiter
@@ -115,39 +114,27 @@ class MathShepherdPRM(_PRM):
             )
         return [ids[:e] for e in ends]
 
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        # Worst case: every step to score sent, no prefix served from the cache.
-        total = 0
-        for t in traces:
-            steps = self._steps(t)
-            if steps:
-                _, known = self._known(problem, steps)
-                prompts = self.tag_prompts(problem, steps)
-                total += sum(len(p) for p, r in zip(prompts, known) if r is None)
-        return total
-
-    async def _score_one(self, problem: Problem, trace: Trace) -> Score:
+    async def _score_one(self, ctx: Context, trace: Trace) -> Score:
         steps = self._steps(trace)
         if not steps:
-            return Score(0.0, (), 0)
-        keys, known = self._known(problem, steps)
+            return Score(0.0)
+        keys, known = self._known(ctx.problem, steps)
         rewards = list(known)
         todo = [i for i, r in enumerate(known) if r is None]
-        tokens = cached = 0
         if todo:
-            prompts = self.tag_prompts(problem, steps)
+            prompts = self.tag_prompts(ctx.problem, steps)
             *rest, newest = todo
-            last = await self._label_logprobs(prompts[newest])
-            others = await asyncio.gather(*(self._label_logprobs(prompts[i]) for i in rest))
-            for i, (good, bad, computed, hit) in zip([*rest, newest], [*others, last]):
-                rewards[i] = _softmax_pair(good, bad)
-                tokens, cached = tokens + computed, cached + hit
+            # the newest step first: its prompt holds every other's, so they read it from the cache
+            last = await self._label_logprobs(ctx, prompts[newest])
+            others = await asyncio.gather(*(self._label_logprobs(ctx, prompts[i]) for i in rest))
+            for i, (good, bad) in zip([*rest, newest], [*others, last]):
+                rewards[i] = softmax_pair(good, bad)
             self._remember(keys, rewards)
-        return self._score(rewards, tokens, cached, self.scoring)
+        return self._score(rewards, self.scoring)
 
-    async def _label_logprobs(self, ids: list[int]) -> tuple[float, float, int, int]:
-        """log p(good), log p(bad) of the token after `ids`, the prompt tokens computed and
-        those served from the prefix cache."""
+    async def _label_logprobs(self, ctx: Context, ids: list[int]) -> tuple[float, float]:
+        """log p(good), log p(bad) of the token after `ids` (one call through the context,
+        charged its prompt tokens computed and those served from the prefix cache)."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -155,7 +142,11 @@ class MathShepherdPRM(_PRM):
             max_tokens=1, temperature=0.0, detokenize=False,
             logprob_token_ids=[self._good_id, self._bad_id], output_kind=RequestOutputKind.FINAL_ONLY,
         )
-        final = await self._final(ids, params)
-        row = final.outputs[0].logprobs[0]
-        hit = final.num_cached_tokens or 0
-        return row[self._good_id].logprob, row[self._bad_id].logprob, len(ids) - hit, hit
+
+        async def work() -> tuple[tuple[float, float], Usage]:
+            final = await self._final(ids, params)
+            row = final.outputs[0].logprobs[0]
+            usage = Usage(prompt_tokens=len(ids), cached_tokens=final.num_cached_tokens or 0)
+            return (row[self._good_id].logprob, row[self._bad_id].logprob), usage
+
+        return await ctx.verify(work, len(ids), self.num_params)

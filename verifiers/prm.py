@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from tts.backends.common import LRU, load_tokenizer
 from tts.errors import TTSError
-from tts.interfaces import Verifier
+from tts.context import Context, Verifier
 from tts.types import Problem, Score, Trace, split_steps
 
 AGGREGATES = ("last", "min", "prod", "mean")
@@ -66,7 +66,7 @@ def aggregate(step_rewards: Sequence[float], how: str) -> float:
     """One value from per-step rewards: the `last` one, the `min`, the `prod`uct or the `mean`.
 
     No steps give 0.0 (an empty solution is the worst, whatever the aggregate)."""
-    _check_aggregate(how, AGGREGATES)
+    check_aggregate(how, AGGREGATES)
     if not step_rewards:
         return 0.0
     if how == "last":
@@ -79,13 +79,13 @@ def aggregate(step_rewards: Sequence[float], how: str) -> float:
 
 
 
-def _check_aggregate(how: str, allowed: Sequence[str]) -> str:
+def check_aggregate(how: str, allowed: Sequence[str]) -> str:
     if how not in allowed:
         raise TTSError(f"unknown step aggregate '{how}'; valid: {', '.join(allowed)}")
     return how
 
 
-def _softmax_pair(a: float, b: float) -> float:
+def softmax_pair(a: float, b: float) -> float:
     """exp(a) / (exp(a) + exp(b)), computed stably."""
     return 1.0 / (1.0 + math.exp(b - a)) if b - a < 700 else 0.0
 
@@ -139,7 +139,7 @@ class StepMemo:
         return len(self._lru)
 
 
-class _PRM(Verifier):
+class ProcessVerifier(Verifier):
     """What the model-backed PRMs share: step splitting, the engine's lifetime, and requests
     whose prompt the engine rejects (e.g. longer than the context) turned into a TTSError."""
 
@@ -176,10 +176,10 @@ class _PRM(Verifier):
     def _steps(self, trace: Trace) -> list[str]:
         return split_steps(trace.prefix + trace.text, self.delimiter)
 
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
-        return list(await asyncio.gather(*(self._score_one(problem, t) for t in traces)))
+    async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        return list(await asyncio.gather(*(self._score_one(ctx, t) for t in traces)))
 
-    async def _score_one(self, problem: Problem, trace: Trace) -> Score:  # pragma: no cover
+    async def _score_one(self, ctx: Context, trace: Trace) -> Score:  # pragma: no cover
         raise NotImplementedError
 
     async def _final(self, ids: list[int], params: Any) -> Any:
@@ -191,9 +191,9 @@ class _PRM(Verifier):
         except ValueError as e:
             raise TTSError(f"PRM {self.model} could not score a {len(ids)}-token prompt: {e}") from e
 
-    def _score(self, rewards: Sequence[float], tokens: int, cached: int = 0, path: str = "") -> Score:
+    def _score(self, rewards: Sequence[float], path: str = "") -> Score:
         how = "last" if self.aggregate == "model" else self.aggregate
-        return Score(aggregate(rewards, how), tuple(rewards), tokens, cached, path)
+        return Score(aggregate(rewards, how), tuple(rewards), path)
 
     # -- incremental scoring -----------------------------------------------------------------
     incremental: bool = False

@@ -9,11 +9,11 @@ from typing import Any
 
 from tts.backends.common import LRU, byte_bound, chat_prompt_ids
 from tts.errors import TTSError
+from tts.context import Context
 from tts.interfaces import Generator
-from tts.registry import register
-from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Score, Trace
+from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Score, Trace, Usage
 
-from verifiers.prm import AGGREGATES, _check_aggregate, _PRM, _softmax_pair
+from verifiers.prm import AGGREGATES, ProcessVerifier, check_aggregate, softmax_pair
 
 QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
 
@@ -21,16 +21,15 @@ QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
 def _reward(row: Any) -> float:
     """The "correct" label's softmax share of one row of label logits."""
     a, b = (float(x) for x in row.tolist())
-    return _softmax_pair(b, a)
+    return softmax_pair(b, a)
 
 
-@register("verifier", "qwen_prm")
 def qwen_prm(model: str | None = None, generator: Generator | None = None, **options: Any) -> "QwenPRM":
     """Registry factory: a QwenPRM on `model` (default Qwen2.5-Math-PRM-7B); `generator` unused."""
     return QwenPRM(model or QWEN_PRM_DEFAULT, **options)
 
 
-class QwenPRM(_PRM):
+class QwenPRM(ProcessVerifier):
     """Qwen2.5-Math-PRM: the prompt is built exactly as the model card's reference code does —
     the chat template over [system, user=question, assistant=steps joined with `<extra_0>` and
     ending with one], tokenized with `tokenizer.encode` — and each step's reward is the softmax
@@ -96,7 +95,7 @@ class QwenPRM(_PRM):
         **engine_kwargs: Any,
     ):
         self.model = model
-        self.aggregate = _check_aggregate(aggregate, AGGREGATES + ("model",))
+        self.aggregate = check_aggregate(aggregate, AGGREGATES + ("model",))
         if not delimiter:
             raise TTSError("QwenPRM needs a non-empty step delimiter (default '\\n\\n')")
         self.delimiter = delimiter
@@ -193,34 +192,17 @@ class QwenPRM(_PRM):
         todo = [i for i, r in enumerate(known) if r is None]
         return ids, keys, known, todo
 
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        total = 0
-        for t in traces:
-            steps = self.pieces(t)
-            if not steps:
-                continue
-            if self._server is not None:
-                total += byte_bound(self.messages(problem, steps))  # no tokenizer here
-            elif not self.incremental:
-                total += len(self.prompt_ids(problem, steps))
-            else:  # at most every cut prompt of a step to score, none of it cached
-                ids, _, _, todo = self._plan(problem, steps)
-                if todo:
-                    ends = self.step_ends(ids, len(steps))
-                    total += sum(ends[i] for i in todo)
-        return total
-
     # -- scoring -------------------------------------------------------------------------------
-    async def _score_one(self, problem: Problem, trace: Trace) -> Score:
+    async def _score_one(self, ctx: Context, trace: Trace) -> Score:
         steps = self.pieces(trace)
         if not steps:
-            return Score(0.0, (), 0)
+            return Score(0.0)
         if self.incremental:
-            return await self._score_incremental(problem, steps)
+            return await self._score_incremental(ctx, steps)
         if self._server is not None:
-            rows, tokens = await self._pool_server(problem, steps)
+            rows = await self._pool_server(ctx, steps)
         else:
-            rows, tokens = await self._pool_in_process(problem, steps)
+            rows = await self._pool_in_process(ctx, steps)
         if len(rows) != len(steps):
             hint = (
                 f"; start the server with --pooler-config '{{\"step_tag_id\": ID}}', ID the id of "
@@ -231,44 +213,45 @@ class QwenPRM(_PRM):
             raise TTSError(
                 f"PRM {self.model} returned {len(rows)} step rewards for {len(steps)} steps{hint}"
             )
-        rewards = [_softmax_pair(float(r[1]), float(r[0])) for r in rows]
-        return self._score(rewards, tokens, 0, "full-prefix")
+        rewards = [softmax_pair(float(r[1]), float(r[0])) for r in rows]
+        return self._score(rewards, "full-prefix")
 
-    async def _score_incremental(self, problem: Problem, steps: Sequence[str]) -> Score:
+    async def _score_incremental(self, ctx: Context, steps: Sequence[str]) -> Score:
         """Only the steps whose reward is not remembered. The prompt cut after the newest of
         them goes first, reading the prefix cache; it returns the rows of the tokens it computed
         (always its last one), which hold the rewards of every step to score past the cached
         part. A step to score inside the cached part (rare: its prefix was computed but its
         reward not remembered) gets its own cut prompt, mostly served from the cache."""
-        ids, keys, known, todo = self._plan(problem, steps)
+        ids, keys, known, todo = self._plan(ctx.problem, steps)
         rewards = list(known)
-        tokens = cached = 0
         if todo:
             ends = self.step_ends(ids, len(steps))
-            rows, hit = await self._rows(ids[: ends[todo[-1]]])
-            tokens, cached = len(rows), hit
+            rows, hit = await self._rows(ctx, ids[: ends[todo[-1]]])
             inside = []
             for i in todo:
                 if ends[i] - 1 >= hit:
                     rewards[i] = _reward(rows[ends[i] - 1 - hit])
                 else:
                     inside.append(i)
-            for i, (more, more_hit) in zip(inside, await asyncio.gather(*(self._rows(ids[: ends[i]]) for i in inside))):
+            for i, (more, _) in zip(inside, await asyncio.gather(*(self._rows(ctx, ids[: ends[i]]) for i in inside))):
                 rewards[i] = _reward(more[-1])
-                tokens, cached = tokens + len(more), cached + more_hit
             self._remember(keys, rewards)
-        return self._score(rewards, tokens, cached, "incremental")
+        return self._score(rewards, "incremental")
 
-    async def _rows(self, ids: list[int]) -> tuple[Any, int]:
+    async def _rows(self, ctx: Context, ids: list[int]) -> tuple[Any, int]:
         """The label logits of the tokens of `ids` the engine computed (the prompt's last ones:
         with ALL pooling and the cache read, vLLM returns one row per computed token) and the
         number of tokens served from the prefix cache."""
         from vllm import PoolingParams
 
         params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
-        final = await self._final(ids, params)
-        rows = final.outputs.data
-        hit = final.num_cached_tokens or 0
+
+        async def work() -> tuple[tuple[Any, int], Usage]:
+            final = await self._final(ids, params)
+            hit = final.num_cached_tokens or 0
+            return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
+
+        rows, hit = await ctx.verify(work, len(ids), self.num_params)
         if len(rows) + hit != len(ids) or len(rows) == 0:
             raise TTSError(
                 f"PRM {self.model} returned {len(rows)} rows for a {len(ids)}-token prompt with {hit} "
@@ -276,36 +259,42 @@ class QwenPRM(_PRM):
             )
         return rows, hit
 
-    async def _pool_in_process(self, problem: Problem, steps: Sequence[str]) -> tuple[list, int]:
+    async def _pool_in_process(self, ctx: Context, steps: Sequence[str]) -> list:
         from vllm import PoolingParams
 
-        ids = self.prompt_ids(problem, steps)
+        ids = self.prompt_ids(ctx.problem, steps)
         if self._pooling == "ALL":  # every row, the cache not read; ours are at the step tokens
             params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=True)
-            final = await self._final(ids, params)
-            data = final.outputs.data
-            return [data[e - 1].tolist() for e in self.step_ends(ids, len(steps))], len(ids)
-        # Raw logits (we take the softmax, as the reference does), rows at our step token's id.
-        params = PoolingParams(task="token_classify", step_tag_id=self._step_id, use_activation=False)
-        final = await self._final(ids, params)
-        return final.outputs.data.tolist(), len(ids)
+        else:  # raw logits (we take the softmax, as the reference does), rows at our step token's id
+            params = PoolingParams(task="token_classify", step_tag_id=self._step_id, use_activation=False)
 
-    async def _pool_server(self, problem: Problem, steps: Sequence[str]) -> tuple[list, int]:
+        async def work() -> tuple[Any, Usage]:
+            return (await self._final(ids, params)).outputs.data, Usage(prompt_tokens=len(ids))
+
+        data = await ctx.verify(work, len(ids), self.num_params)
+        if self._pooling == "ALL":
+            return [data[e - 1].tolist() for e in self.step_ends(ids, len(steps))]
+        return data.tolist()
+
+    async def _pool_server(self, ctx: Context, steps: Sequence[str]) -> list:
+        messages = self.messages(ctx.problem, steps)
+
+        async def work() -> tuple[list, Usage]:
+            resp = await self._server.post("/pooling", body)
+            try:
+                return resp["data"][0]["data"], Usage(prompt_tokens=int(resp["usage"]["prompt_tokens"]))
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                raise TTSError(f"unexpected /pooling reply from the server of {self.model}: {str(resp)[:200]}") from e
+
         body = {
             "model": self.model,
-            "messages": self.messages(problem, steps),
+            "messages": messages,
             "task": "token_classify",
             "use_activation": False,
             "add_generation_prompt": False,
             "add_special_tokens": True,  # as the reference's tokenizer.encode
         }
-        resp = await self._server.post("/pooling", body)
-        try:
-            rows = resp["data"][0]["data"]
-            tokens = int(resp["usage"]["prompt_tokens"])
-        except (KeyError, IndexError, TypeError, ValueError) as e:
-            raise TTSError(f"unexpected /pooling reply from the server of {self.model}: {str(resp)[:200]}") from e
-        return rows, tokens
+        return await ctx.verify(work, byte_bound(messages), self.num_params)  # no tokenizer here: a byte bound
 
     async def close(self) -> None:
         await super().close()

@@ -9,14 +9,12 @@ verifier tokens (the scoring was paid for when the bank was recorded).
 from __future__ import annotations
 
 from tts.errors import TTSError
-from tts.interfaces import Verifier
-from tts.registry import register
-from tts.types import Problem, Score, Trace
+from tts.context import Context, Verifier
+from tts.types import Score, Trace
 
 SOURCES = ("outcome", "prm_last", "prm_min", "prm_mean")
 
 
-@register("verifier", "recorded")
 class RecordedScore(Verifier):
     """`source`: "outcome" (the recorded outcome score), or an aggregate of the recorded
     per-step PRM scores ("prm_last", "prm_min", "prm_mean")."""
@@ -28,7 +26,7 @@ class RecordedScore(Verifier):
             raise TTSError(f"unknown recorded score source '{source}'; valid: {', '.join(SOURCES)}")
         self.source = source
 
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
+    async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
         return [self._one(t) for t in traces]
 
     def _one(self, t: Trace) -> Score:

@@ -19,15 +19,14 @@ import asyncio
 from typing import Any
 
 from tts.errors import TTSError
-from tts.interfaces import Generator, Verifier
-from tts.registry import register
+from tts.context import Context, Verifier
+from tts.interfaces import Generator
 from tts.types import GenRequest, Problem, Score, Trace
 from verifiers.prm import yes_probability
 
 QUESTION = 'Would you do better if you started over? ("Yes." or "No.")'
 
 
-@register("verifier", "self_eval")
 def self_eval(model: str | None = None, generator: Generator | None = None, **options: Any) -> "SelfEval":
     """Registry factory: the generator evaluates itself; with `model`, that model does."""
     if model is not None:
@@ -59,19 +58,13 @@ class SelfEval(Verifier):
                 {"role": "user", "content": self.question}]
         return GenRequest(messages=msgs, n=1, max_tokens=1, temperature=0.0, logprobs=self.top_k)
 
-    async def estimate_tokens(self, problem: Problem, traces: list[Trace]) -> int:
-        reqs = [self.request(problem, t) for t in traces]
-        counts = await asyncio.gather(*(self._evaluator.count_prompt_tokens(r) for r in reqs))
-        return sum(counts) + len(reqs)
-
-    async def score(self, problem: Problem, traces: list[Trace]) -> list[Score]:
-        outs = await asyncio.gather(*(self._evaluator.generate(self.request(problem, t)) for t in traces))
+    async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        outs = await asyncio.gather(*(ctx.judge(self._evaluator, self.request(ctx.problem, t)) for t in traces))
         scores = []
-        for judged, usage in outs:
+        for judged in outs:
             p_yes = yes_probability(judged[0], self.model)
             # neither word among the top-k: no prediction either way
-            computed = usage.prompt_tokens - usage.cached_tokens + usage.completion_tokens
-            scores.append(Score(0.5 if p_yes is None else 1.0 - p_yes, (), computed, usage.cached_tokens))
+            scores.append(Score(0.5 if p_yes is None else 1.0 - p_yes))
         return scores
 
     async def close(self) -> None:

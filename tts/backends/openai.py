@@ -43,6 +43,7 @@ from tts.backends.common import LRU, byte_bound, prompt_key
 from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
+from tts.options import ModelOptions, SamplingOptions
 from tts.thinking import Markers, mark_thinking, markers_for, opens_thinking
 from tts.types import GenRequest, Trace, Usage
 
@@ -59,6 +60,16 @@ class OpenAIGenerator(Generator):
     extra server sampling parameters sent with every request (e.g. vLLM's `top_k`,
     `ignore_eos`). Set `vllm=False` for servers without vLLM's extensions.
     """
+
+    kind = "openai"
+
+    @classmethod
+    def from_options(cls, options: ModelOptions, sampling: SamplingOptions, seed: int) -> "OpenAIGenerator":
+        if not options.model or not options.base_urls:
+            raise TTSError("--backend openai needs --model NAME (as the server knows it) and --base-url URL")
+        policy = {k: v for k, v in (("timeout", options.timeout), ("retries", options.retries)) if v is not None}
+        return cls(options.model, options.base_urls, think_open=options.think_open, think_close=options.think_close,
+                   **policy)
 
     def __init__(
         self,

@@ -14,9 +14,10 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from tts.context import Sampling
+from tts.types import Sampling
 from tts.errors import TTSError
 from tts.interfaces import Generator
+from tts.spec import BackendId
 from tts.types import GenRequest, Trace, Usage
 
 
@@ -47,10 +48,16 @@ class RecordingGenerator(Generator):
         self.inner = inner
         self.model = inner.model
         self.num_params = inner.num_params
+        self.markers = inner.markers
         self.logprobs = logprobs
         self.sampling = sampling
         self.stop = tuple(stop)
         self._prompts: dict[str, _Prompt] = {}
+
+    @property
+    def identity(self) -> BackendId:
+        """A recorder is keyed as the backend it wraps."""
+        return self.inner.identity
 
     @staticmethod
     def prompt_key(messages: list[dict[str, str]]) -> str:

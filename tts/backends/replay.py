@@ -42,6 +42,8 @@ from typing import Any
 from tts.bank import Bank, BankRecord, RecordedTrace
 from tts.errors import TTSError
 from tts.interfaces import Generator, StreamPlan
+from tts.options import ModelOptions, SamplingOptions
+from tts.spec import BackendId
 from tts.types import GenRequest, Step, Trace, Usage
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens")
@@ -56,6 +58,7 @@ class ReplayGenerator(Generator):
     results hash like live ones of the same configuration).
     """
 
+    kind = "replay"
     realtime = False  # traces come from the bank: no clock runs while a stream waits
     plans_streams = True  # and streams are known before they are read (`stream_plan`)
 
@@ -95,6 +98,30 @@ class ReplayGenerator(Generator):
         self._perm: dict[tuple[int, str], list[int]] = {}  # (seed, key) -> order
         self._served: dict[str, list[int]] = {}
         self._ok: set[tuple] = set()  # request shapes already validated
+
+    @staticmethod
+    def open_bank(options: ModelOptions) -> Bank:
+        """The bank `--backend replay` serves from (TTSError when missing or unreadable)."""
+        if not options.bank:
+            raise TTSError("--backend replay needs --bank DIR (a bank from `tts record`)")
+        return Bank(options.bank)
+
+    @classmethod
+    def from_options(cls, options: ModelOptions, sampling: SamplingOptions, seed: int) -> "ReplayGenerator":
+        """A replay of `options.bank`; the sampling given must be the bank's (a mismatch is a
+        TTSError naming both values), what is not given is the bank's."""
+        bank = cls.open_bank(options)
+        return cls(bank, seed=seed, sampling=sampling.resolve(bank.sampling))
+
+    @classmethod
+    def identity_of(cls, options: ModelOptions) -> BackendId:
+        bank = cls.open_bank(options)
+        return BackendId(kind=cls.kind, model=str(bank.model), bank=bank.path.name)
+
+    @property
+    def identity(self) -> BackendId:
+        """A replay is keyed by the bank's model and its folder, never as a live run."""
+        return BackendId(kind=self.kind, model=str(self.bank.model), bank=self.bank.path.name)
 
     # -- runs ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:

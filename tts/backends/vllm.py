@@ -21,6 +21,8 @@ from typing import Any
 from tts.backends.common import LRU, chat_prompt_text, load_tokenizer, prompt_key, thinking_kwargs
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
+from tts.models import DEFAULT_MODEL, resolve_model
+from tts.options import ModelOptions, SamplingOptions
 from tts.thinking import mark_thinking, markers_for, opens_thinking
 from tts.types import GenRequest, Trace, Usage
 
@@ -36,6 +38,14 @@ class VLLMGenerator(Generator):
     (`tts.thinking.markers_for`: its family's, the tokenizer's `<think>`/`</think>`, or
     `think_open`/`think_close`), its thinking tokens counted from the generated ids.
     """
+
+    kind = "vllm"
+
+    @classmethod
+    def from_options(cls, options: ModelOptions, sampling: SamplingOptions, seed: int) -> "VLLMGenerator":
+        return cls(resolve_model(options.model), name=options.model or DEFAULT_MODEL, seed=seed,
+                   max_model_len=options.max_model_len, enforce_eager=options.enforce_eager,
+                   think_open=options.think_open, think_close=options.think_close)
 
     def __init__(
         self,

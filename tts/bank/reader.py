@@ -12,7 +12,7 @@ from typing import Any
 
 from tts.bank.format import INDEX, MAGIC, MANIFEST, RECORDS, BankRecord, _Entry, _read_index, _read_manifest, decode_record, question_hash
 from tts.errors import TTSError
-from tts.types import Problem
+from tts.types import Problem, Sampling
 
 
 @dataclass(slots=True)
@@ -126,8 +126,6 @@ class Bank:
 
     def sampling_defaults(self) -> Any:
         """A `tts.Sampling` equal to what the bank was recorded with (for `run_many(sampling=)`)."""
-        from tts.context import Sampling
-
         s, d = self.sampling, Sampling()
         return Sampling(
             temperature=d.temperature if s.get("temperature") is None else s["temperature"],

@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from tts.answers.voting import beta_stop_probability, vote
-from tts.context import Sampling
+from tts.types import Sampling
 from tts.errors import TTSError
-from tts.interfaces import Generator, Verifier
+from tts.interfaces import Generator
+from tts.context import Verifier
 from tts.registry import lookup
 from tts.runner import TaskLike, solve
 from tts.types import Budget, Problem, Result, Trace, Usage

@@ -15,23 +15,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tts.context import Sampling
+from tts.answers import mathverify
+from tts.answers.voting import vote
+from tts.backends.replay import ReplayGenerator
 from tts.errors import TTSError
-from tts.experiment.build import (BenchConfig, _default_model_name, build_budget, build_generator,
-                                  build_strategy, build_verifier, model_name, open_bank, resolve_sampling)
-from tts.experiment.spec import BackendId, RunSpec, budget_caps, sampling_fields
+from tts.experiment.build import backend_id, build_generator, build_strategy, build_verifier
 from tts.experiment.store import ResultStore, is_failed
+from tts.options import BenchConfig
 from tts.registry import lookup
 from tts.runner import run_many
-from tts.types import Budget, Problem, Result, Usage
+from tts.spec import RunSpec, spec_of
+from tts.types import Budget, Problem, Result, Sampling, Usage
 
 
 
 async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
     """pass@N (any sample right) and maj@N (the majority answer right) over the samples."""
-    from tts.answers import mathverify
-    from tts.answers.voting import vote
-
     answers = [t.answer for t in result.traces]
     if problem.answer is None or not answers:
         return {}
@@ -73,31 +72,25 @@ def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prep
     """Validate `cfg` and build its RunSpec; `problems` replaces loading the task's."""
     task = lookup("task", cfg.task)()
     strategy = build_strategy(cfg.strategy, cfg.n, cfg.params)
-    bank = open_bank(cfg) if cfg.backend == "replay" else None
+    bank = ReplayGenerator.open_bank(cfg) if cfg.backend == "replay" else None
     verifier_name = cfg.verifier or type(strategy).default_verifier
     if bank is not None and not cfg.verifier and verifier_name == "confidence" and bank.manifest.get("outcome"):
         verifier_name = "recorded"  # a bank with outcome scores (math100) selects by them
     if verifier_name is not None:
         lookup("verifier", verifier_name)  # an unknown name fails now, before the engine starts
-    budget = build_budget(cfg.budget)
-    sampling = resolve_sampling(cfg, bank)
+    budget = cfg.caps()
+    sampling = cfg.resolve(bank.sampling if bank is not None else None)
     if bank is not None:
-        from tts.backends.replay import ReplayGenerator
-
         ReplayGenerator(bank, sampling=sampling)  # a sampling mismatch fails now (cheap: no decoding)
     if problems is None:
         if bank is not None and cfg.data is None:
             problems = bank.problems()[: cfg.limit]  # the recorded problems, in recording order
         else:
             problems = task.load(cfg.data, limit=cfg.limit)
-    if bank is not None:
-        backend = BackendId(kind="replay", model=str(bank.model), bank=bank.path.name)
-    else:
-        backend = BackendId(kind=cfg.backend, model=cfg.name or cfg.model or _default_model_name())
-    spec = RunSpec(task=task.name, strategy=strategy.name, params=strategy.config(), verifier=verifier_name,
-                   verifier_model=cfg.verifier_model, sampling=sampling_fields(sampling),
-                   budget=budget_caps(budget), seed=cfg.seed, backend=backend)
-    return Prepared(task, strategy, spec, budget, sampling, list(problems), model_name(cfg, bank), bank)
+    backend = backend_id(cfg)
+    spec = spec_of(strategy, backend, verifier=verifier_name, verifier_model=cfg.verifier_model, budget=budget,
+                   sampling=sampling, task=task.name, seed=cfg.seed)
+    return Prepared(task, strategy, spec, budget, sampling, list(problems), backend.label, bank)
 
 
 def failed_record(problem: Problem, spec: RunSpec, error: BaseException) -> dict[str, Any]:
@@ -127,21 +120,16 @@ async def bench(
     with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
     replaces loading the task's. A problem that fails (a backend fault) is stored as a failed
     record, which the next run retries; a user error (TTSError) stops the run."""
-    from tts.backends.replay import ReplayGenerator
-
     p = prepare(cfg, problems)
     task, strategy, chash = p.task, p.strategy, p.config_hash
     problems = p.problems
-    if store is None:
-        store = ResultStore(cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl", writer=True)
-    todo = [q for q in problems if not store.done((q.id, chash, cfg.seed))]
-    if progress is not None:
-        progress.start(len(problems), len(problems) - len(todo))
+    store, todo = _unfinished(store, cfg.out or f"results/{cfg.task}_{cfg.strategy}.jsonl", problems, chash,
+                              cfg.seed, progress)
     if not todo:
         return store, chash, problems
 
     owned = generator is None
-    generator = generator or build_generator(cfg)
+    generator = generator or build_generator(cfg, cfg, cfg.seed)
     if isinstance(generator, ReplayGenerator):
         generator.reset(cfg.seed)
     owned_verifier = verifier is None
@@ -151,7 +139,7 @@ async def bench(
 
     try:
         if owned_verifier:
-            verifier = build_verifier(p.verifier_name, cfg, generator)
+            verifier = build_verifier(p.verifier_name, cfg.verifier_model, generator)
         if progress is not None:
             progress.ready()  # the engines are up: throughput is measured from here
 
@@ -186,12 +174,24 @@ async def bench(
             on_error=on_error,
         )
     finally:
-        await _close(strategy)  # a strategy may hold a model of its own (DeepPrune's judge)
+        await release(strategy)  # a strategy may hold a model of its own (DeepPrune's judge)
         if owned_verifier and verifier is not None:
-            await _close(verifier)
+            await release(verifier)
         if owned:
             await generator.close()
     return store, chash, problems
+
+
+def _unfinished(store: Any, out: str, problems: Sequence[Problem], chash: str, seed: int,
+                progress: Any) -> tuple[Any, list[Problem]]:
+    """The store (the JSONL file `out` when none is given) and the problems it has no record of
+    for this configuration and seed; the progress bar starts counting the others as done."""
+    if store is None:
+        store = ResultStore(out, writer=True)
+    todo = [q for q in problems if not store.done((q.id, chash, seed))]
+    if progress is not None:
+        progress.start(len(problems), len(problems) - len(todo))
+    return store, todo
 
 
 def _store(rec: dict[str, Any], problem: Problem, p: Prepared, store: Any, progress: Any) -> None:
@@ -243,11 +243,8 @@ async def bench_allocated(
                                      "verifier": None, "verifier_model": None})
     chash = spec.config_hash()
     train, test = alloc.split(p.problems, cfg.seed)
-    if store is None:
-        store = ResultStore(cfg.out or f"results/{cfg.task}_allocate_{alloc.policy}.jsonl", writer=True)
-    todo = [q for q in test if not store.done((q.id, chash, cfg.seed))]
-    if progress is not None:
-        progress.start(len(test), len(test) - len(todo))
+    store, todo = _unfinished(store, cfg.out or f"results/{cfg.task}_allocate_{alloc.policy}.jsonl", test, chash,
+                              cfg.seed, progress)
     if not todo:
         return store, chash, test
     ids = {q.id for q in test}
@@ -258,12 +255,12 @@ async def bench_allocated(
         raise TTSError(f"the total {alloc.total:.6g} {alloc.unit} is spent by the {len(test) - len(todo)} problems "
                        f"already solved; {len(todo)} are left: raise --total-budget to go on")
     owned = generator is None
-    generator = generator or build_generator(cfg)
+    generator = generator or build_generator(cfg, cfg, cfg.seed)
     verifiers: dict[str, Any] = {}
     try:
         for c in candidates:
             if c.verifier is not None and c.verifier not in verifiers:
-                verifiers[c.verifier] = build_verifier(c.verifier, cfg, generator)
+                verifiers[c.verifier] = build_verifier(c.verifier, cfg.verifier_model, generator)
         if progress is not None:
             progress.ready()
 
@@ -280,13 +277,14 @@ async def bench_allocated(
                        on_result=on_result, **alloc.options())
     finally:
         for v in verifiers.values():
-            await _close(v)
+            await release(v)
         if owned:
             await generator.close()
     return store, chash, test
 
 
-async def _close(obj: Any) -> None:
+async def release(obj: Any) -> None:
+    """Close `obj` if it holds something (an engine, a connection); a no-op otherwise."""
     close = getattr(obj, "close", None)
     if close is not None:
         maybe = close()

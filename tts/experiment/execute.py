@@ -11,10 +11,15 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tts.backends.replay import ReplayGenerator
 from tts.errors import TTSError
+from tts.experiment.build import build_verifier
+from tts.experiment.evaluate import bench, prepare, release
 from tts.experiment.plan import PLAN_FILE, Job, Plan, PlannedRun
+from tts.experiment.record import record_bank
 from tts.experiment.store import RESULTS, SweepStore
 from tts.registry import lookup
+from tts.types import Sampling
 
 OnResult = Callable[[dict[str, Any]], None]
 
@@ -25,12 +30,12 @@ def write_plan(plan: Plan) -> None:
     data = {
         "file": str(plan.file),
         "name": plan.sweep.name or plan.file.stem,
-        "tasks": [{"name": t.name, "problems": [p.id for p in ps or []]}
+        "tasks": [{"name": t.task, "problems": [p.id for p in ps or []]}
                   for t, ps in zip(plan.sweep.tasks, plan.problems)],
         "runs": [{
             "config_hash": r.config_hash, "seed": r.cfg.seed, "task_index": r.task_index, "task": r.cfg.task,
             "strategy": r.cfg.strategy, "n": r.cfg.n, "label": r.label, "curve": r.curve,
-            "thinking_budget": r.thinking_budget, "budget_curve": r.budget_curve,
+            "thinking_budget": r.thinking_budget, "thinking_curve": r.thinking_curve,
             "source": f"subsampled from n={j.record_n} ({j.bank.name})" if j.bank is not None else (
                 "replay" if r.cfg.backend == "replay" else "live"),
         } for j in plan.jobs for r in j.runs],
@@ -45,12 +50,6 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
     """Run `jobs` one after another on one generator (built from the plan when not given);
     records go to `store` (`done(key)`, `append(record)`). Used by the local executor and by
     each Ray actor."""
-    from tts.backends.replay import ReplayGenerator
-    from tts.context import Sampling
-    from tts.experiment.build import build_generator, build_verifier
-    from tts.experiment.evaluate import _close, bench, prepare
-    from tts.experiment.record import record_bank
-
     if any(ps is None for ps in plan.problems):
         raise TTSError("internal: a plan made offline (a dry run) cannot be run")
     owned = generator is None
@@ -76,7 +75,7 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
             return None
         key = (name, run.cfg.verifier_model, id(gen))  # a judge verifier uses the generator
         if key not in verifiers:
-            verifiers[key] = build_verifier(name, run.cfg, gen)
+            verifiers[key] = build_verifier(name, run.cfg.verifier_model, gen)
         return verifiers[key]
 
     try:
@@ -85,7 +84,7 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
             if not runs:
                 continue
             if generator is None:
-                generator = build_generator(plan.base_config())
+                generator = plan.build_generator()
             gen = generator
             if job.bank is not None:
                 first = runs[0].cfg
@@ -101,7 +100,7 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
                     raise TTSError(f"internal: run {run.label} hashed {chash}, planned {run.config_hash}")
     finally:
         for v in verifiers.values():
-            await _close(v)
+            await release(v)
         if owned and generator is not None:
             await generator.close()
 
@@ -121,23 +120,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def store_for(plan: Plan, shard: tuple[int, int]) -> SweepStore:
     i, k = shard
     return SweepStore(plan.out, RESULTS if k == 1 else f"results.shard{i}of{k}.jsonl")
-
-
-def run_sweep(plan: Plan, shard: tuple[int, int] = (0, 1), executor: str = "local", actors: int | None = None,
-              on_result: OnResult | None = None, generator: Any = None) -> SweepStore:
-    """Run (or resume) the plan's jobs of this shard; returns the store."""
-    if executor == "local":
-        return asyncio.run(run_local(plan, shard, on_result, generator))
-    write_plan(plan)
-    store = store_for(plan, shard)
-    jobs = plan.shard(*shard)
-    if executor == "ray":
-        from tts.experiment.ray import run_ray
-
-        run_ray(jobs, plan, store, actors=actors, on_result=on_result)
-    else:
-        raise TTSError(f"unknown executor '{executor}'; valid: local, ray")
-    return store
 
 
 async def run_local(plan: Plan, shard: tuple[int, int] = (0, 1), on_result: OnResult | None = None,

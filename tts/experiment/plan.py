@@ -15,17 +15,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tts.bank import Bank
 from tts.errors import TTSError
-from tts.experiment.build import BenchConfig
+from tts.experiment.build import build_generator
 from tts.experiment.evaluate import prepare
-from tts.experiment.inputs import one_line
-from tts.experiment.schema import ModelSpec, StrategySpec, SweepError, SweepFile, did_you_mean, parse_file
-from tts.experiment.spec import RunSpec
+from tts.experiment.schema import StrategySpec, SweepError, SweepFile, did_you_mean, parse_file
+from tts.experiment.subsample import Job, group_jobs
+from tts.interfaces import Generator
+from tts.options import BenchConfig, SamplingOptions, StrategyOptions, one_line
 from tts.registry import lookup
-from tts.types import Problem
+from tts.spec import RunSpec
+from tts.types import Problem, Sampling
 
-RUN_AXES = ("strategy", "n", "verifier", "verifier_model")
-SAMPLING_AXES = ("temperature", "top_p", "max_tokens", "enable_thinking", "thinking_budget")
+RUN_AXES = tuple(f for f in StrategyOptions.model_fields if f != "params")  # strategy, n, verifier, ...
+SAMPLING_AXES = tuple(SamplingOptions.model_fields)
 PLAN_FILE = "plan.json"
 Axes = dict[str, list[Any]]
 
@@ -40,25 +43,14 @@ class PlannedRun:
     label: str  # the configuration, for humans: "best_of_n n=4 select=max"
     curve: str  # the configuration without n: one curve of the report
     group: str | None = None  # the subsample group (bank folder name) when subsampled
-    # a reasoning model's thinking budget (budget forcing's `budget`, else the sampling field),
+    # a reasoning model's thinking budget (budget forcing's parameter, else the sampling field),
     # and the configuration without it (n included): one curve of the report's budget axis
     thinking_budget: int | None = None
-    budget_curve: str | None = None
+    thinking_curve: str | None = None
 
     @property
     def config_hash(self) -> str:
         return self.spec.config_hash()
-
-
-@dataclass
-class Job:
-    """What one engine does in one go: a live run, or a subsample group (record once, replay
-    every run). Shards and Ray actors split the plan by jobs."""
-
-    runs: list[PlannedRun]
-    bank: Path | None = None  # subsample group: the bank recorded at the largest n
-    record_n: int = 0
-    logprobs: int | None = None
 
 
 @dataclass
@@ -70,10 +62,9 @@ class Plan:
     runs: list[PlannedRun]
     jobs: list[Job]
 
-    def base_config(self) -> BenchConfig:
-        """The generator the whole sweep shares (one engine)."""
-        return BenchConfig(task=self.sweep.tasks[0].name, strategy="", seed=self.sweep.seeds[0],
-                           **model_fields(self.sweep.model))
+    def build_generator(self) -> Generator:
+        """The generator the whole sweep shares (one engine), from its model block."""
+        return build_generator(self.sweep.model, self.sweep.sampling, self.sweep.seeds[0])
 
     def shard(self, i: int, k: int) -> list[Job]:
         return self.jobs[i::k]
@@ -116,15 +107,6 @@ def _axes(spec: Axes | None, where: str, file: Path) -> list[list[tuple[str, Any
             for combo in itertools.product(*(spec[k] for k in keys))]
 
 
-def model_fields(m: ModelSpec) -> dict[str, Any]:
-    """The BenchConfig fields a sweep's model block sets: one mapping, so the engine the sweep
-    shares and each run's configuration read the same block (the shared engine once lost the
-    thinking markers)."""
-    d = m.model_dump()
-    d["model"] = d.pop("name")
-    return d
-
-
 def _label(strategy: str, n: int | None, params: dict[str, Any], verifier: str | None,
            sampling: dict[str, Any]) -> tuple[str, str]:
     extra = [f"{k}={v}" for k, v in sorted(params.items())]
@@ -141,7 +123,7 @@ def _load_problems(file: Path, sw: SweepFile, load: bool, offline: bool) -> list
     problems: list[list[Problem] | None] = []
     for i, t in enumerate(sw.tasks):
         try:
-            task = lookup("task", t.name)()
+            task = lookup("task", t.task)()
         except TTSError as e:
             raise SweepError(file, f"tasks[{i}].name", str(e)) from None
         if not load or (offline and t.data is None and m.backend != "replay"):
@@ -149,8 +131,6 @@ def _load_problems(file: Path, sw: SweepFile, load: bool, offline: bool) -> list
             continue
         try:
             if m.backend == "replay" and t.data is None:
-                from tts.bank import Bank
-
                 ps = Bank(m.bank).problems()  # type: ignore[arg-type]
             else:
                 ps = task.load(t.data)
@@ -173,13 +153,11 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
     if m.backend == "replay" and not m.bank:
         raise SweepError(file, "model.bank", "backend replay needs a bank folder (from `tts record`)")
     if m.backend == "replay":
-        from tts.bank import Bank
-
         try:
             Bank(m.bank)  # type: ignore[arg-type]
         except TTSError as e:
             raise SweepError(file, "model.bank", str(e)) from None
-    if m.backend == "openai" and (not m.name or not m.base_urls):
+    if m.backend == "openai" and (not m.model or not m.base_urls):
         raise SweepError(file, "model", "backend openai needs name (as the server knows it) and base_urls")
     if sw.strategy is not None and sw.strategies is not None:
         raise SweepError(file, "strategies", "give either strategy (one block) or strategies (a list), not both")
@@ -207,8 +185,6 @@ def plan(path: str | Path, sweep: SweepFile | None = None, out: str | Path | Non
                         seen.add(key)
                         runs.append(run)
     out_dir = Path(out or sw.output or Path("results") / file.stem)
-    from tts.experiment.subsample import group_jobs
-
     return Plan(file, sw, out_dir, problems, runs, group_jobs(sw, runs, out_dir))
 
 
@@ -216,7 +192,7 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
          ti: int, seed: int) -> PlannedRun:
     get = lambda k, default: settings[k][0] if k in settings else default  # noqa: E731
     where = lambda k, default: settings[k][1] if k in settings else default  # noqa: E731
-    name = get("strategy", block.name)
+    name = get("strategy", block.strategy)
     if name is None:
         raise SweepError(file, f"{bpath}.name", "no strategy given (set name, or a grid/zip axis 'strategy')")
     if not isinstance(name, str):
@@ -243,14 +219,12 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
             raise SweepError(file, where("verifier", f"{bpath}.verifier"), str(e)) from None
     sampling = {k: get(k, getattr(sw.sampling, k)) for k in SAMPLING_AXES}
     if sw.model.backend != "replay":  # live: fill the defaults so the hash never depends on a bank
-        from tts.context import Sampling
-
         sampling = {k: v if v is not None else getattr(Sampling(), k) for k, v in sampling.items()}
     try:
         cfg = BenchConfig(
-            task=sw.tasks[ti].name, strategy=name, n=n or 8, params={k: v for k, (v, _) in params.items()},
+            task=sw.tasks[ti].task, strategy=name, n=n or 8, params={k: v for k, (v, _) in params.items()},
             verifier=verifier, verifier_model=get("verifier_model", block.verifier_model), seed=seed,
-            budget=dict(sw.budget), concurrency=sw.concurrency, **model_fields(sw.model), **sampling,
+            budget=dict(sw.budget), concurrency=sw.concurrency, **sw.model.model_dump(), **sampling,
         )
     except ValidationError as e:  # an axis value out of range (a grid's temperature: -1, ...)
         raise SweepError(file, bpath, one_line(e)) from None
@@ -260,13 +234,14 @@ def _run(file: Path, sw: SweepFile, block: StrategySpec, bpath: str, settings: d
         prepared = prepare(cfg, problems=[])
     except TTSError as e:  # a parameter value the strategy refuses, a sampling mismatch with the bank, ...
         raise SweepError(file, bpath, str(e)) from None
-    forcing = getattr(prepared.strategy, "forcing", None)  # budget forcing: its `budget` parameter
-    budget = forcing.budget if forcing is not None else cfg.thinking_budget
-    budget_curve = None
+    forcing = getattr(prepared.strategy, "forcing", None)  # budget forcing: its thinking_budget parameter
+    budget = forcing.thinking_budget if forcing is not None else cfg.thinking_budget
+    thinking_curve = None
     if budget is not None:
-        budget_curve = _label(name, cfg.n, {k: v for k, v in cfg.params.items() if forcing is None or k != "budget"},
-                              verifier, {k: v for k, v in swept.items() if k != "thinking_budget"})[0]
-    return PlannedRun(cfg, prepared.spec, ti, label, curve, thinking_budget=budget, budget_curve=budget_curve)
+        spelled = {"thinking_budget", *(a for a, t in factory.aliases.items() if t == "thinking_budget")}
+        thinking_curve = _label(name, cfg.n, {k: v for k, v in cfg.params.items() if forcing is None or k not in spelled},
+                                verifier, {k: v for k, v in swept.items() if k != "thinking_budget"})[0]
+    return PlannedRun(cfg, prepared.spec, ti, label, curve, thinking_budget=budget, thinking_curve=thinking_curve)
 
 
 def print_plan(plan: Plan, shard: tuple[int, int] = (0, 1), file: Any = None) -> None:
@@ -279,12 +254,12 @@ def print_plan(plan: Plan, shard: tuple[int, int] = (0, 1), file: Any = None) ->
         print(f"shard {shard[0]}/{shard[1]}: {len(jobs)} of {len(plan.jobs)} jobs", file=file)
     for t, ps in zip(plan.sweep.tasks, plan.problems):
         count = "? (on the dataset hub; not downloaded for a dry run)" if ps is None else str(len(ps))
-        print(f"  task {t.name}: {count} problems", file=file)
+        print(f"  task {t.task}: {count} problems", file=file)
     for job in jobs:
         if job.bank is not None:
             print(f"  record {job.bank} at n={job.record_n}, then replay:", file=file)
         for r in job.runs:
-            print(f"  {'  ' if job.bank is not None else ''}{plan.sweep.tasks[r.task_index].name:8} "
+            print(f"  {'  ' if job.bank is not None else ''}{plan.sweep.tasks[r.task_index].task:8} "
                   f"{r.label}  seed={r.cfg.seed}  [{r.config_hash}]", file=file)
     if plan.sweep.model.backend == "replay":
         print("generated tokens: none (replayed from the bank)", file=file)

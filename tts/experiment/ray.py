@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tts.errors import TTSError
+from tts.experiment.execute import execute
 
 
 class _Done:
@@ -38,7 +39,6 @@ class EngineWorker:
     """The actor: one generator, jobs run in an event loop on a thread, records yielded."""
 
     def run(self, jobs: Sequence[Any], plan: Any, done: set[tuple[str, str, int]]) -> Iterator[dict[str, Any]]:
-        from tts.experiment.execute import execute
 
         store = _Done(done)
         end = object()

@@ -24,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tts.answers import extract_boxed
 from tts.backends.recording import RecordingGenerator
 from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace
-from tts.context import Context, Sampling
+from tts.context import Accountant, Context, Verifier
 from tts.errors import TTSError
-from tts.experiment.inputs import DataFile, OutPath, one_line, option_name
-from tts.interfaces import Generator, Strategy, Verifier
+from tts.interfaces import Generator
+from tts.options import DataFile, ModelOptions, OutPath, SamplingOptions, one_line, option_name
+from tts.registry import lookup
 from tts.runner import TaskLike, run_many
-from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Result
+from tts.strategy import Strategy
+from tts.types import DEFAULT_SYSTEM_PROMPT, Problem, Result, Sampling
 
 
 class RecordOptions(BaseModel):
@@ -131,7 +133,9 @@ async def record_run(
         if task is not None and problem.answer is not None:
             for a in {t.answer for t in traces if t.answer is not None}:
                 graded[a] = await task.grade(problem, a)
-        prm_scores = await prm.score(problem, traces) if prm is not None and traces else None
+        prm_scores = None
+        if prm is not None and traces:  # scored through a context of its own: the bank records its cost nowhere
+            prm_scores = await prm.score(Context(problem, generator, Accountant(), verifier=prm), traces)
         samples = []
         gradable = task is not None and problem.answer is not None
         for i, (t, ends) in enumerate(got):
@@ -196,29 +200,13 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the `tts record` command ------------------------------------------------------------------
-def prm_class() -> Any:
-    """`verifiers.prm.QwenPRM`, or a TTSError when this installation has no PRM."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("verifiers.prm") is None:
-        raise TTSError("--prm needs verifiers/prm.py (QwenPRM), which this installation does not have; "
-                       "record without --prm")
-    cls = getattr(importlib.import_module("verifiers.prm"), "QwenPRM", None)
-    if cls is None:
-        raise TTSError("--prm needs verifiers.prm.QwenPRM, which verifiers/prm.py does not define")
-    return cls
-
-
 def load_prm(name: str) -> Verifier:
-    """`QwenPRM(name)` (it starts its own engine), errors folded into one line."""
-    cls = prm_class()
+    """The `qwen_prm` verifier on the reward model `name` (it starts its own engine), errors
+    folded into one line."""
     try:
-        return cls(name)
+        return lookup("verifier", "qwen_prm")(model=name)
     except TTSError as e:
         raise TTSError(f"--prm {name}: " + " ".join(str(e).split())) from None
-    except TypeError as e:
-        raise TTSError(f"cannot build QwenPRM({name!r}): {e}") from None
 
 
 def run_record_command(args: Any) -> int:
@@ -241,11 +229,10 @@ def run_record_command(args: Any) -> int:
     if not args.task:
         raise TTSError("tts record needs --task (a registered task), or --import-math100 FILE")
     if args.prm:
-        prm_class()  # before anything slow: is there a PRM at all?
+        lookup("verifier", "qwen_prm")  # before anything slow: is there a PRM at all?
 
-    from tts.experiment.build import BenchConfig, build_generator
-    from tts.registry import lookup
     from tts.backends.vllm import model_parameters
+    from tts.experiment.build import build_generator
 
     task = lookup("task", args.task)()
     problems = task.load(args.data, limit=args.limit)
@@ -262,8 +249,7 @@ def run_record_command(args: Any) -> int:
     if todo:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        cfg = BenchConfig(task=args.task, strategy="record", n=args.n, model=args.model, seed=args.seed,
-                          max_model_len=args.max_model_len)
+        model = ModelOptions(model=args.model, max_model_len=args.max_model_len)
         done: list[int] = []
         t0 = [time.perf_counter()]  # reset once the engine is up: throughput is measured from there
 
@@ -273,7 +259,7 @@ def run_record_command(args: Any) -> int:
             print(f"\r{len(done)}/{len(todo)} problems, {sum(done)} tokens, {el:.0f} s", end="", file=sys.stderr)
 
         async def go() -> None:
-            generator = build_generator(cfg)
+            generator = build_generator(model, SamplingOptions(), args.seed)
             t0[0] = time.perf_counter()
             try:
                 await record_bank(todo, generator, args.out, n=args.n, task=task, sampling=sampling,

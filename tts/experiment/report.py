@@ -26,6 +26,8 @@ import numpy as np
 
 from tts.errors import TTSError
 from tts.experiment import stats
+from tts.experiment.plan import PLAN_FILE as PLAN
+from tts.experiment.store import is_failed, load_records
 from tts.experiment.ttspm import saturation_points
 
 COLUMNS = ("task", "config", "strategy", "n", "thinking_budget", "source", "seeds", "records", "failed", "accuracy", "ci_low",
@@ -40,9 +42,6 @@ def rows(out: str | Path, prices: dict[str, stats.Price] | None = None) -> list[
 
 
 def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tuple[dict[str, Any], list]]:
-    from tts.experiment.plan import PLAN_FILE as PLAN
-    from tts.experiment.store import is_failed, load_records
-
     out = Path(out)
     if not (out / PLAN).exists():
         raise TTSError(f"{out} has no {PLAN}: it is not a sweep folder (run `tts sweep FILE` first)")
@@ -70,7 +69,7 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
             table.append(({**{c: float("nan") for c in COLUMNS}, "task": run["task"], "config": run["curve"],
                           "strategy": run["strategy"], "n": run["n"], "source": run["source"], "seeds": 0,
                           "records": 0, "failed": failed, "config_hash": run["config_hash"],
-                          "thinking_budget": run.get("thinking_budget"), "budget_curve": run.get("budget_curve")}, []))
+                          "thinking_budget": run.get("thinking_budget"), "thinking_curve": _thinking_curve(run)}, []))
             continue
         mean = lambda f: sum(f(r["usage"]) for r in recs) / k  # noqa: E731
         acc = sum(bool(r.get("correct")) for r in recs) / k
@@ -78,7 +77,7 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
         row = {
             "task": run["task"], "config": run["curve"], "strategy": run["strategy"], "n": run["n"],
             # a plan.json written before thinking budgets has neither key
-            "thinking_budget": run.get("thinking_budget"), "budget_curve": run.get("budget_curve"),
+            "thinking_budget": run.get("thinking_budget"), "thinking_curve": _thinking_curve(run),
             "source": run["source"], "seeds": len({r["seed"] for r in recs}), "records": k,
             "failed": failed,
             "accuracy": acc, "ci_low": lo, "ci_high": hi,
@@ -360,3 +359,8 @@ def print_compare(res: dict[str, Any]) -> None:
     print(f"accuracy A {res['accuracy_a']:.3f}, B {res['accuracy_b']:.3f}, A - B {res['difference']:+.3f} "
           f"(95% paired cluster bootstrap [{res['ci_low']:+.3f}, {res['ci_high']:+.3f}])")
     print(f"only A right {res['only_a']}, only B right {res['only_b']}: McNemar exact p = {res['mcnemar_p']:.4g}")
+
+
+def _thinking_curve(run: dict[str, Any]) -> str | None:
+    """A plan.json run's thinking curve (written `budget_curve` by sweeps before it was renamed)."""
+    return run.get("thinking_curve", run.get("budget_curve"))

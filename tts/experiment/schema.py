@@ -1,8 +1,9 @@
 """The sweep file: its pydantic models (the schema `tts sweep schema` prints), the bounded
 reading of the YAML, and one-line errors `FILE: field.path: problem`.
 
-The field checks (ranges, budget caps, data files, output path) are those of `tts bench`'s
-options (`tts.experiment.inputs`), so the CLI and a sweep accept and refuse the same values.
+Its blocks are `tts bench`'s option blocks (`tts.options`): the model, sampling, strategy and
+task options are declared once, so the CLI and a sweep take the same options with the same
+checks (a block's main option is written `name:` here, `--model` / `--strategy` / `--task` there).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tts.errors import TTSError
-from tts.experiment.inputs import BudgetCaps, DataFile, OutPath, Retries, Timeout, load_yaml
+from tts.registry import load_all
+from tts.experiment.inputs import load_yaml
+from tts.options import (BudgetCaps, Count, ModelOptions, OutPath, SamplingOptions, StrategyOptions,
+                         TaskOptions)
 
 
 class _Strict(BaseModel):
@@ -26,43 +30,33 @@ class _Strict(BaseModel):
 Axes = dict[str, list[Any]]
 
 
-class ModelSpec(_Strict):
-    name: str | None = Field(None, description="model folder, hub id or embedded name (default: the embedded model)")
-    backend: Literal["vllm", "openai", "replay"] = "vllm"
-    base_urls: list[str] = Field(default_factory=list, description="--backend openai: server URLs")
-    bank: str | None = Field(None, description="--backend replay: the trace bank folder")
-    max_model_len: int = Field(4096, ge=1)
-    enforce_eager: bool | None = None
-    timeout: Timeout = None
-    retries: Retries = None
-    think_open: str | None = Field(None, description="thinking markers of a reasoning model of no known family")
-    think_close: str | None = None
+def _named(field: str) -> ConfigDict:
+    """A block whose main field is written `name:` in the file (`model: {name: ...}`), as the
+    CLI writes it `--model` / `--strategy` / `--task`; both spellings are accepted."""
+    return ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True,
+                      alias_generator=lambda f: "name" if f == field else f)
 
 
-class TaskSpec(_Strict):
-    name: str
-    data: DataFile = Field(None, description="local JSONL file (default: the dataset hub)")
-    limit: int | None = Field(None, ge=1, description="first N problems (after slice)")
+class ModelSpec(ModelOptions):
+    """The sweep's `model:` block: `tts bench`'s model options (`tts.options.ModelOptions`)."""
+
+    model_config = _named("model")
+
+
+class TaskSpec(TaskOptions):
+    model_config = _named("task")
     slice: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="[start, stop): problems start..stop-1")
+        None, description="[start, stop): problems start..stop-1 (before limit)")
 
 
-class StrategySpec(_Strict):
-    name: str | None = Field(None, description="registered strategy (or a grid/zip axis 'strategy')")
-    n: int | None = Field(None, ge=1, description="the strategy's size (default 8)")
-    params: dict[str, Any] = Field(default_factory=dict, description="other strategy parameters")
-    verifier: str | None = None
-    verifier_model: str | None = None
+class StrategySpec(StrategyOptions):
+    """A strategy block: `tts bench`'s strategy options, any of them left to a grid/zip axis."""
+
+    model_config = _named("strategy")
+    strategy: str | None = Field(None, description="registered strategy (or a grid/zip axis 'strategy')")
+    n: Count | None = Field(None, description="the strategy's size (default 8)")
     grid: Axes | None = None
     zip_: Axes | None = Field(None, alias="zip")
-
-
-class SamplingSpec(_Strict):
-    temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    enable_thinking: bool | None = Field(None, description="the chat template's thinking switch (Qwen3's)")
-    thinking_budget: int | None = Field(None, ge=1, description="cap each sample's thinking tokens, then answer")
 
 
 class SweepFile(_Strict):
@@ -73,12 +67,12 @@ class SweepFile(_Strict):
     tasks: list[TaskSpec] = Field(min_length=1)
     strategy: StrategySpec | None = None
     strategies: list[StrategySpec] | None = Field(None, min_length=1)
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    sampling: SamplingOptions = Field(default_factory=SamplingOptions)
     grid: Axes | None = None
     zip_: Axes | None = Field(None, alias="zip")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     budget: BudgetCaps = Field(default_factory=dict)
-    concurrency: int = Field(64, ge=1)
+    concurrency: Count = 64
     subsample: bool = Field(True, description="one generation at the largest N for sample-based strategies")
     output: OutPath = Field(None, description="output folder (default results/<file name>)")
 
@@ -86,11 +80,8 @@ class SweepFile(_Strict):
 def schema() -> dict[str, Any]:
     """The file's JSON schema, plus each registered strategy's declarations and parameter
     schema (from its constructor) under `x-strategies`: what `params` and grid axes accept."""
-    from tts.registry import STRATEGIES, load_plugins
-
-    load_plugins()
     out = SweepFile.model_json_schema(by_alias=True)
-    out["x-strategies"] = {name: _strategy_schema(cls) for name, cls in sorted(STRATEGIES.items())}
+    out["x-strategies"] = {name: _strategy_schema(cls) for name, cls in load_all("strategy").items()}
     return out
 
 

@@ -11,12 +11,25 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tts.experiment.build import BenchConfig, _default_model_name, build_strategy
-from tts.experiment.spec import BackendId
+from tts.experiment.build import backend_id, build_strategy
+from tts.options import BenchConfig
 from tts.registry import lookup
+from tts.spec import BackendId
+
+
+@dataclass
+class Job:
+    """What one engine does in one go: a live run, or a subsample group (record once, replay
+    every run). Shards and Ray actors split the plan by jobs."""
+
+    runs: list[Any]  # the group's PlannedRuns (tts.experiment.plan)
+    bank: Path | None = None  # subsample group: the bank recorded at the largest n
+    record_n: int = 0
+    logprobs: int | None = None
 
 
 def subsamplable(cfg: BenchConfig) -> bool:
@@ -29,8 +42,6 @@ def subsamplable(cfg: BenchConfig) -> bool:
 
 def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
     """Group runs that differ only in n (and seed) into subsample jobs; the rest run alone."""
-    from tts.experiment.plan import Job
-
     if not sw.subsample or sw.model.backend == "replay":
         return [Job([r]) for r in runs]
     groups: dict[str, list[Any]] = {}
@@ -53,12 +64,11 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             continue
         top = max(x.cfg.n for x in members)
         bank = out / "banks" / f"{gid}-n{top}"
-        model = r.cfg.model or _default_model_name()
+        model = backend_id(r.cfg).model  # the model the bank will be recorded with
         for x in members:
             # Keyed as a replay of this bank (which does not exist yet: named here).
             x.spec = x.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
-            x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank),
-                                             "name": f"replay:{model}@{bank.name}"})
+            x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
             x.group = bank.name
             placed.add(id(x))
         jobs.append(Job(members, bank, top, logprobs_needed(members[0].cfg)))

@@ -37,9 +37,14 @@ The pieces: `schema` (the file), `plan` (runs and jobs), `subsample` (groups), `
 (running), `store` (the folder's JSONL files). This module is their one import for callers.
 """
 
-from tts.experiment.execute import OnResult, execute, parse_shard, run_local, run_sweep, store_for, write_plan
+import asyncio
+from typing import Any
+
+from tts.errors import TTSError
+from tts.experiment.execute import OnResult, execute, parse_shard, run_local, store_for, write_plan
 from tts.experiment.plan import PLAN_FILE as PLAN
 from tts.experiment.plan import Job, Plan, PlannedRun, plan, print_plan
+from tts.experiment.ray import run_ray
 from tts.experiment.schema import SweepError, SweepFile, parse_file, schema
 from tts.experiment.store import RESULTS, SweepStore, load_records
 from tts.experiment.subsample import subsamplable
@@ -47,3 +52,18 @@ from tts.experiment.subsample import subsamplable
 __all__ = ["PLAN", "RESULTS", "Job", "OnResult", "Plan", "PlannedRun", "SweepError", "SweepFile",
            "SweepStore", "execute", "load_records", "parse_file", "parse_shard", "plan", "print_plan", "run_local",
            "run_sweep", "schema", "store_for", "subsamplable", "write_plan"]
+
+
+def run_sweep(plan: Plan, shard: tuple[int, int] = (0, 1), executor: str = "local", actors: int | None = None,
+              on_result: OnResult | None = None, generator: Any = None) -> SweepStore:
+    """Run (or resume) the plan's jobs of this shard; returns the store."""
+    if executor == "local":
+        return asyncio.run(run_local(plan, shard, on_result, generator))
+    write_plan(plan)
+    store = store_for(plan, shard)
+    jobs = plan.shard(*shard)
+    if executor == "ray":
+        run_ray(jobs, plan, store, actors=actors, on_result=on_result)
+    else:
+        raise TTSError(f"unknown executor '{executor}'; valid: local, ray")
+    return store

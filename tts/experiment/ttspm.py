@@ -106,7 +106,7 @@ def saturation_points(table: Sequence[dict], epsilon: float = 0.01, unit: int | 
     curve saturated). Rows with nothing answered are left out."""
     rows = [r for r in table if r["records"]]
     out: list[dict] = []
-    for axis, key in (("n", lambda r: r["config"]), ("thinking_budget", lambda r: r.get("budget_curve"))):
+    for axis, key in (("n", lambda r: r["config"]), ("thinking_budget", lambda r: r.get("thinking_curve"))):
         curves: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
             if r.get(axis) is not None and key(r) is not None:

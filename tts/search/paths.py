@@ -10,12 +10,15 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from tts.types import FinishReason, Trace
 
 DEFAULT_DELIMITER = "\n\n"
-SELECT = ("max", "weighted")
-AGGREGATES = ("last", "min", "prod")  # search-and-learn's agg_strategy
+Select = Literal["max", "weighted"]
+SELECT = get_args(Select)
+Aggregate = Literal["last", "min", "prod"]  # search-and-learn's agg_strategy
+AGGREGATES = get_args(Aggregate)
 
 
 @dataclass(eq=False, slots=True)
@@ -83,23 +86,11 @@ def aggregate(node: Node, how: str = "last") -> float:
     return r[-1]
 
 
-def validate_agg(agg: str) -> str:
-    if agg not in AGGREGATES:
-        raise ValueError(f"agg must be one of {AGGREGATES}, got '{agg}'")
-    return agg
-
-
 def size_alias(n: int | None, alias: int | None, alias_name: str, default: int) -> int:
     """A strategy's size `n`, also accepted under its former name (`n_particles=`, `k=`)."""
     if alias is not None and n is not None and alias != n:
         raise ValueError(f"give n or {alias_name} (its alias), not both ({n} != {alias})")
     return n if n is not None else alias if alias is not None else default
-
-
-def validate_select(select: str) -> str:
-    if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got '{select}'")
-    return select
 
 
 def validate_steps(max_steps: int, delimiter: str, step_tokens: int | None) -> None:
@@ -110,13 +101,6 @@ def validate_steps(max_steps: int, delimiter: str, step_tokens: int | None) -> N
         raise ValueError("the step delimiter must be a non-empty string")
     if step_tokens is not None and step_tokens < 1:
         raise ValueError(f"step_tokens must be >= 1 or None, got {step_tokens}")
-
-
-def validate_width(n: int, beam_width: int) -> None:
-    if n < 1 or beam_width < 1:
-        raise ValueError(f"n ({n}) and beam_width ({beam_width}) must be >= 1")
-    if n % beam_width:
-        raise ValueError(f"beam_width ({beam_width}) must divide n ({n})")
 
 
 def spread(nodes: Sequence[Node], n: int) -> list[tuple[Node, int]]:

@@ -66,12 +66,15 @@ import networkx as nx
 from tts.answers.voting import vote
 from tts.context import Context
 from tts.errors import BudgetExceeded, TTSError
-from tts.interfaces import Strategy
+from tts.options import Count, Delimiter, NonNegative
+from tts.strategy import Strategy
 from tts.search.paths import (
     AGGREGATES,
     DEFAULT_DELIMITER,
     SELECT,
+    Aggregate,
     Node,
+    Select,
     aggregate,
     logit,
     rank_key,
@@ -79,17 +82,13 @@ from tts.search.paths import (
     softmax,
     spread,
     step_finish,
-    validate_agg,
-    validate_select,
     validate_steps,
-    validate_width,
 )
 from tts.types import Problem, Result, Step, StoppedBy, Trace
 
 __all__ = [  # what the strategies import from here (the shared rules live in tts.search.paths)
-    "AGGREGATES", "DEFAULT_DELIMITER", "SELECT", "BeamStrategy", "Node", "StepSearch", "aggregate",
-    "logit", "rank_key", "size_alias", "softmax", "spread", "step_finish", "validate_agg",
-    "validate_select", "validate_steps", "validate_width",
+    "AGGREGATES", "DEFAULT_DELIMITER", "SELECT", "Aggregate", "BeamStrategy", "Node", "Select", "StepSearch",
+    "aggregate", "logit", "rank_key", "size_alias", "softmax", "spread", "step_finish", "validate_steps",
 ]  # fmt: skip
 
 
@@ -101,29 +100,37 @@ class BeamStrategy(Strategy):
 
     def __init__(
         self,
-        n: int = 8,
-        beam_width: int = 4,
-        max_steps: int = 40,
-        lookahead: int = 0,
-        delimiter: str = DEFAULT_DELIMITER,
-        select: str = "max",
-        step_tokens: int | None = None,
-        agg: str = "last",
+        n: Count = 8,
+        beam_width: Count = 4,
+        max_steps: Count = 40,
+        lookahead: NonNegative = 0,
+        delimiter: Delimiter = DEFAULT_DELIMITER,
+        select: Select = "max",
+        step_tokens: Count | None = None,
+        agg: Aggregate = "last",
         pipeline: bool = True,
     ):
-        validate_width(n, beam_width)
-        validate_steps(max_steps, delimiter, step_tokens)
-        if lookahead < 0:
-            raise ValueError(f"lookahead must be >= 0, got {lookahead}")
+        if n % beam_width:
+            raise ValueError(f"beam_width ({beam_width}) must divide n ({n})")
         self.n = n
         self.beam_width = beam_width
         self.max_steps = max_steps
         self.lookahead = lookahead
         self.delimiter = delimiter
-        self.select = validate_select(select)
+        self.select = select
         self.step_tokens = step_tokens
-        self.agg = validate_agg(agg)
+        self.agg = agg
         self.pipeline = pipeline
+
+    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
+
+    def search(self, ctx: Context) -> "StepSearch":
+        """This problem's search state, under the step rules these parameters set."""
+        return StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+
+    def value(self, c: Node) -> float:
+        """A path's rank: its step rewards aggregated by `agg`."""
+        return aggregate(c, self.agg)
 
 
 class StepSearch:

@@ -25,14 +25,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 import tts
+from tts.context import Verifier
 from tts.errors import TTSError
-from tts.interfaces import Generator, Strategy, Verifier
-from tts.registry import STRATEGIES, load_plugins, lookup
+from tts.experiment.build import build_strategy, build_verifier
+from tts.interfaces import Generator
+from tts.registry import lookup, names
 from tts.serve import respond, scope
-from tts.serve._build import build_budget, build_strategy, default_verifier, make_verifier
 from tts.serve.metrics import Metrics
+from tts.strategy import Strategy
 from tts.serve.schema import APIError, ChatProblem, ChatRequest, ChatTask, ServeOptions, from_validation
-from tts.types import Budget, GenRequest, Result
+from tts.types import DEFAULT_SYSTEM_PROMPT, Budget, GenRequest, Result
 
 log = logging.getLogger("tts.serve")
 
@@ -53,10 +55,12 @@ class Service:
     """The state the endpoints share: the generator, verifiers built so far, the queue."""
 
     def __init__(self, generator: Generator, opts: ServeOptions):
-        load_plugins()
         self.generator, self.opts = generator, opts
-        self.task = ChatTask(opts.system_prompt or "")  # "": the conversation as sent
-        self.cap = build_budget(opts.budget_cap)
+        self.sampling = opts.resolve()  # the request defaults: the options given, else tts.Sampling's
+        system = DEFAULT_SYSTEM_PROMPT if opts.system_prompt is None else opts.system_prompt
+        self.task = ChatTask(system)  # "": the conversation as sent
+        self.cap = opts.caps()
+        self.strategies = set(names("strategy"))
         build_strategy(opts.strategy, opts.n, opts.params)  # the defaults must be valid
         self.verifiers: dict[str, Verifier] = {}
         self.metrics = Metrics()
@@ -78,28 +82,25 @@ class Service:
             strategy = build_strategy(name, t.n or req.n or o.n, params)
         except TTSError as e:
             raise APIError(400, str(e), "tts.params") from None
-        verifier = t.verifier or (o.verifier if name == o.strategy else None) or default_verifier(name)
+        verifier = t.verifier or (o.verifier if name == o.strategy else None) or lookup("strategy", name).default_verifier
         if verifier is not None:
             try:
                 lookup("verifier", verifier)
             except TTSError as e:
                 raise APIError(400, str(e), "tts.verifier") from None
-        try:
-            asked = build_budget(t.budget)
-        except TTSError as e:
-            raise APIError(400, str(e), "tts.budget") from None
-        caps = dict(o.budget_cap)
+        caps = dict(o.budget)  # the request's caps were checked by its schema (finite, > 0, known names)
         for k, v in t.budget.items():
-            if v <= 0:
-                raise APIError(400, f"tts.budget.{k}: a cap must be positive, got {v}", f"tts.budget.{k}")
             if k in caps and v > caps[k]:
                 raise APIError(400, f"tts.budget.{k}: {v} is above this server's cap of {caps[k]}", f"tts.budget.{k}")
             caps[k] = v
-        budget = build_budget(caps) if asked is not None or self.cap is not None else None
+        budget = Budget(**caps) if caps else None  # type: ignore[arg-type]
+        d = self.sampling
         sampling = tts.Sampling(
-            temperature=o.temperature if req.temperature is None else req.temperature,
-            top_p=o.top_p if req.top_p is None else req.top_p,
-            max_tokens=req.max_completion_tokens or req.max_tokens or o.max_tokens,
+            temperature=d.temperature if req.temperature is None else req.temperature,
+            top_p=d.top_p if req.top_p is None else req.top_p,
+            max_tokens=req.max_completion_tokens or req.max_tokens or d.max_tokens,
+            enable_thinking=d.enable_thinking,
+            thinking_budget=d.thinking_budget,
         )
         chosen = {"strategy": name, "params": respond.clean(strategy.config()), "verifier": verifier,
                   "budget": caps or None}
@@ -111,7 +112,7 @@ class Service:
         if model in ("", served):
             return self.opts.strategy, "model"
         head, _, rest = model.partition("/")
-        if rest == served and head in STRATEGIES:
+        if rest == served and head in self.strategies:
             return head, "model"
         raise APIError(404, f"model '{model}' is not served here; GET /v1/models lists the names "
                        f"('{served}' or STRATEGY/{served})", "model", code="model_not_found")
@@ -121,14 +122,14 @@ class Service:
         if name is None:
             return None
         if name not in self.verifiers:
-            self.verifiers[name] = make_verifier(name, self.opts.verifier_model, self.generator)
+            self.verifiers[name] = build_verifier(name, self.opts.verifier_model, self.generator)
         return self.verifiers[name]
 
     async def problem(self, req: ChatRequest, rid: str) -> ChatProblem:
         chat = req.chat()
         question = next(m["content"] for m in reversed(chat) if m["role"] == "user")
         problem = ChatProblem(rid, question, task="chat", chat=chat)
-        limit = self.opts.max_model_len
+        limit = getattr(self.generator, "max_model_len", None)  # None: not checked
         if limit is not None:
             tokens = await self.generator.count_prompt_tokens(GenRequest(problem.messages(self.task.system_prompt)))
             if tokens >= limit:
@@ -223,9 +224,9 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
     async def models(request: Request) -> JSONResponse:
         authorize(request)
         served = opts.served_model_name
-        names = [served] + [f"{s}/{served}" for s in sorted(STRATEGIES)]
+        listed = [served] + [f"{s}/{served}" for s in sorted(service.strategies)]
         return JSONResponse({"object": "list", "data": [
-            {"id": n, "object": "model", "created": 0, "owned_by": "ttscale"} for n in names]})
+            {"id": n, "object": "model", "created": 0, "owned_by": "ttscale"} for n in listed]})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -304,7 +305,7 @@ async def _stream(service: Service, rid: str, req: ChatRequest, plan: Plan,
         yield event(respond.chunk(rid, created, model, [{"index": 0, "delta": {"role": "assistant"},
                                                          "finish_reason": None}]))
         while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=service.opts.keepalive_s)
+            done, _ = await asyncio.wait({task}, timeout=service.opts.keepalive)
             if not done:
                 yield ": keep-alive\n\n"
         try:

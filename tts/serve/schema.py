@@ -10,11 +10,14 @@ otherwise silently run another configuration).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from tts.options import (BudgetCaps, BudgetOptions, Count, Flag, RunOptions, SamplingOptions, StrategyOptions)
 from tts.types import DEFAULT_SYSTEM_PROMPT, Problem
+
+API_KEY_ENV = "TTS_API_KEY"
 
 
 class APIError(Exception):
@@ -35,7 +38,8 @@ def from_validation(e: ValidationError) -> APIError:
     """400 naming the first offending field (its path, e.g. `messages.0.role`)."""
     err = e.errors()[0]
     param = ".".join(str(p) for p in err["loc"]) or None
-    return APIError(400, f"{param}: {err['msg']}" if param else err["msg"], param)
+    msg = err["msg"].removeprefix("Value error, ")
+    return APIError(400, f"{param}: {msg}" if param else msg, param)
 
 
 class TextPart(BaseModel):
@@ -61,10 +65,10 @@ class TTSOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     strategy: str | None = None
-    n: int | None = Field(None, ge=1)
+    n: Count | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     verifier: str | None = None
-    budget: dict[str, int | float] = Field(default_factory=dict)
+    budget: BudgetCaps = Field(default_factory=dict)
     return_candidates: bool = False
     telemetry: bool = False
 
@@ -99,27 +103,26 @@ class ChatRequest(BaseModel):
         return msgs
 
 
-class ServeOptions(BaseModel):
-    """The operator's settings (`tts serve` options)."""
+class ServeOptions(RunOptions, BudgetOptions, SamplingOptions, StrategyOptions):
+    """The operator's settings (`tts serve`'s options, from the same blocks as `tts bench`'s):
+    the defaults of every request (strategy, sampling, per-request budget cap, seed) and the
+    server's own. Sampling fields left None are the defaults (replay: the bank's)."""
 
-    model_config = ConfigDict(extra="forbid")
-    served_model_name: str
-    strategy: str = "self_consistency"
-    n: int = Field(8, ge=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-    verifier: str | None = None
-    verifier_model: str | None = None
-    budget_cap: dict[str, int | float] = Field(default_factory=dict)  # per request; requests may ask for less
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int = 0
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT  # added when a request has no system message
-    max_model_len: int | None = None  # prompts this long or longer are refused (None: not checked)
-    api_key: SecretStr | None = None
-    max_concurrent: int = Field(64, ge=1)
-    max_queue: int = Field(256, ge=0)
-    keepalive_s: float = Field(5.0, gt=0)
+    strategy: str = Field("self_consistency", description="default strategy (requests may pick another)")
+    n: Annotated[Count, Flag("-n")] = Field(8, description="default size of the strategy (a request's `n` overrides it)")
+    budget: BudgetCaps = Field(default_factory=dict, description="per-request cap for every request (repeat), e.g. "
+                               "total_tokens=20000; requests may ask for less")
+    served_model_name: str | None = Field(None, description="the model name clients use (default: the model's name)")
+    system_prompt: str | None = Field(None, description="added to conversations without a system message (default: "
+                                      "reason step by step, answer in \\boxed{}; replay: the bank's; '' adds none)")
+    host: str = Field("127.0.0.1", description="address to bind (127.0.0.1: this machine only)")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="port to bind")
+    api_key: SecretStr | None = Field(None, description=f"require `Authorization: Bearer KEY` (default: ${API_KEY_ENV}, "
+                                      "else none)")
+    max_concurrent: Count = Field(64, description="requests solved at once")
+    max_queue: Annotated[int, Field(ge=0)] = Field(256, description="requests waiting for a slot; more get 429")
+    keepalive: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        5.0, description="seconds between keep-alive comments of a stream")
 
 
 @dataclass(slots=True)
