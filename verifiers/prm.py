@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tts.backends.common import LRU, load_tokenizer
-from tts.errors import TTSError
+from tts.errors import BackendError, TTSError
 from tts.interfaces import Verifier
 from tts.types import Problem, Score, Trace, split_steps
 
@@ -93,9 +93,14 @@ def _softmax_pair(a: float, b: float) -> float:
 def yes_probability(t: Trace, model: str = "the judge") -> float | None:
     """P(yes) / (P(yes) + P(no)) at a judge's first generated token, summing the variants of each
     word in its top-k ("Yes", " yes", ...); None when neither word is among them (no verdict).
-    Needs the top-k token strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators)."""
-    if t.num_tokens == 0 or not t.top_logprobs:
+    Needs the top-k token strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+    A verdict token that came back without the logprobs asked for is a backend fault
+    (BackendError), never a neutral verdict: a server that drops them would judge blind."""
+    if t.num_tokens == 0:
         return None
+    if not t.top_logprobs:
+        raise BackendError(f"{model} answered without the top-k logprobs its verdict is read from; serve it "
+                           "with logprobs enabled (vLLM: --max-logprobs at least the judge's top_k)")
     if not t.top_tokens:
         raise TTSError(f"{model} must return its top-k token strings (Trace.top_tokens) to read P(yes)")
     p = {"yes": 0.0, "no": 0.0}
