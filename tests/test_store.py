@@ -191,3 +191,19 @@ def test_report_and_bench_keep_every_record(math100_bank, tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     assert "0 new records" in capsys.readouterr().out and bench.read_bytes() == before
+
+
+def test_input_files_end_lines_at_newline_only(tmp_path):
+    """A data file (`--data`) and the math100 source read like the stores: a bare "\\r" between
+    tokens and a U+2028 inside a string are no line ends. Before: "not valid JSON" at line 1."""
+    from tasks.gsm8k import GSM8K
+    from tts.bank import import_math100
+
+    data = tmp_path / "p.jsonl"
+    data.write_bytes(b'{"question":\r"What is 2 + 2?", "answer": "4"}\n{"question": "x\xe2\x80\xa8y", "answer": "1"}\n')
+    assert [p.question for p in GSM8K().load(data)] == ["What is 2 + 2?", "x\u2028y"]
+    row = {"idx": 0, "question": "q\u2028", "answer": "1", "response": ["\\boxed{1}"], "pred": ["1"], "score": [True],
+           "pred_score": [[0.5]]}
+    src = tmp_path / "m.jsonl"
+    src.write_bytes(json.dumps(row, ensure_ascii=False).replace(", ", ",\r", 1).encode() + b"\n")
+    assert import_math100(src, tmp_path / "bank", tokenizer=None).keys() == ["math100/0"]
