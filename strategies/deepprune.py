@@ -33,9 +33,9 @@ No verdict is never a reason to prune: a trace for which a judge answers neither
 (`NoVerdict`) continues, opens its own cluster and is counted in `telemetry["judge_failures"]`
 (a call the budget refuses, likewise, in `telemetry["judge_refused"]`). A judge that fails (a
 backend error) fails the problem: the traces are stopped and the error raised, so the record is
-a failed one the next run retries, never an answer the missing verdicts would have changed. Streams never wait for the judge: placement runs in its own task
-while every trace keeps generating, so a pruned trace is charged the tokens it produced until
-the verdict stopped it.
+a failed one the next run retries, never an answer the missing verdicts would have changed.
+Streams never wait for the judge: placement runs in its own task while every trace keeps
+generating, so a pruned trace is charged the tokens it produced until the verdict stopped it.
 
 A replay has no clock: replayed traces run to their end while a judge (an embedding, a probe on a
 live engine) is still thinking, so nothing would ever be pruned. `wait=True` (replay only) makes a

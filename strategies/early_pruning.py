@@ -44,7 +44,8 @@ class EarlyPruning(Strategy):
         # Partial: cut at prune_at with more of the run's max_tokens to go. A sample that stopped
         # by itself, or was cut at the run's own max_tokens (which may be within prune_at), is
         # complete: there is nothing to continue.
-        partial = [t for t in head if t.finish_reason != "stop" and t.num_tokens >= self.prune_at and full > self.prune_at]
+        more = full > self.prune_at
+        partial = [t for t in head if more and t.finish_reason != "stop" and t.num_tokens >= self.prune_at]
         done = [t for t in head if t not in partial]
         whole: dict[int, Trace] = {}  # id(partial head) -> its continued sample (head + continuation)
         try:

@@ -272,7 +272,8 @@ class FakeOpenAIServer:
                 self._sse(chunks, done=True)
 
             def _logprob(self, token):
-                top = [{"token": token, "logprob": -0.1, "bytes": None}, {"token": "no", "logprob": -2.5, "bytes": None}]
+                top = [{"token": token, "logprob": -0.1, "bytes": None},
+                       {"token": "no", "logprob": -2.5, "bytes": None}]
                 return {"token": token, "logprob": -0.1, "bytes": None, "top_logprobs": top}
 
             def _nologprobs(self, body):

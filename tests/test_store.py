@@ -65,7 +65,8 @@ def test_undecodable_first_line_is_skipped_and_named_never_a_truncation(tmp_path
     before = path.read_bytes()
     assert len(ResultStore(path).records) == 10 and path.read_bytes() == before
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"warning: {path}: skipped 2 lines that could not be read as a result record")
+    assert len(err) == 1
+    assert err[0].startswith(f"warning: {path}: skipped 2 lines that could not be read as a result record")
     assert "line 1: not UTF-8" in err[0] and "line 12: JSONDecodeError" in err[0]
     w = ResultStore(path, writer=True)  # the writer leaves them too and appends after them
     w.append(rec(10))

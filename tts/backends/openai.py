@@ -53,8 +53,9 @@ class OpenAIGenerator(Generator):
 
     `api_key` defaults to $OPENAI_API_KEY, else "EMPTY" (vLLM without --api-key); it is never
     logged, and redacted from what a server says back. A base URL's `user:password@` is sent as
-    Basic auth and kept out of `base_urls` (and so out of every message, log and record). `timeout`: seconds per attempt; `retries`: attempts after the first (`max_retries`,
-    the older name, counts attempts in all). `max_model_len`: the served model's length, which
+    Basic auth and kept out of `base_urls` (and so out of every message, log and record).
+    `timeout`: seconds per attempt; `retries`: attempts after the first (`max_retries`, the
+    older name, counts attempts in all). `max_model_len`: the served model's length, which
     clips each request's max_tokens to what fits after the prompt (with `vllm=True` it is read
     from the server's /v1/models when not given). `extra_body` holds
     extra server sampling parameters sent with every request (e.g. vLLM's `top_k`,
@@ -96,8 +97,8 @@ class OpenAIGenerator(Generator):
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         # The client's own retries are off: ours rotate replicas and end in a TTSError.
         self._clients = [
-            openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout,
-                               http_client=openai.DefaultAsyncHttpxClient(auth=self._auths[u]) if u in self._auths else None)
+            openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout, http_client=(
+                openai.DefaultAsyncHttpxClient(auth=self._auths[u]) if u in self._auths else None))
             for u in self.base_urls
         ]
         self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})

@@ -54,36 +54,34 @@ def import_math100(path: str | Path, out: str | Path, tokenizer: Any = "auto", l
         "token_counts": tok_name or "estimated: ceil(utf-8 bytes / 4)",
         "cached_tokens": "not recorded (0)", "source": str(src.name),
     })
-    try:
-        for n, row in enumerate(rows, 1):
-            key = f"math100/{row.get('idx', n - 1)}"
-            if key in writer:
-                continue
-            try:
-                samples = []
-                for text, pred, ok, ps in zip(row["response"], row["pred"], row["score"], row["pred_score"], strict=True):
-                    ids = tok.encode(text, add_special_tokens=False) if tok is not None else None
-                    samples.append(RecordedTrace(
-                        text=text, num_tokens=len(ids) if ids is not None else math.ceil(len(text.encode()) / 4),
-                        finish_reason="stop", answer=pred, correct=bool(ok),
-                        score=float(ps[0]) if isinstance(ps, list) else float(ps),
-                        token_ids=np.asarray(ids, np.int32) if ids is not None else None,
-                    ))
-                question = row["question"]
-            except (KeyError, TypeError, ValueError) as e:
-                raise TTSError(f"{src}, row {n}: not a math100 row ({type(e).__name__}: {e})") from None
-            sys_prompt = row.get("system", system)
-            msgs = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [{"role": "user", "content": question}]
-            prompt = 0
-            if tok is not None:  # as VLLMGenerator.prompt_ids counts it
-                prompt = len(tok.encode(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
-                                        add_special_tokens=False))
-            writer.append(BankRecord(
-                key=key, question=question, samples=samples, system=sys_prompt, gold=str(row.get("answer")),
-                prompt_tokens=prompt, extra={k: row[k] for k in ("level", "idx") if k in row},
-            ))
-    finally:
-        writer.close()
+    for n, row in enumerate(rows, 1):
+        key = f"math100/{row.get('idx', n - 1)}"
+        if key in writer:
+            continue
+        try:
+            samples = []
+            for text, pred, ok, ps in zip(row["response"], row["pred"], row["score"], row["pred_score"], strict=True):
+                ids = tok.encode(text, add_special_tokens=False) if tok is not None else None
+                samples.append(RecordedTrace(
+                    text=text, num_tokens=len(ids) if ids is not None else math.ceil(len(text.encode()) / 4),
+                    finish_reason="stop", answer=pred, correct=bool(ok),
+                    score=float(ps[0]) if isinstance(ps, list) else float(ps),
+                    token_ids=np.asarray(ids, np.int32) if ids is not None else None,
+                ))
+            question = row["question"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise TTSError(f"{src}, row {n}: not a math100 row ({type(e).__name__}: {e})") from None
+        sys_prompt = row.get("system", system)
+        msgs = ([{"role": "system", "content": sys_prompt}] if sys_prompt else []) + [{"role": "user", "content": question}]
+        prompt = 0
+        if tok is not None:  # as VLLMGenerator.prompt_ids counts it
+            prompt = len(tok.encode(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False),
+                                    add_special_tokens=False))
+        writer.append(BankRecord(
+            key=key, question=question, samples=samples, system=sys_prompt, gold=str(row.get("answer")),
+            prompt_tokens=prompt, extra={k: row[k] for k in ("level", "idx") if k in row},
+        ))
+    writer.close()  # (on an error, dropping the writer releases its lock)
     return Bank(out)
 
 

@@ -5,10 +5,10 @@ Policies (`allocate(..., policy=...)`):
 - `uniform`: every problem runs the same configuration, the most accurate candidate on the
   training split whose mean cost fits total / problems (today's behaviour, the baseline).
 - `oracle`: Snell et al. (2024, "Scaling LLM Test-Time Compute Optimally") oracle difficulty:
-  problems are put in `bins` quantile bins (default 5, Snell's five levels) of their true pass@1 (from a bank's recorded
-  correctness), and each bin gets the candidate that maximises the expected number of correct
-  answers under the total, learnt on the training split (an upper bound for research: pass@1
-  is not known at test time).
+  problems are put in `bins` quantile bins (default 5, Snell's five levels) of their true
+  pass@1 (from a bank's recorded correctness), and each bin gets the candidate that maximises
+  the expected number of correct answers under the total, learnt on the training split (an
+  upper bound for research: pass@1 is not known at test time).
 - `predicted`: Snell's model-predicted difficulty, with a cheap probe instead of 2048 samples:
   `probe_n` samples per problem, and the agreement of their answers (largest vote share) is the
   difficulty; bins are quantiles of the training split's agreement; the probe is charged.
@@ -21,6 +21,8 @@ training split's mean accuracy and cost per problem.
 
 Why one module of ~380 lines: the four policies share the pool, the profiling and the executor.
 
+A total that cannot reach every problem (`least_total`: the plan, plus one sample's worst case
+still free when the last problem starts) is an error naming that minimum, before anything runs.
 The total is a hard cap by construction: problems draw per-problem caps from one `Pool`, each
 cap reserved before the problem starts and returned (less what it used) when it ends, and the
 accountant never lets a problem exceed its cap. A problem's cap leaves the planned cost of every

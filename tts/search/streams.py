@@ -189,11 +189,11 @@ class Streams:
         in round `snapshots`. Round 1 goes through the accountant stream by stream, as the tasks
         run: each is checked with the ones before it charged their first snapshot and reserved
         (unless they ended at once), so the budget refuses exactly the streams it would; refused
-        streams end in round 1 (a failed one fails the problem there). The reader of `ended` is woken by the first end after
-        it last looked and runs in the next round where the stream that woke it was: it sees
-        every end before that point, in (round, launch index) order. If they make k finishes, the
-        streams still running stop there, having delivered that round's snapshot when launched
-        before the one that woke the reader, else the round before's. Returns the runs in the
+        streams end in round 1 (a failed one fails the problem there). The reader of `ended` is
+        woken by the first end after it last looked and runs in the next round where the stream
+        that woke it was: it sees every end before that point, in (round, launch index) order. If
+        they make k finishes, the streams still running stop there, having delivered that round's
+        snapshot when launched before the one that woke the reader, else the round before's. Returns the runs in the
         order `ended` yields them."""
         runs = [Run(i) for i in range(n)]
         self.runs.extend(runs)
