@@ -107,3 +107,26 @@ async def test_serve_never_shows_the_password(tmp_path):
     assert ok.status_code == 200 and bad.status_code >= 500 and set(s.auth) == {BASIC}
     for text in (*texts, log.read_text()):
         assert PASSWORD not in text and KEY not in text, text[-2000:]
+
+
+def test_sweep_never_stores_the_password(tmp_path):
+    """A sweep over a password-protected server, recording a bank (n swept): nothing it writes
+    (results, plan.json, the bank's manifest, index and records) nor prints holds the password."""
+    import yaml
+
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "4"}) + "\n")
+    with FakeOpenAIServer("ok") as s:
+        f = tmp_path / "s.yaml"
+        url = s.url.replace("http://", f"http://user:{PASSWORD}@")
+        f.write_text(yaml.safe_dump({
+            "model": {"backend": "openai", "name": "fake", "base_urls": [url]},
+            "tasks": [{"name": "gsm8k", "data": str(data)}], "strategies": [{"name": "self_consistency"}],
+            "grid": {"n": [1, 2]}, "output": str(tmp_path / "out")}))
+        proc = cli(["sweep", str(f)], dict(os.environ, OPENAI_API_KEY=KEY))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in written) and set(s.auth) == {BASIC}
+    for p in written:
+        assert PASSWORD.encode() not in p.read_bytes() and KEY.encode() not in p.read_bytes(), p
+    assert PASSWORD not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
