@@ -12,7 +12,9 @@ compared): T_r = T - (T - T_0) / 2^r. The paper's exact schedule was not readabl
 one keeps its intent and is the documented deviation.
 
 stopped_by: "early_stop" when the threshold stopped it before n samples, "budget" when the budget
-did, else "done". Telemetry: the self-evaluation of every sample, the temperatures used.
+did, else "done". Telemetry: the self-evaluation of every sample (None for a batch the budget
+let be drawn but not scored: drawn and charged, so in the traces, never chosen), the
+temperatures used.
 """
 
 from __future__ import annotations
@@ -52,8 +54,7 @@ class AdaptiveSampling(Strategy):
             try:
                 await ctx.score(batch)
             except BudgetExceeded:
-                stopped = "budget"  # unscored samples cannot be ranked: keep what was scored
-                break
+                stopped = "budget"  # its samples were charged: kept, unscored (they cannot be ranked)
             traces += batch
             temps.append(temp)
             if stopped == "budget":

@@ -8,7 +8,12 @@ reward of its latest step):
 
 - heuristic  h(s) = 1 - r(s), the complement of the reward; h(start) = 0;
 - path cost  g(s') = g(s) + max(0, h(s') - h(s)): a transition costs only the *increase* of h
-  (the drop of the PRM reward); g(start) = 0. So f never decreases along a path.
+  (the drop of the PRM reward); g(start) = 0. So g never decreases along a path, but f does
+  when the reward rises: a step whose reward rises by d has f(s') = f(s) - d, one whose reward
+  falls by d has f(s') = f(s) + 2d. (f is not monotone, so a popped state is not settled for
+  good; the search does not need it to be: every state is a distinct partial solution, pushed
+  once, and the goal test is at pop time.) E.g. rewards 0.8 then 0.9 then 0.95 along a path give
+  f = 0.4, 0.3, 0.25.
 
 The search keeps every scored state in one global priority queue (lowest f first; ties: deeper
 first, then older first). It pops the best state; a finished state with an answer is the

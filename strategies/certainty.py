@@ -15,8 +15,10 @@ A trace that finishes first answers with its own `\\boxed{}`. The reference's ef
 Probes run beside the trace (the trace keeps generating while its probe is answered, as in the
 reference, which probes while the next chunk streams) and are charged as generator calls: their
 prompt is the trace so far (mostly from the prefix cache), their completion the probe tokens.
-A probe the budget refuses ends probing for that trace (it runs on); a probe that fails is
-counted in telemetry "probe_failures" and the trace runs on. References and deviations:
+A probe the budget refuses ends probing for that trace (it runs on); a probe that fails (a
+backend fault) fails the problem, as a failed stream does: the traces are stopped and the error
+raised, so the record is a failed one that the next run retries, never an answer reached without
+the probes that should have stopped it. References and deviations:
 docs/references.md.
 
 Reasoning models: the probe suffix is appended to the trace as it stands, inside the thinking,
@@ -72,7 +74,7 @@ class CertaintyProbe(Strategy):
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         pending: set[asyncio.Task] = set()
-        failures: list[str] = []
+        faults: list[BaseException] = []
 
         async def probe(run: Run, i: int, snapshot: Trace) -> None:
             try:
@@ -80,8 +82,9 @@ class CertaintyProbe(Strategy):
             except BudgetExceeded:
                 run.data["no_budget"] = True
                 return
-            except Exception as e:  # noqa: BLE001 - a failed probe must not stop the trace
-                failures.append(f"{type(e).__name__}: {e}")
+            except Exception as e:  # noqa: BLE001 - raised below, once every probe has ended
+                faults.append(e)
+                pool.stop_all("probe failed")
                 return
             probes: dict[int, Probe] = run.data.setdefault("probes", {})
             probes[i] = p
@@ -114,6 +117,8 @@ class CertaintyProbe(Strategy):
         while pending:  # let probes in flight finish: they are charged, so they are not cancelled
             await asyncio.gather(*pending, return_exceptions=True)
         await pool.close()
+        if faults:
+            raise faults[0]
         for r in pool.runs:
             if r.state == "stopped" and "answer" in r.data:
                 r.trace.answer = r.data["answer"]
@@ -127,6 +132,5 @@ class CertaintyProbe(Strategy):
                 "certain_stops": sum("answer" in r.data for r in pool.runs),
                 "probes": sum(r.data.get("probed", 0) for r in pool.runs),
                 "stopped_at": [r.trace.num_tokens for r in pool.runs],
-                "probe_failures": failures,
             },
         )

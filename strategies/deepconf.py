@@ -173,7 +173,6 @@ class DeepConf(Strategy):
             votes=tally,
             voters=[r.index for r in voters],
             stopped={r.index: r.reason for r in pool.runs if r.state == "stopped"},
-            failed={r.index: r.error for r in pool.runs if r.state == "failed"},
         )
         return Result(problem.id, answer, [r.trace for r in pool.runs],
                       stopped_by=pool.stopped_by, telemetry=telemetry)

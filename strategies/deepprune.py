@@ -29,11 +29,13 @@ docs/references.md for this and every other known deviation). A
 trace that finishes before reaching the prefix length is placed with its whole text (it cannot
 be pruned any more, but it counts in a cluster, or represents one).
 
-Failures are never a reason to prune: a trace for which any judge call raises continues, opens
-its own cluster and is counted in `telemetry["judge_failures"]` (a call the budget refuses in
-`telemetry["judge_refused"]`). Streams never wait for the judge: placement runs in its own task
-while every trace keeps generating, so a pruned trace is charged the tokens it produced until
-the verdict stopped it.
+No verdict is never a reason to prune: a trace for which a judge answers neither yes nor no
+(`NoVerdict`) continues, opens its own cluster and is counted in `telemetry["judge_failures"]`
+(a call the budget refuses, likewise, in `telemetry["judge_refused"]`). A judge that fails (a
+backend error) fails the problem: the traces are stopped and the error raised, so the record is
+a failed one the next run retries, never an answer the missing verdicts would have changed.
+Streams never wait for the judge: placement runs in its own task while every trace keeps
+generating, so a pruned trace is charged the tokens it produced until the verdict stopped it.
 
 A replay has no clock: replayed traces run to their end while a judge (an embedding, a probe on a
 live engine) is still thinking, so nothing would ever be pruned. `wait=True` (replay only) makes a
@@ -62,7 +64,7 @@ from tts.errors import BudgetExceeded, TTSError
 from tts.options import Count, Probability
 from tts.strategy import Strategy
 from tts.types import Problem, Result
-from verifiers.equivalence import EquivalenceJudge, Prefix, make_judge
+from verifiers.equivalence import EquivalenceJudge, NoVerdict, Prefix, make_judge
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
@@ -175,8 +177,12 @@ class _Clustering:
                 *(self.judge.probability(self.ctx, mine, rep) for rep in reps), return_exceptions=True
             )
             errors = [v for v in verdicts if isinstance(v, BaseException)]
+            fault = next((e for e in errors if not isinstance(e, (BudgetExceeded, NoVerdict))), None)
+            if fault is not None:
+                pool.stop_all("judge failed")
+                raise fault
             self.refused += sum(isinstance(e, BudgetExceeded) for e in errors)
-            self.failures += sum(not isinstance(e, BudgetExceeded) for e in errors)
+            self.failures += sum(isinstance(e, NoVerdict) for e in errors)
             best = None if errors else max(range(len(reps)), key=lambda i: verdicts[i], default=None)
             if best is None or verdicts[best] < self.tau:
                 self.clusters.append([run])  # a representative: it runs to its end

@@ -37,19 +37,23 @@ class EarlyPruning(Strategy):
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         full = ctx.sampling.max_tokens
         head, stopped = await ctx.sample(self.n, max_tokens=min(self.prune_at, full), logprobs=None)
-        done = [t for t in head if t.finish_reason == "stop" or t.num_tokens < self.prune_at]
-        partial = [t for t in head if t not in done]
-        kept: list[Trace] = []
+        # Partial: cut at prune_at with more of the run's max_tokens to go. A sample that stopped
+        # by itself, or was cut at the run's own max_tokens (which may be within prune_at), is
+        # complete: there is nothing to continue.
+        more = full > self.prune_at
+        partial = [t for t in head if more and t.finish_reason != "stop" and t.num_tokens >= self.prune_at]
+        done = [t for t in head if t not in partial]
+        whole: dict[int, Trace] = {}  # id(partial head) -> its continued sample (head + continuation)
         try:
-            if partial and full > self.prune_at:
+            if partial:
                 await ctx.score(partial)
                 k = max(1, math.ceil(self.keep * len(partial)))
-                kept = sorted(partial, key=lambda t: t.score, reverse=True)[:k]
-                for t in kept:
+                for t in sorted(partial, key=lambda t: t.score, reverse=True)[:k]:
                     (cont,) = await ctx.generate(ctx.request(1, prefix=t.text, max_tokens=full - t.num_tokens,
                                                              logprobs=None))
                     cont.prefix, cont.num_tokens = t.text, t.num_tokens + cont.num_tokens
                     cont.answer = ctx.extract(t.text + cont.text)
+                    whole[id(t)] = cont
                     done.append(cont)
             if self.select == "self_eval" and done:
                 await ctx.score([t for t in done])
@@ -60,6 +64,7 @@ class EarlyPruning(Strategy):
             answer = max(complete, key=lambda t: t.score).answer
         else:
             answer, _ = await vote([t.answer for t in complete])
-        return Result(problem.id, answer, head + [t for t in done if t not in head], stopped_by=stopped,
-                      telemetry={"pruned": len(partial) - len(kept), "continued": len(kept),
+        # One trace per sample: a continued one replaces its head (its tokens count once).
+        return Result(problem.id, answer, [whole.get(id(t), t) for t in head], stopped_by=stopped,
+                      telemetry={"pruned": len(partial) - len(whole), "continued": len(whole),
                                  "finished_early": len(head) - len(partial)})

@@ -12,10 +12,12 @@ what they generated.
 When fewer than k traces finish (the others cut at max_tokens, failed or refused), the fallback
 is the majority over every trace that ran to its end, finished ones first, then the cut ones in
 the order they ended (their answer, if any, is what they boxed before the cut); telemetry
-"fallback" says so (None when k traces finished). A trace that fails at the backend is skipped;
-one the budget refuses to start makes stopped_by "budget". Telemetry: "finish_order" (indices of
-the counted finished traces, in order), "cut" (indices of traces cut at max_tokens), "stopped",
-"fallback", "votes". References and deviations: docs/references.md.
+"fallback" says so (None when k traces finished). A trace that fails at the backend (a cut
+stream, an error after the retries) fails the problem: a failed record, which the next run
+retries, never an answer from the traces that were left. One the budget refuses to start makes
+stopped_by "budget". Telemetry: "finish_order" (indices of the counted finished traces, in
+order), "cut" (indices of traces cut at max_tokens), "stopped", "fallback", "votes".
+References and deviations: docs/references.md.
 
 Reasoning models: "finished" is the end of the whole sequence (thinking closed and the answer
 written), and lengths are all generated tokens, thinking included, as the paper compares

@@ -133,7 +133,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     if not path.is_file():
         raise TTSError(f"data file {path} not found; pass an existing JSONL file "
                        "(one JSON object per line) or leave it out to load from the hub")
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8", newline="\n") as f:  # lines end at "\n" only, as tts.jsonl's
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue

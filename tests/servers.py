@@ -148,17 +148,28 @@ class FakeOpenAIServer:
     - "malformed": 200 with a body that is not JSON; "empty": 200 with an empty body;
     - "no_choices": 200 with a valid completion whose choices are empty;
     - "cut": streams two content chunks, then closes the connection (no finish reason, no
-      [DONE]); non-streamed, sends half the JSON body and closes.
+      [DONE]); non-streamed, sends half the JSON body and closes;
+    - "truncated": streams one content chunk, then an event whose JSON is cut short, then
+      closes; non-streamed, as "cut";
+    - "nologprobs": as "ok", but never returns the logprobs a request asks for.
 
-    `hits` counts requests, `times` their arrival (time.monotonic())."""
+    `only` ("stream" or "generate") applies the mode to streamed or to non-streamed requests
+    only, the others get "ok" (a probe or a judge failing beside healthy streams). "ok" answers a
+    request for logprobs with them (each word at -0.1, "no" second at -2.5) and a one-token
+    request (a judge's verdict) with "yes". `hits` counts requests, `times` their arrival
+    (time.monotonic()), `auth` the Authorization headers received."""
 
-    MODES = ("ok", "http500", "http400", "ratelimit", "hang", "malformed", "empty", "no_choices", "cut")
+    MODES = ("ok", "http500", "http400", "ratelimit", "hang", "malformed", "empty", "no_choices", "cut", "truncated",
+             "nologprobs")
 
     def __init__(self, mode: str = "ok", fail_first: int | None = None, text: str = "so the answer is \\boxed{4}",
-                 retry_after: float = 1, hang_s: float = 30):
+                 retry_after: float = 1, hang_s: float = 30, only: str | None = None):
         if mode not in self.MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(self.MODES)}")
-        self.mode, self.fail_first, self.text = mode, fail_first, text
+        if only not in (None, "stream", "generate"):
+            raise ValueError(f"only must be 'stream' or 'generate', not {only!r}")
+        self.mode, self.fail_first, self.text, self.only = mode, fail_first, text, only
+        self.auth: list[str] = []
         self.retry_after, self.hang_s = retry_after, hang_s
         self.hits, self.times = 0, []
         self.report_usage = True  # False: a server that reports no token counts
@@ -173,8 +184,11 @@ class FakeOpenAIServer:
                 with threading.Lock():
                     fake.hits += 1
                     fake.times.append(time.monotonic())
+                    fake.auth.append(self.headers.get("Authorization", ""))
                     n = fake.hits
                 mode = fake.mode if fake.fail_first is None or n <= fake.fail_first else "ok"
+                if fake.only is not None and fake.only != ("stream" if body.get("stream") else "generate"):
+                    mode = "ok"
                 getattr(self, f"_{mode}")(body)
 
             def _send(self, status, data: bytes, headers=(), length=None):
@@ -240,14 +254,38 @@ class FakeOpenAIServer:
                 if done:
                     self.wfile.write(b"data: [DONE]\n\n")
 
-            def _ok(self, body):
-                words = fake.text.split(" ")
+            def _ok(self, body, logprobs=True):
+                text = "yes" if body.get("max_tokens") == 1 else fake.text
+                words = text.split(" ")
+                lp = logprobs and body.get("logprobs")
                 if not body.get("stream"):
-                    msg = {"index": 0, "message": {"role": "assistant", "content": fake.text}, "finish_reason": "stop"}
+                    msg = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    if lp:
+                        msg["logprobs"] = {"content": [self._logprob(w if i == 0 else " " + w)
+                                                       for i, w in enumerate(words)]}
                     return self._send(200, json.dumps(self._completion([msg])).encode())
                 chunks = [self._chunk(w if i == 0 else " " + w, None, usage=True, k=i + 1) for i, w in enumerate(words)]
+                if lp:
+                    for c, w in zip(chunks, words):
+                        c["choices"][0]["logprobs"] = {"content": [self._logprob(c["choices"][0]["delta"]["content"])]}
                 chunks.append(self._chunk("", "stop", usage=True, k=len(words)))
                 self._sse(chunks, done=True)
+
+            def _logprob(self, token):
+                top = [{"token": token, "logprob": -0.1, "bytes": None},
+                       {"token": "no", "logprob": -2.5, "bytes": None}]
+                return {"token": token, "logprob": -0.1, "bytes": None, "top_logprobs": top}
+
+            def _nologprobs(self, body):
+                self._ok(body, logprobs=False)
+
+            def _truncated(self, body):
+                if not body.get("stream"):
+                    return self._cut(body)
+                self._sse([self._chunk("so", None, usage=True, k=1)], done=False)
+                self.wfile.write(b'data: {"id": "fake", "object": "chat.completion.chunk", "choi\n\n')
+                self.wfile.flush()
+                self.close_connection = True
 
             def _cut(self, body):
                 if not body.get("stream"):

@@ -15,9 +15,9 @@ from strategies import AdaptiveSampling, EarlyPruning
 from tts.backends.replay import ReplayGenerator
 from tts.types import Sampling
 from tts.errors import TTSError
-from tts.experiment.allocate import POLICIES, Candidate, allocate, bank_pass1, cost, knapsack
+from tts.experiment.allocate import POLICIES, AllocationSpec, Candidate, Pool, allocate, bank_pass1, cost, knapsack
 from tts.runner import solve
-from tts.types import GenRequest, Problem, Trace, Usage
+from tts.types import Budget, GenRequest, Problem, Trace, Usage
 from verifiers import RecordedScore, SelfEval
 from verifiers.self_eval import QUESTION
 
@@ -98,6 +98,123 @@ def test_oracle_gives_hard_bins_more(math100_bank):
     assert len(a.telemetry["per_bin"]) == 2 and a.spent > 0
 
 
+def test_snell_five_bins_are_the_default(math100_bank):
+    """Snell et al. bin problems into five quantiles of pass@1. By hand: 6 training problems with
+    pass@1 0/12, 1/12, ..., 5/12 have distinct quintile edges (4 of them), so 5 bins. Before:
+    the default was 4 bins (3 edges)."""
+    train, test, gen, sampling = _setup(math100_bank)
+    pass1 = {p.id: i / 12 for i, p in enumerate(math100_bank.problems())}
+    a = asyncio.run(allocate(test, CANDS[:2], total=1e7, generator=gen, policy="oracle", task=tasks.get_task("math500"),
+                             train=train, sampling=sampling, oracle_pass1=pass1))
+    assert len(a.telemetry["edges"]) == 4 and len(a.telemetry["bin_sizes"]) == 5
+    assert AllocationSpec("oracle", 1e7, candidates=tuple(CANDS)).bins == 5
+
+
+def test_pool_never_waits_on_a_float_remainder():
+    """By hand: caps 0.1 and 0.2 granted, settled in the other order: 0.1 + 0.2 - 0.2 - 0.1 is
+    2.8e-17 in floats, which `reserved > 0` took for a problem in flight: the sequential policy
+    waited for a return that never came (math100, -n 8, totals 60,000 / 61,000 / 64,000 hung)."""
+    pool = Pool(1.0)
+    a, b = pool.grant(most=0.1), pool.grant(most=0.2)
+    assert pool.in_flight == 2
+    pool.settle(b, 0.2)
+    pool.settle(a, 0.1)
+    assert pool.in_flight == 0 and pool.reserved == 0.0 and pool.free == pytest.approx(0.7)
+
+
+@pytest.fixture(scope="module")
+def math100_full(tmp_path_factory):
+    """All 100 recorded math100 problems (the hang needs the full bank's numbers)."""
+    from conftest import SHARED_DATA
+    from tts.bank import import_math100
+
+    src = SHARED_DATA / "math100_qwen25math_8samples_rm.jsonl"
+    if not src.exists():
+        pytest.skip(f"{src} not found")
+    return import_math100(src, tmp_path_factory.mktemp("banks") / "m100-full", tokenizer=None)
+
+
+def cli(*args: str, timeout: float = 120):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tts.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("total", [60000, 61000, 64000])
+def test_sequential_allocation_finishes_at_the_totals_that_hung(math100_full, tmp_path, total):
+    """The reported case, as a command: each hung forever with nothing in flight (a subprocess,
+    so a hang is a TimeoutExpired here, not a stuck suite)."""
+    import json
+
+    out = tmp_path / "s.jsonl"
+    proc = cli("bench", "--backend", "replay", "--bank", str(math100_full.path), "--task", "math500", "--strategy",
+               "self_consistency", "-n", "8", "--out", str(out), "--total-budget", str(total), "--allocation",
+               "sequential")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 50 and sum(r["usage"]["total_tokens"] for r in recs) <= total
+
+
+def _error_line(proc) -> str:
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--allocation", "sequential"], r"cannot reach all 50 problems: one sample costs 288.6 on average and 3092 at "
+                                     r"its worst .* needs at least 17231.4"),
+    (["--candidate", "self_consistency:1"], r"the cheapest, 'self_consistency n=1', costs 289.8 per problem and one "
+                                            r"sample 3092 at its worst .* at least 17293.2"),
+])
+def test_a_total_that_cannot_reach_every_problem_names_the_minimum(math100_full, tmp_path, args, words):
+    """15,000 tokens for 50 problems: above the plan (50 x 289.8 = 14,490 for one sample each)
+    but the accountant reserves a sample's worst case (3,092 tokens: the bank's longest sample,
+    its max_tokens) before sending it, so the last problems cannot start. By hand: 49 x 289.8 +
+    3,092 = 17,293.2. Before: exit 0 with 15 of 50 problems answered None (uniform), and the
+    sequential policy answered all 50 None at 2,500."""
+    import re
+
+    out = tmp_path / "a.jsonl"
+    proc = cli("bench", "--backend", "replay", "--bank", str(math100_full.path), "--task", "math500", "--strategy",
+               "self_consistency", "-n", "8", "--out", str(out), "--total-budget", "15000", *args)
+    assert re.search(words, _error_line(proc)) and not out.exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--total-budget", "1e15", "--total-unit", "flops"], "a total in flops needs the generator's parameter count"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "bins=abc"],
+     "allocation parameter bins must be a whole number >= 1, got 'abc'"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "bins=0"],
+     "allocation parameter bins must be a whole number >= 1, got 0"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "bins=2.5"],
+     "bins must be a whole number >= 1, got 2.5"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "probe_n=-1"],
+     "allocation parameter probe_n must be a whole number >= 1, got -1"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "confidence=5"],
+     r"confidence must be a number in \(0, 1\), got 5"),
+    (["--total-budget", "9000", "--allocation", "sequential", "--allocation-param", "batch=4",
+      "--allocation-param", "max_samples=2"], r"max_samples \(2\) must be at least batch \(4\)"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--allocation-param", "train_fraction=2"],
+     "the training share is --train-fraction"),
+    (["--total-budget", "9000", "--candidate", "self_consistency:1", "--train-fraction", "2"],
+     r"training fraction must be a number in \(0, 1\), got 2"),
+    (["--total-budget", "inf", "--candidate", "self_consistency:1"], "total budget must be a finite number > 0"),
+])
+def test_allocation_input_that_cannot_work_is_one_error_line(math100_bank, tmp_path, args, words):
+    """Before: bins=abc and bins=2.5 were TypeError tracebacks, probe_n=-1 a ValueError traceback;
+    bins=0, confidence=5 and batch > max_samples ran; flops without a parameter count answered
+    None everywhere having spent 0 (exit 0); a total below one worst-case sample answered None
+    everywhere (exit 0)."""
+    import re
+
+    out = tmp_path / "a.jsonl"
+    proc = cli("bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500", "--strategy",
+               "self_consistency", "-n", "4", "--out", str(out), *args)
+    assert re.search(words, _error_line(proc)) and not out.exists()
+
+
 # -- self-evaluation ----------------------------------------------------------------------------
 class SelfJudging(ScriptedGenerator):
     """FAKE backend: scripted samples; a self-evaluation request answers "No" (no better restart)
@@ -134,6 +251,49 @@ async def test_early_pruning_continues_the_best_partial_samples():
                     verifier=SelfEval(gen), sampling=Sampling(max_tokens=20))
     assert r.telemetry["pruned"] == 2 and r.telemetry["continued"] == 2
     assert r.usage.verifier_tokens > 0
+
+
+async def test_adaptive_sampling_keeps_a_batch_it_was_charged_for():
+    """By hand: batch 1 (1 sample) is scored 0.2: its worst case (36: the evaluator's prompt count
+    + 1 token) fits the cap of 40, and it is charged 11 (10 prompt + 1); batch 2 (2 samples) is
+    drawn, but scoring it reserves 72 more (11 + 72 > 40): refused. The 3 samples
+    were all charged (3 x 3 completion tokens), so all 3 are traces and in the telemetry (the 2
+    unscored as None), and the answer is the only scored one's. Before: batch 2 was charged but
+    dropped from traces, self_eval, temperatures and samples (1)."""
+    gen = SelfJudging(["maybe a \\boxed{1}", "maybe b \\boxed{2}", "maybe c \\boxed{3}"])
+    r = await solve(Problem("p", "q"), AdaptiveSampling(n=16, threshold=0.8), generator=gen,
+                    verifier=SelfEval(gen), budget=Budget(verifier_tokens=40))
+    assert r.stopped_by == "budget" and r.usage.completion_tokens == 9 and r.usage.verifier_tokens == 11
+    assert len(r.traces) == 3 and r.telemetry["samples"] == 3
+    assert r.telemetry["self_eval"] == [pytest.approx(0.2), None, None]
+    assert r.telemetry["temperatures"] == pytest.approx([0.0, 0.35]) and r.answer == "1"
+    assert sum(t.num_tokens for t in r.traces) == r.usage.completion_tokens
+
+
+async def test_early_pruning_counts_each_sample_once():
+    """By hand: 4 heads of 2 tokens ("sure a", "nope a", "sure d", "nope d"): 8 tokens; the two
+    "sure" heads score 0.9 and are continued with 4 tokens each (the script's next two
+    completions): 8 more. Charged: 16 completion tokens; the traces are the 2 pruned heads (2 each)
+    and the 2 continued samples (2 + 4 each): 16. Before: the continued heads were listed as well,
+    6 traces and 20 tokens (each continued head counted twice)."""
+    gen = SelfJudging(["sure a b c", "nope a b c", "sure d e f", "nope d e f"])
+    r = await solve(Problem("p", "q"), EarlyPruning(n=4, prune_at=2, keep=0.5), generator=gen,
+                    verifier=SelfEval(gen), sampling=Sampling(max_tokens=20))
+    assert r.usage.completion_tokens == 16 and len(r.traces) == 4
+    assert [t.num_tokens for t in r.traces] == [6, 2, 6, 2]
+    assert sum(t.num_tokens for t in r.traces) == r.usage.completion_tokens
+    assert r.telemetry == {"pruned": 2, "continued": 2, "finished_early": 0}
+
+
+async def test_early_pruning_keeps_samples_cut_at_max_tokens_within_prune_at():
+    """max_tokens 4 <= prune_at 4: nothing is left to prune, so the two samples cut at 4 tokens
+    ("\\boxed{3} x y z") are complete samples and vote with the one that stopped ("\\boxed{5}"):
+    3 wins 2 to 1. Before: the cut ones were silently dropped and 5 answered."""
+    gen = SelfJudging(["\\boxed{3} x y z w", "\\boxed{3} q r s t", "\\boxed{5}"])
+    r = await solve(Problem("p", "q"), EarlyPruning(n=3, prune_at=4, select="vote"), generator=gen,
+                    verifier=SelfEval(gen), sampling=Sampling(max_tokens=4))
+    assert [t.finish_reason for t in r.traces] == ["length", "length", "stop"]
+    assert r.answer == "3" and r.telemetry == {"pruned": 0, "continued": 0, "finished_early": 3}
 
 
 @pytest.mark.engine

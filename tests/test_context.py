@@ -103,18 +103,6 @@ def test_prompt_cache_helpers():
     assert byte_bound(msgs, "ab") == 6 + 2 + 32
 
 
-def test_torn_last_line_is_not_a_line_and_is_cut(tmp_path, capsys):
-    from tts.jsonl import complete_lines, drop_torn_tail
-
-    raw = b'{"a": 1}\n{"b": 2}\n{"c":'
-    lines, good = complete_lines(raw)
-    assert [n for n, _ in lines] == [1, 2] and good == len(raw) - len(b'{"c":')
-    f = tmp_path / "x.jsonl"
-    f.write_bytes(raw)
-    assert drop_torn_tail(f, good) and f.read_bytes() == raw[:good] and "torn" in capsys.readouterr().err
-    assert not drop_torn_tail(f, good) and complete_lines(f.read_bytes())[1] == good
-
-
 async def test_first_finish_cut_by_the_wall_clock_is_stopped_by_budget():
     """Failed before the one stopped_by rule: FirstFinish said "done" when the wall-clock cap cut
     every stream mid-way (it counted only streams refused at the start), DeepPrune "budget"."""

@@ -204,19 +204,24 @@ def test_config_hash_identifies_configuration():
     assert json.loads(json.dumps(a.record()))["problem_id"] == "p1"
 
 
-def test_store_resumes_repairs_and_never_duplicates(tmp_path):
+def test_store_resumes_repairs_and_never_duplicates(tmp_path, capsys):
     path = tmp_path / "r.jsonl"
-    s = ResultStore(path)
+    s = ResultStore(path, writer=True)
     rec = {"problem_id": "a", "config_hash": "h", "seed": 0, "usage": {}}
     s.append(rec)
     s.append(rec)
     with open(path, "ab") as f:
         f.write(b'{"problem_id": "b", "config_h')  # a crash mid-write
-    s2 = ResultStore(path)
-    assert s2.done(("a", "h", 0)) and not s2.done(("b", "h", 0))
-    assert path.read_text().count("\n") == 1
+    reader = ResultStore(path)
+    assert reader.done(("a", "h", 0)) and not reader.done(("b", "h", 0))
+    assert path.read_bytes().endswith(b'"config_h')  # a reader leaves the torn tail alone
+    with pytest.raises(TypeError, match="opened to read"):
+        reader.append(rec)
+    s2 = ResultStore(path, writer=True)  # the writer cuts it
+    assert path.read_text().count("\n") == 1 and "cutting the 29 bytes" in capsys.readouterr().err
     s2.append({**rec, "problem_id": "b"})
     assert len(ResultStore(path).records) == 2
     path.write_text('{"problem_id": "a", "config_hash": "h", "seed": 0}\nnot json\n')
-    with pytest.raises(TTSError, match=r"r.jsonl:2"):
-        ResultStore(path)
+    assert list(ResultStore(path).records) == [("a", "h", 0)]  # a bad line is skipped and named, not fatal
+    assert "r.jsonl: skipped 1 line that could not be read as a result record (line 2: JSONDecodeError" \
+        in capsys.readouterr().err

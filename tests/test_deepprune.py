@@ -13,9 +13,9 @@ from servers import engine_counters
 import tts
 from strategies import DeepPrune, SelfConsistency
 from tts.experiment.evaluate import BenchConfig, bench, build_strategy
-from tts.errors import BudgetExceeded, TTSError
+from tts.errors import BackendError, BudgetExceeded, TTSError
 from tts.types import Budget, Problem, Trace
-from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, Prefix, ProbeJudge
+from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, NoVerdict, Prefix, ProbeJudge
 
 PROBLEM = Problem("p", "What is 2 + 3?")
 WORDS = 20  # every scripted completion is 20 words = 20 "tokens"
@@ -39,7 +39,7 @@ class GroupJudge(EquivalenceJudge):
         ga, gb = a.text.split()[0], b.text.split()[0]
         self.calls.append((ga, gb))
         if ga in self.fail:
-            raise self.error("judge down") if self.error is RuntimeError else self.error("verifier_tokens")
+            raise self.error("verifier_tokens") if self.error is BudgetExceeded else self.error("judge down")
         return 1.0 if ga == gb else 0.0
 
 
@@ -176,15 +176,29 @@ def test_a_judge_prompt_must_name_both_prefixes():
     assert DeepPrune(4, judge_prompt="A {trace1} B {trace2}")._judge.prompt == "A {trace1} B {trace2}"
 
 
-async def test_a_failing_judge_never_prunes_and_is_counted():
-    judge = GroupJudge(fail=("X",))
+async def test_no_verdict_never_prunes_and_is_counted():
+    judge = GroupJudge(fail=("X",), error=NoVerdict)
     comps = [completion("A", "5"), completion("X", "5"), completion("A", "5")]
     r, _ = await run(DeepPrune(3, judge=judge, prefix_tokens=3), comps)
-    # X's comparison failed: it runs to its end as its own cluster; the last A still joins A.
+    # X got no verdict: it runs to its end as its own cluster; the last A still joins A.
     assert r.telemetry["clusters"] == [[0, 2], [1]]
     assert r.telemetry["judge_failures"] == 1 and r.telemetry["judge_refused"] == 0
     assert r.traces[1].finish_reason == "stop" and r.traces[1].num_tokens == WORDS
     assert r.answer == "5" and r.telemetry["votes"] == {"5": 3.0}
+
+
+@pytest.mark.parametrize("wait", [False, True])
+async def test_a_failing_judge_fails_the_problem(wait):
+    """A judge fault (its backend failing) is not a verdict: the problem fails with it and a re-run
+    retries it. Before: counted in judge_failures, the trace kept as its own cluster, and the
+    votes without the verdict answered (a fault turned into an answer)."""
+    judge = GroupJudge(fail=("X",), error=BackendError)
+    comps = [completion("A", "5"), completion("X", "7"), completion("A", "5")]
+    gen = ScriptedGenerator(comps, delay=0.005)
+    gen.realtime = not wait  # wait=True is for replayed (clockless) traces
+    with pytest.raises(BackendError, match="judge down"):
+        await tts.solve(PROBLEM, DeepPrune(3, judge=judge, prefix_tokens=3, wait=wait), generator=gen,
+                        sampling=tts.Sampling(max_tokens=WORDS))
 
 
 async def test_a_judge_call_the_budget_refuses_never_prunes():
@@ -250,7 +264,7 @@ async def test_model_judge_reads_p_yes_and_charges_verifier_tokens():
 
 async def test_model_judge_without_a_verdict_raises_and_defaults_to_the_context_generator():
     gen = ScriptedGenerator(["maybe"], top=[("maybe", -0.1), ("perhaps", -2.0)])
-    with pytest.raises(TTSError, match="neither yes nor no"):
+    with pytest.raises(NoVerdict, match="neither yes nor no"):
         await ModelJudge().probability(ctx_for(gen), prefix("a"), prefix("b"))
     assert gen.calls == 1  # no judge given: the context's own generator judged
 

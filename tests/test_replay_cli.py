@@ -139,9 +139,20 @@ def test_cli_total_budget_errors_are_one_line(math100_bank, tmp_path, capsys, ex
 
 def test_cli_total_budget_in_flops_prints_what_it_spent(math100_bank, tmp_path, capsys):
     """--total-unit flops: the summary's total is read through the same cost rule as the pool
-    (records store generator and verifier FLOPs, not a `flops` key)."""
-    args = ["bench", "--backend", "replay", "--bank", str(math100_bank.path), "--task", "math500",
+    (records store generator and verifier FLOPs, not a `flops` key). FLOPs need a parameter
+    count, which the imported bank lacks: a copy says 1.5e9 (Qwen2.5-Math-1.5B)."""
+    import shutil
+
+    bank = tmp_path / "m100"
+    shutil.copytree(math100_bank.path, bank)
+    manifest = json.loads((bank / "manifest.json").read_text())
+    (bank / "manifest.json").write_text(json.dumps({**manifest, "num_params": 1_500_000_000}))
+    args = ["bench", "--backend", "replay", "--bank", str(bank), "--task", "math500",
             "--strategy", "self_consistency", "-n", "2", "--out", str(tmp_path / "f.jsonl"),
             "--total-budget", "1e15", "--total-unit", "flops"]
     assert main(args) == 0
-    assert "total spent" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "total spent" in out
+    recs = [json.loads(x) for x in (tmp_path / "f.jsonl").read_text().splitlines()]
+    spent = sum(r["usage"]["generator_flops"] for r in recs)
+    assert 0 < spent <= 1e15 and all(r["answer"] is not None for r in recs)

@@ -264,6 +264,25 @@ async def test_astar_finds_the_best_path_with_fewer_samples_than_best_of_n():
     assert r.usage.completion_tokens < bon.usage.completion_tokens  # 8 < 17
 
 
+async def test_astar_f_falls_where_the_reward_rises_as_its_docstring_says():
+    """By hand, the path b1 -> b2 -> b3 (rewards 0.8, 0.9, 0.95): h = 0.2, 0.1, 0.05; g adds only
+    increases of h, so g = 0.2 throughout and f = 0.4, 0.3, 0.25: f decreases along the path. The
+    docstring said "f never decreases along a path" (false for this code); it now states this
+    rule with this example. (A docstring fix: the code is unchanged, so only the docstring
+    assertion failed before.)"""
+    import strategies.astar
+
+    fs, g, h = [], 0.0, 0.0
+    for reward in (0.8, 0.9, 0.95):
+        g, h = g + max(0.0, (1 - reward) - h), 1 - reward
+        fs.append(g + h)
+    assert fs == pytest.approx([0.4, 0.3, 0.25])
+    r, _, _ = await run(AStar(2), ASTAR_TREE, ASTAR_REWARDS)
+    assert r.telemetry["f"] == pytest.approx(fs[-1])
+    doc = " ".join(strategies.astar.__doc__.split())
+    assert "f never decreases" not in doc and "f = 0.4, 0.3, 0.25" in doc
+
+
 async def test_astar_max_expansions_returns_the_best_so_far():
     r, _, _ = await run(AStar(2, max_expansions=2), ASTAR_TREE, ASTAR_REWARDS)
     # After 2 expansions nothing finished is in the queue: the best open state (b2) answers.

@@ -290,7 +290,7 @@ def test_sweep_killed_mid_run_resumes_to_the_uninterrupted_report(bank, tmp_path
         fh.write(first[: len(first) // 2])  # and a write torn by the kill
 
     _finish(_tts("sweep", str(f), log=log), log)  # the same command resumes
-    assert "dropping a torn last line" in log.read_text()
+    assert "bytes after its last complete line (a write that was interrupted)" in log.read_text()
     _finish(_tts("sweep", str(f), "--out", str(clean), log=tmp_path / "clean.log"), tmp_path / "clean.log")
 
     resumed, straight = _records(out), _records(clean)  # every line parses: nothing torn is left

@@ -194,8 +194,8 @@ def _bench(args: argparse.Namespace) -> int:
             alloc = AllocationSpec(policy=args.allocation, total=args.total_budget, candidates=_candidates(args, cfg),
                                    unit=args.total_unit, train_fraction=args.train_fraction, **options)
         except TypeError:
-            raise TTSError(f"--allocation-param takes bins, probe_n, batch, max_samples, confidence; got "
-                           f"{', '.join(sorted(options))}") from None
+            raise TTSError(f"--allocation-param takes bins, probe_n, batch, max_samples, confidence (the training "
+                           f"share is --train-fraction); got {', '.join(sorted(options))}") from None
         run = partial(bench_allocated, alloc=alloc)
         title = f"{cfg.task} / allocation {alloc.policy}, total {alloc.total:g} {alloc.unit}"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -83,6 +83,11 @@ class Prefix:
         return await asyncio.shield(self.memo[key])
 
 
+class NoVerdict(Exception):
+    """The judge answered, but its answer is no verdict (neither yes nor no): never a reason to
+    prune, and not a fault. A judge that fails (a backend error) raises that error instead."""
+
+
 class EquivalenceJudge(ABC):
     """P(two traces reach the same final answer), from their truncated prefixes."""
 
@@ -90,8 +95,9 @@ class EquivalenceJudge(ABC):
 
     @abstractmethod
     async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
-        """In [0, 1]; charges everything it computes through `ctx`. Raises when it cannot judge
-        (BudgetExceeded when the budget refuses the work)."""
+        """In [0, 1]; charges everything it computes through `ctx`. Raises NoVerdict when its
+        answer is no verdict, BudgetExceeded when the budget refuses the work, and any other
+        error when it fails (which fails the problem)."""
 
     def config(self) -> dict[str, Any]:
         """What identifies this judge in a config hash."""
@@ -156,7 +162,7 @@ class ModelJudge(EquivalenceJudge):
         (out,) = await ctx.judge(judge, self.request(a, b))
         p = yes_probability(out, judge.model or "the judge model")
         if p is None:  # no verdict: never a reason to prune
-            raise TTSError(f"judge {judge.model} answered {out.text!r}: neither yes nor no in its top-{self.top_k}")
+            raise NoVerdict(f"judge {judge.model} answered {out.text!r}: neither yes nor no in its top-{self.top_k}")
         return p
 
     async def close(self) -> None:

@@ -37,8 +37,8 @@ class MathShepherdPRM(ProcessVerifier):
     the actual token and the top k at each position, and "+"/"-" need not be among them
     (and writing a label after each tag would change what later steps see).
     The request for the whole prompt goes first, so the shorter ones find their prefix in vLLM's
-    prefix cache; `Score.tokens` is the prompt tokens computed, `Score.cached` those served
-    from the cache.
+    prefix cache; each request goes through the context (`Context.verify`), charged its prompt
+    tokens computed and those served from the cache.
 
     `incremental` (default True): rewards of step prefixes already scored are remembered
     (`verifiers.prm.StepMemo`), so a grown path sends only its new steps (`Score.path`

@@ -12,10 +12,11 @@ own module, and its names are importable from here as before:
 
 A trace's steps are its full text (`trace.prefix + trace.text`) cut at `delimiter` (empty
 pieces dropped). Each verifier returns one `Score` per trace: `steps` the per-step rewards in
-[0, 1], `value` their aggregate (`aggregate()`), `tokens` what the reward model computed for
-that trace, which the accountant charges as verifier tokens, `cached` the prompt tokens its
-engine served from the prefix cache. A trace with no step text gets value 0.0, no step
-rewards, and costs nothing.
+[0, 1], `value` their aggregate (`aggregate()`). Every request to the reward model goes through
+the context (`Context.verify`, `Context.judge`), which reserves its worst case before it is
+sent and charges the tokens the model computed as verifier tokens, the prompt tokens its engine
+served from the prefix cache as verifier cached tokens. A trace with no step text gets value
+0.0, no step rewards, and costs nothing.
 
 Incremental scoring (`Score.path`): a step's reward depends only on the question and the steps
 up to it (the models are causal and read each step at its own tag), and step-level search
@@ -41,8 +42,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from tts.backends.common import LRU, load_tokenizer
-from tts.errors import TTSError
 from tts.context import Context, Verifier
+from tts.errors import BackendError, TTSError
 from tts.types import Problem, Score, Trace, split_steps
 
 AGGREGATES = ("last", "min", "prod", "mean")
@@ -93,9 +94,14 @@ def softmax_pair(a: float, b: float) -> float:
 def yes_probability(t: Trace, model: str = "the judge") -> float | None:
     """P(yes) / (P(yes) + P(no)) at a judge's first generated token, summing the variants of each
     word in its top-k ("Yes", " yes", ...); None when neither word is among them (no verdict).
-    Needs the top-k token strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators)."""
-    if t.num_tokens == 0 or not t.top_logprobs:
+    Needs the top-k token strings (`Trace.top_tokens`, filled by the vLLM and OpenAI generators).
+    A verdict token that came back without the logprobs asked for is a backend fault
+    (BackendError), never a neutral verdict: a server that drops them would judge blind."""
+    if t.num_tokens == 0:
         return None
+    if not t.top_logprobs:
+        raise BackendError(f"{model} answered without the top-k logprobs its verdict is read from; serve it "
+                           "with logprobs enabled (vLLM: --max-logprobs at least the judge's top_k)")
     if not t.top_tokens:
         raise TTSError(f"{model} must return its top-k token strings (Trace.top_tokens) to read P(yes)")
     p = {"yes": 0.0, "no": 0.0}

@@ -69,8 +69,8 @@ class QwenPRM(ProcessVerifier):
       `skip_reading_prefix_cache=True`: `PoolingParams._merge_default_parameters`), or with
       `incremental=False`.
 
-    `Score.tokens` is the prompt tokens the PRM computed, `Score.cached` those its prefix cache
-    served.
+    Each request goes through the context (`Context.verify`), charged the prompt tokens the PRM
+    computed and, apart, those its prefix cache served.
     """
 
     name = "qwen_prm"

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import openai
 
-from tts.backends.common import LRU, byte_bound, prompt_key
+from tts.backends.common import LRU, byte_bound, prompt_key, split_credentials
 from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
@@ -53,8 +53,10 @@ class OpenAIGenerator(Generator):
     """Samples from `model` behind one or more OpenAI-compatible servers.
 
     `api_key` defaults to $OPENAI_API_KEY, else "EMPTY" (vLLM without --api-key); it is never
-    logged. `timeout`: seconds per attempt; `retries`: attempts after the first (`max_retries`,
-    the older name, counts attempts in all). `max_model_len`: the served model's length, which
+    logged, and redacted from what a server says back. A base URL's `user:password@` is sent as
+    Basic auth and kept out of `base_urls` (and so out of every message, log and record).
+    `timeout`: seconds per attempt; `retries`: attempts after the first (`max_retries`, the
+    older name, counts attempts in all). `max_model_len`: the served model's length, which
     clips each request's max_tokens to what fits after the prompt (with `vllm=True` it is read
     from the server's /v1/models when not given). `extra_body` holds
     extra server sampling parameters sent with every request (e.g. vLLM's `top_k`,
@@ -95,16 +97,24 @@ class OpenAIGenerator(Generator):
             raise ValueError("need retries >= 0, timeout > 0, backoff >= 0 and max_concurrency >= 1")
         self.model = model
         self.num_params = num_params
-        self.base_urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
-        if not self.base_urls:
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
             raise TTSError("no server given: pass at least one base URL, e.g. http://127.0.0.1:8000/v1")
+        # A URL's user:password becomes its Basic auth (as httpx would make it) and leaves the URL:
+        # the URLs every client, message, log and metric sees hold no password.
+        split = [split_credentials(u) for u in urls]
+        self.base_urls = [u for u, _ in split]
+        self._auths = {u: cred for u, cred in split if cred is not None}  # (user, password): Basic auth
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         # The client's own retries are off: ours rotate replicas and end in a TTSError.
         self._clients = [
-            openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout) for u in self.base_urls
+            openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, timeout=timeout, http_client=(
+                openai.DefaultAsyncHttpxClient(auth=self._auths[u]) if u in self._auths else None))
+            for u in self.base_urls
         ]
         self._http = httpx.AsyncClient(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
-        self._policy = RetryPolicy(retries + 1, backoff, float(timeout), self.base_urls)
+        self._policy = RetryPolicy(retries + 1, backoff, float(timeout), self.base_urls,
+                                   secrets=(key,) if key != "EMPTY" else ())
         self.timeout = float(timeout)
         self.max_model_len = max_model_len
         self._len_known = max_model_len is not None or not vllm
@@ -124,6 +134,10 @@ class OpenAIGenerator(Generator):
         self._switch_checked = False
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _auth(self, url: str) -> Any:
+        """The credentials `url` came with, for a request outside the openai client."""
+        return self._auths.get(url, httpx.USE_CLIENT_DEFAULT)
+
     def _pick(self) -> tuple[str, Any]:
         i = next(self._rr) % len(self.base_urls)
         self.calls[self.base_urls[i]] += 1
@@ -134,7 +148,7 @@ class OpenAIGenerator(Generator):
         if not self._len_known:
             self._len_known = True
             try:
-                r = await self._http.get(f"{self.base_urls[0].rstrip('/')}/models")
+                r = await self._http.get(f"{self.base_urls[0].rstrip('/')}/models", auth=self._auth(self.base_urls[0]))
                 r.raise_for_status()
                 rows = [m for m in r.json().get("data", []) if m.get("id") == self.model] or r.json().get("data", [])
                 self.max_model_len = int(rows[0]["max_model_len"]) if rows and rows[0].get("max_model_len") else None
@@ -266,7 +280,7 @@ class OpenAIGenerator(Generator):
             if self._can_tokenize:
                 root = self.base_urls[0].rstrip("/").removesuffix("/v1")
                 try:
-                    r = await self._http.post(f"{root}/tokenize", json={
+                    r = await self._http.post(f"{root}/tokenize", auth=self._auth(self.base_urls[0]), json={
                         "model": self.model, "prompt": markers.close, "add_special_tokens": False})
                     r.raise_for_status()
                     toks = r.json().get("tokens") or []
@@ -286,7 +300,7 @@ class OpenAIGenerator(Generator):
         counts = []
         try:
             for on in (True, False):
-                r = await self._http.post(f"{root}/tokenize", json={
+                r = await self._http.post(f"{root}/tokenize", auth=self._auth(self.base_urls[0]), json={
                     "model": self.model, "messages": list(req.messages), "add_generation_prompt": True,
                     "chat_template_kwargs": {switch: on}})
                 r.raise_for_status()
@@ -397,7 +411,7 @@ class OpenAIGenerator(Generator):
         }
         try:
             async with self._sem:
-                r = await self._http.post(f"{root}/tokenize", json=body)
+                r = await self._http.post(f"{root}/tokenize", json=body, auth=self._auth(url))
             if r.status_code == 404:  # not a vLLM server: stop asking
                 self._can_tokenize = False
             r.raise_for_status()

@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 
+from tts.backends.common import redact
 from tts.errors import BackendError
 
 log = logging.getLogger("tts.backends.openai")
@@ -33,6 +34,7 @@ class RetryPolicy:
     backoff: float
     timeout: float
     urls: list[str]
+    secrets: tuple[str, ...] = ()  # never shown: redacted from every message (a server may echo a key)
 
     async def after_failure(self, e: Exception, url: str, attempt: int, tried: list[str]) -> None:
         """Sleep before the next attempt, or raise the BackendError that ends the request.
@@ -62,7 +64,12 @@ class RetryPolicy:
 
     def classify(self, e: Exception) -> tuple[str, str, float | None]:
         """(kind, detail, Retry-After seconds) of a failed attempt; kinds: "rejected" (not
-        retried), "hang", "connect", "broken" (retried). Anything else is a bug: re-raised."""
+        retried), "hang", "connect", "broken" (retried). Anything else is a bug: re-raised. The
+        detail, built from what the server or the client library said, is redacted."""
+        kind, detail, wait = self._classify(e)
+        return kind, redact(detail, self.secrets), wait
+
+    def _classify(self, e: Exception) -> tuple[str, str, float | None]:
         if isinstance(e, BadResponse):
             return "broken", f"unusable answer ({e})", None
         if isinstance(e, openai.APITimeoutError):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tts import jsonl
 from tts.errors import TTSError
 from tts.types import Problem, Trace
 
@@ -272,31 +273,22 @@ class _Entry:
     longest: int | None = None  # the longest sample's tokens (absent in banks written before it)
 
 
-def _read_index(path: Path) -> tuple[list[_Entry], list[tuple[int, str]], int]:
-    """Committed entries, damaged lines (line number, what is wrong), and the byte length of the
-    good prefix (a torn last line, from an interrupted write, is not part of it)."""
-    idx = path / INDEX
-    entries: list[_Entry] = []
-    errors: list[tuple[int, str]] = []
-    if not idx.exists():
-        return entries, errors, 0
-    raw = idx.read_bytes()
-    good = 0
-    for lineno, line in enumerate(raw.splitlines(keepends=True), 1):
-        if not line.endswith(b"\n"):
-            break  # torn by an interrupted write: not committed
-        good += len(line)
-        try:
-            d = json.loads(line)
-            e = _Entry(str(d["key"]), str(d["q"]), int(d["offset"]), int(d["length"]), int(d["crc32"]),
-                       int(d["samples"]), int(d["tokens"]), lineno,
-                       int(d["longest"]) if d.get("longest") is not None else None)
-            if e.offset < 8 or e.length < 0 or e.samples < 0 or e.tokens < 0:
-                raise ValueError("negative offset, length or count")
-            entries.append(e)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            errors.append((lineno, f"not an index entry ({type(err).__name__}: {err})"))
-    return entries, errors, good
+def read_index(path: Path) -> tuple[list[_Entry], list[tuple[int, str]], jsonl.Loaded[_Entry]]:
+    """Committed entries, damaged lines (line number, what is wrong), and what was read (its
+    tail: a torn last line from an interrupted write is not an entry). Lines end at "\\n" only
+    and nothing is written (`tts.jsonl`)."""
+    loaded = jsonl.load(path / INDEX, _entry)
+    for lineno, e in loaded.records:
+        e.line = lineno
+    return [e for _, e in loaded.records], [(n, f"not an index entry ({why})") for n, why in loaded.skipped], loaded
+
+
+def _entry(d: Any) -> _Entry:
+    e = _Entry(str(d["key"]), str(d["q"]), int(d["offset"]), int(d["length"]), int(d["crc32"]),
+               int(d["samples"]), int(d["tokens"]), 0, int(d["longest"]) if d.get("longest") is not None else None)
+    if e.offset < 8 or e.length < 0 or e.samples < 0 or e.tokens < 0:
+        raise ValueError("negative offset, length or count")
+    return e
 
 
 def index_line(rec: "BankRecord", offset: int, payload: bytes) -> bytes:

@@ -35,7 +35,7 @@ def import_math100(path: str | Path, out: str | Path, tokenizer: Any = "auto", l
         raise TTSError(f"math100 file {src} not found")
     tok, tok_name = _load_tokenizer(tokenizer)
     rows = []
-    with src.open(encoding="utf-8") as f:
+    with src.open(encoding="utf-8", newline="\n") as f:  # lines end at "\n" only (a bare "\r" is JSON whitespace)
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -81,6 +81,7 @@ def import_math100(path: str | Path, out: str | Path, tokenizer: Any = "auto", l
             key=key, question=question, samples=samples, system=sys_prompt, gold=str(row.get("answer")),
             prompt_tokens=prompt, extra={k: row[k] for k in ("level", "idx") if k in row},
         ))
+    writer.close()  # (on an error, dropping the writer releases its lock)
     return Bank(out)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tts.bank.format import INDEX, MAGIC, MANIFEST, RECORDS, BankRecord, _Entry, _read_index, _read_manifest, decode_record, question_hash
+from tts.bank.format import INDEX, MAGIC, MANIFEST, RECORDS, BankRecord, _Entry, _read_manifest, read_index, decode_record, question_hash
 from tts.errors import TTSError
 from tts.types import Problem, Sampling
 
@@ -32,7 +32,7 @@ def check(path: Path) -> tuple[list[_Entry], list[Damage]]:
     """The intact entries of the bank at `path` and the damage found: every committed index line
     must parse, name a key once, and point at a record of records.bin whose header, length and
     crc32 match. Reads records.bin once (crc32 runs at about 1 GB/s)."""
-    entries, bad, _ = _read_index(path)
+    entries, bad, _ = read_index(path)
     damage = [Damage(n, None, why) for n, why in bad]
     rb = path / RECORDS
     size = rb.stat().st_size if rb.exists() else 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from tts.bank.format import INDEX, _read_manifest
 from tts.bank.reader import Damage, check
 from tts.errors import TTSError
+from tts.jsonl import OutputLock, complete_lines
 
 
 def drop_damaged(path: str | Path) -> list[Damage]:
@@ -25,15 +26,21 @@ def drop_damaged(path: str | Path) -> list[Damage]:
     if not damage:
         return []
     idx = path / INDEX
-    lines = idx.read_bytes().splitlines(keepends=True)
-    keep = {e.line for e in entries}
-    shutil.copy2(idx, idx.with_name(INDEX + ".damaged"))
-    tmp = idx.with_name(INDEX + ".tmp")
-    with open(tmp, "wb") as f:
-        f.writelines(line for n, line in enumerate(lines, 1) if n in keep)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, idx)
+    lock = OutputLock(idx).acquire()  # a writer: not while `tts record` appends to this bank
+    try:
+        raw = idx.read_bytes()
+        lines, good = complete_lines(raw)  # lines end at "\n" only, as the reader's do
+        lines.append((len(lines) + 1, raw[good:]))  # the tail: kept (ended) if it is a whole entry
+        keep = {e.line for e in entries}
+        shutil.copy2(idx, idx.with_name(INDEX + ".damaged"))
+        tmp = idx.with_name(INDEX + ".tmp")
+        with open(tmp, "wb") as f:
+            f.writelines(line + b"\n" for n, line in lines if n in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, idx)
+    finally:
+        lock.release()
     return damage
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 import struct
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from tts.bank.format import (
-    COMPAT_KEYS, FORMAT, INDEX, MAGIC, MANIFEST, RECORDS, STEP_DELIMITER, VERSION, BankRecord, _read_index,
-    _read_manifest, encode_record, index_line,
+    COMPAT_KEYS, FORMAT, INDEX, MAGIC, MANIFEST, RECORDS, STEP_DELIMITER, VERSION, BankRecord, _read_manifest,
+    encode_record, index_line, read_index,
 )
+from tts.jsonl import OutputLock, append_line, repair_tail
 from tts.bank.reader import check, damaged_error
 from tts.errors import TTSError
 
@@ -30,12 +30,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 class BankWriter:
     """Appends records to a bank, creating it with `manifest` or resuming an existing one
-    (which must have been recorded with the same configuration)."""
+    (which must have been recorded with the same configuration). Holds the bank's `OutputLock`
+    (on its index) until `close()`: one writer per bank, and only it repairs an interrupted
+    write."""
 
     def __init__(self, path: str | Path, manifest: dict[str, Any], logprob_dtype: str = "float32"):
         self.path = Path(path).expanduser()
         full = {"format": FORMAT, "version": VERSION, "step_delimiter": STEP_DELIMITER,
                 "logprob_dtype": logprob_dtype, **manifest}
+        self._lock: OutputLock | None = None
         if (self.path / MANIFEST).exists():
             old = _read_manifest(self.path)
             diff = [f"{k}: bank has {old.get(k)!r}, now {full.get(k)!r}"
@@ -44,11 +47,13 @@ class BankWriter:
                 raise TTSError(f"bank {self.path} was recorded with another configuration ({'; '.join(diff)}); "
                                "record into another --out folder")
             self.manifest = old
+            self._lock = OutputLock(self.path / INDEX).acquire()
             self._recover()
         else:
-            if self.path.exists() and any(self.path.iterdir()):
+            if self.path.exists() and any(f.name != INDEX + ".lock" for f in self.path.iterdir()):
                 raise TTSError(f"{self.path} exists and is not a trace bank; choose another --out folder")
             self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = OutputLock(self.path / INDEX).acquire()
             full.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             _write_atomic(self.path / MANIFEST, json.dumps(full, indent=1, ensure_ascii=False).encode())
             self.manifest = full
@@ -58,18 +63,24 @@ class BankWriter:
         self.delimiter = self.manifest.get("step_delimiter", STEP_DELIMITER)
         self.logprob_dtype = self.manifest.get("logprob_dtype", "float32")
 
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
     def _recover(self) -> None:
-        """Drop what an interrupted write left (a torn last index line, record bytes whose index
+        """Drop what an interrupted write left (a torn tail of the index, record bytes whose index
         line never landed); refuse a damaged bank (see `tts.bank.reader.check`)."""
         entries, damage = check(self.path)
         if damage:
+            self.close()
             raise damaged_error(self.path, damage)
-        _, _, good = _read_index(self.path)
-        idx, rb = self.path / INDEX, self.path / RECORDS
-        if good < (idx.stat().st_size if idx.exists() else 0):
-            print(f"note: dropping a torn last line of {idx} (interrupted write)", file=sys.stderr)
-            with open(idx, "r+b") as f:
-                f.truncate(good)
+        repair_tail(self.path / INDEX, read_index(self.path)[2])
+        rb = self.path / RECORDS
         end = max((e.offset + e.length for e in entries), default=0)
         if (rb.stat().st_size if rb.exists() else 0) > end:
             with open(rb, "r+b") as f:  # bytes of a record whose index line never landed
@@ -89,11 +100,7 @@ class BankWriter:
             f.write(MAGIC + struct.pack("<I", len(payload)) + payload)
             f.flush()
             os.fsync(f.fileno())
-        line = index_line(rec, offset, payload)
-        with open(self.path / INDEX, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path / INDEX, index_line(rec, offset, payload))
         self.keys.add(rec.key)
         return True
 

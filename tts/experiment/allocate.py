@@ -5,10 +5,10 @@ Policies (`allocate(..., policy=...)`):
 - `uniform`: every problem runs the same configuration, the most accurate candidate on the
   training split whose mean cost fits total / problems (today's behaviour, the baseline).
 - `oracle`: Snell et al. (2024, "Scaling LLM Test-Time Compute Optimally") oracle difficulty:
-  problems are put in `bins` quantile bins of their true pass@1 (from a bank's recorded
-  correctness), and each bin gets the candidate that maximises the expected number of correct
-  answers under the total, learnt on the training split (an upper bound for research: pass@1
-  is not known at test time).
+  problems are put in `bins` quantile bins (default 5, Snell's five levels) of their true
+  pass@1 (from a bank's recorded correctness), and each bin gets the candidate that maximises
+  the expected number of correct answers under the total, learnt on the training split (an
+  upper bound for research: pass@1 is not known at test time).
 - `predicted`: Snell's model-predicted difficulty, with a cheap probe instead of 2048 samples:
   `probe_n` samples per problem, and the agreement of their answers (largest vote share) is the
   difficulty; bins are quantiles of the training split's agreement; the probe is charged.
@@ -21,6 +21,8 @@ training split's mean accuracy and cost per problem.
 
 Why one module of ~380 lines: the four policies share the pool, the profiling and the executor.
 
+A total that cannot reach every problem (`least_total`: the plan, plus one sample's worst case
+still free when the last problem starts) is an error naming that minimum, before anything runs.
 The total is a hard cap by construction: problems draw per-problem caps from one `Pool`, each
 cap reserved before the problem starts and returned (less what it used) when it ends, and the
 accountant never lets a problem exceed its cap. A problem's cap leaves the planned cost of every
@@ -80,7 +82,7 @@ class AllocationSpec:
     candidates: tuple[Candidate, ...] = ()
     unit: str = "total_tokens"
     train_fraction: float = 0.5
-    bins: int = 4
+    bins: int = 5  # Snell et al.'s five difficulty levels (quantiles of pass@1)
     probe_n: int = 4
     batch: int = 2
     max_samples: int = 8
@@ -88,10 +90,12 @@ class AllocationSpec:
 
     def __post_init__(self) -> None:
         _check(self.policy, self.unit, self.total)
+        _check_options(self.bins, self.probe_n, self.batch, self.max_samples, self.confidence)
         if self.policy != "sequential" and not self.candidates:
             raise TTSError(f"the '{self.policy}' policy needs at least one candidate configuration")
-        if not 0 < self.train_fraction < 1:
-            raise TTSError(f"the training fraction must be in (0, 1), got {self.train_fraction}")
+        if isinstance(self.train_fraction, bool) or not isinstance(self.train_fraction, (int, float)) \
+                or not 0 < self.train_fraction < 1:
+            raise TTSError(f"the training fraction must be a number in (0, 1), got {self.train_fraction!r}")
 
     def split(self, problems: Sequence[Problem], seed: int) -> tuple[list[Problem], list[Problem]]:
         """(train, test): a seeded shuffle, `train_fraction` of it held out for the policy to
@@ -141,10 +145,16 @@ def cost(usage: Usage, unit: str) -> float:
 
 class Pool:
     """The benchmark's budget: caps are reserved from it before a problem starts, and what a
-    problem did not use comes back when it ends. Never hands out more than is left."""
+    problem did not use comes back when it ends. Never hands out more than is left.
+
+    `in_flight` counts the caps granted and not yet settled: callers wait for a return only
+    while it is > 0. (Waiting on `reserved > 0` hung: float caps granted and settled in another
+    order left a remainder such as 6e-12 reserved with nothing in flight, so no return ever
+    came; the reserve is re-zeroed exactly when the last cap comes back.)"""
 
     def __init__(self, total: float):
         self.total, self.spent, self.reserved = float(total), 0.0, 0.0
+        self.in_flight = 0
         self._settled = asyncio.Event()
 
     @property
@@ -158,12 +168,14 @@ class Pool:
         ones rather than none)."""
         cap = min(most, max(self.free - keep, min(self.free, least), 0.0))
         self.reserved += cap
+        self.in_flight += 1
         return cap
 
     def settle(self, cap: float, used: float) -> None:
         if used > cap + 1e-6:  # the accountant enforces the cap; this would be a bug there
             raise AssertionError(f"a problem spent {used} over its cap {cap}")
-        self.reserved -= cap
+        self.in_flight -= 1
+        self.reserved = self.reserved - cap if self.in_flight else 0.0
         self.spent += used
         self._settled.set()
 
@@ -263,8 +275,26 @@ def _check(policy: str, unit: str, total: float) -> None:
         raise TTSError(f"unknown allocation policy '{policy}'; valid: {', '.join(POLICIES)}")
     if unit not in UNITS:
         raise TTSError(f"allocation unit must be one of {', '.join(UNITS)}, not '{unit}'")
-    if not total > 0:
-        raise TTSError(f"the total budget must be > 0, got {total}")
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or not 0 < total < math.inf:
+        raise TTSError(f"the total budget must be a finite number > 0, got {total!r}")
+
+
+def _check_options(bins: Any, probe_n: Any, batch: Any, max_samples: Any, confidence: Any) -> None:
+    """The policies' knobs, as a user may have typed them (`--allocation-param K=V`)."""
+    for name, v in (("bins", bins), ("probe_n", probe_n), ("batch", batch), ("max_samples", max_samples)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise TTSError(f"allocation parameter {name} must be a whole number >= 1, got {v!r}")
+    if max_samples < batch:
+        raise TTSError(f"allocation parameter max_samples ({max_samples}) must be at least batch ({batch})")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise TTSError(f"allocation parameter confidence must be a number in (0, 1), got {confidence!r}")
+
+
+def least_total(planned: Sequence[float], sample_worst: float) -> float:
+    """The least total that reaches every problem of a plan: each spends its planned cost, and
+    the last to start still needs one sample's worst case free (prompt + max_tokens: the
+    accountant reserves it before sending), or a cap that buys nothing."""
+    return sum(planned) + max(0.0, sample_worst - min(planned, default=0.0))
 
 
 OnResult = Callable[[int, Result, str], Any]  # (index in problems, result, the configuration it got)
@@ -284,7 +314,7 @@ async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candid
                 # when the pool cannot give that yet, wait for problems in flight to return
                 # what they did not use rather than start one that would be stopped at once.
                 need = planned[i] + run.sample_worst
-                while pool.free - rest[i] < need and pool.reserved > 0:
+                while pool.free - rest[i] < need and pool.in_flight:
                     await pool.returned()
                 cap = pool.grant(keep=rest[i], most=need, least=run.sample_worst)
             r = await run.solve(problems[i], plan[i], cap)
@@ -320,7 +350,7 @@ async def _sequential(run: _Run, problems: Sequence[Problem], pool: Pool, batch:
                 async with turn:  # enough for this batch at its worst, keeping a mean sample's
                     left["n"] -= 1  # worth for each problem of the round still to start
                     keep = left["n"] * run.sample_mean
-                    while pool.free - keep < run.sample_worst and pool.reserved > 0:
+                    while pool.free - keep < run.sample_worst and pool.in_flight:
                         await pool.returned()
                     if run.sample_worst:
                         cap = pool.grant(keep=keep, most=k * run.sample_worst, least=run.sample_worst)
@@ -363,7 +393,7 @@ async def allocate(
     verifiers: Mapping[str, Verifier] | None = None,
     sampling: Sampling | None = None,
     oracle_pass1: Mapping[str, float] | None = None,
-    bins: int = 4,
+    bins: int = 5,
     probe_n: int = 4,
     batch: int = 2,
     max_samples: int = 8,
@@ -378,17 +408,27 @@ async def allocate(
     called as each problem finishes (the sequential policy: all at the end), so a caller can
     store results as they land."""
     _check(policy, unit, total)
+    _check_options(bins, probe_n, batch, max_samples, confidence)
     if not problems:
         raise TTSError("allocation needs at least one problem")
+    if unit == "flops" and not getattr(generator, "num_params", None):
+        raise TTSError(f"a total in flops needs the generator's parameter count (FLOPs = 2 x parameters x tokens), "
+                       f"and {getattr(generator, 'model', 'this model')!r} has none (an imported bank records none): "
+                       "give the total in total_tokens (--total-unit total_tokens)")
     run = _Run(generator, task, verifiers or {}, sampling, unit, seed)
     run.fresh()
     pool = Pool(total)
     per_problem = total / len(problems)
     if policy == "sequential":
-        if batch < 1 or max_samples < batch:
-            raise TTSError(f"sequential allocation needs 1 <= batch <= max_samples, got {batch}, {max_samples}")
         if train:  # the sample's cost, measured off the books, sizes each round's caps
             await profile(run, train, [Candidate("self_consistency", batch)], concurrency)
+            least = least_total([run.sample_mean] * len(problems), run.sample_worst)
+            if total < least:
+                raise TTSError(
+                    f"the total {total:.6g} {unit} cannot reach all {len(problems)} problems: one sample costs "
+                    f"{run.sample_mean:.4g} on average and {run.sample_worst:.4g} at its worst (prompt + max_tokens, "
+                    f"reserved before it is sent), so one sample per problem needs at least {least:.6g}: raise the "
+                    "total (or lower max_tokens)")
         results, samples = await _sequential(run, problems, pool, batch, max_samples, confidence, concurrency)
         for i, (r, k) in enumerate(zip(results, samples)):
             if on_result is not None:
@@ -406,12 +446,16 @@ async def allocate(
     telemetry: dict[str, Any] = {"train_accuracy": {c.label: mean_acc[c] for c in candidates},
                                  "train_cost": {c.label: mean_cost[c] for c in candidates}}
 
+    def least(c: Candidate) -> float:
+        return least_total([mean_cost[c]] * len(problems), run.sample_worst)
+
     if policy == "uniform":
-        fits = [c for c in candidates if mean_cost[c] <= per_problem]
+        fits = [c for c in candidates if least(c) <= total]
         if not fits:
             raise TTSError(f"no candidate fits {per_problem:.4g} {unit} per problem (total {total:.4g} over "
                            f"{len(problems)} problems); the cheapest, '{cheapest.label}', costs {mean_cost[cheapest]:.4g} "
-                           f"per problem: raise the total to at least {mean_cost[cheapest] * len(problems):.4g}")
+                           f"per problem and one sample {run.sample_worst:.4g} at its worst (reserved before it is "
+                           f"sent): raise the total to at least {least(cheapest):.6g}")
         best = max(fits, key=lambda c: (mean_acc[c], -mean_cost[c]))
         plan, planned = [best] * len(problems), [mean_cost[best]] * len(problems)
     else:
@@ -444,10 +488,15 @@ async def allocate(
                 idx = np.arange(len(train))
             acc_b.append([float(stats[c][0][idx].mean()) for c in candidates])
             cost_b.append([float(stats[c][1][idx].mean()) for c in candidates])
-        choice = knapsack(sizes, acc_b, cost_b, pool.free)
+        # The last problem to start needs one sample's worst case free: room kept beside the plan.
+        headroom = max(0.0, run.sample_worst - min(min(c) for c in cost_b))
+        choice = knapsack(sizes, acc_b, cost_b, pool.free - headroom)
         if choice is None:
+            cheapest_plan = [min(cost_b[b]) for b in b_test]
             raise TTSError(f"no candidate fits the {pool.free:.4g} {unit} left for {len(problems)} problems; the "
-                           f"cheapest, '{cheapest.label}', costs {mean_cost[cheapest]:.4g} per problem on the training split")
+                           f"cheapest, '{cheapest.label}', costs {mean_cost[cheapest]:.4g} per problem on the training "
+                           f"split and one sample {run.sample_worst:.4g} at its worst: raise the total to at least "
+                           f"{total - pool.free + least_total(cheapest_plan, run.sample_worst):.6g}")
         plan = [candidates[choice[b]] for b in b_test]
         planned = [cost_b[b][choice[b]] for b in b_test]
         telemetry.update({"edges": [float(e) for e in edges], "bin_sizes": sizes,

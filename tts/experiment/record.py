@@ -155,10 +155,13 @@ async def record_run(
         if on_bank_record is not None:
             on_bank_record(record)
 
-    return await run_many(
-        todo, strategy, generator=rec_gen, verifier=verifier, sampling=sampling, task=task,
-        seed=seed or 0, concurrency=concurrency, on_result=on_result,
-    )
+    try:
+        return await run_many(
+            todo, strategy, generator=rec_gen, verifier=verifier, sampling=sampling, task=task,
+            seed=seed or 0, concurrency=concurrency, on_result=on_result,
+        )
+    finally:
+        writer.close()
 
 
 async def record_bank(

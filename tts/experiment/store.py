@@ -1,8 +1,9 @@
 """Append-only JSONL result store that resumes.
 
 One JSON object per line, keyed by (problem_id, config_hash, seed). Each record is written with
-a single write() followed by fsync, so a crash leaves at most one torn last line; opening the
-store drops such a line (and says so), and `done()` tells a re-run what to skip.
+a single write() followed by fsync, so a crash leaves at most a torn tail after the last
+newline; the next writer cuts that tail (and says so), readers leave the file as it is (see
+`tts.jsonl` for the rules), and `done()` tells a re-run what to skip.
 
 A record with `status: failed` (a backend fault) is not done: a re-run retries its problem and
 appends the new record, and the latest record of a key wins (a finished one is never replaced).
@@ -11,12 +12,13 @@ appends the new record, and the latest record of a key wins (a finished one is n
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from tts.errors import TTSError
+from tts import jsonl
+from tts.jsonl import OutputLock
+
+__all__ = ["RESULTS", "Key", "OutputLock", "ResultStore", "SweepStore", "is_failed", "load_records", "record_key"]
 
 Key = tuple[str, str, int]
 
@@ -30,53 +32,44 @@ def record_key(rec: dict[str, Any]) -> Key:
     return (rec["problem_id"], rec["config_hash"], int(rec["seed"]))
 
 
+def _as_record(value: Any) -> dict[str, Any]:
+    """A JSON line that is a result record (else TypeError / KeyError / ValueError)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"a JSON {type(value).__name__}, not an object")
+    record_key(value)
+    return value
+
+
 class ResultStore:
     """`writer=True`: this store appends, so it holds the file's `OutputLock` until it is closed
-    (or dropped); readers of other shards' files take no lock."""
+    (or dropped), and only it repairs the file's torn tail (`tts.jsonl`); a reader (another
+    shard's file, `tts report`) never changes the file. Lines that are not records are skipped
+    and named on stderr, and stay in the file."""
 
     def __init__(self, path: str | Path, writer: bool = False):
         self.path = Path(path)
         self.records: dict[Key, dict[str, Any]] = {}
         self._lock = OutputLock(self.path).acquire() if writer else None
-        if self.path.exists():
-            self._load()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _load(self) -> None:
-        raw = self.path.read_bytes()
-        good = 0  # byte offset after the last complete, valid line
-        for lineno, line in enumerate(raw.splitlines(keepends=True), 1):
-            if not line.endswith(b"\n"):
-                break  # torn by a crash mid-write: dropped below
-            try:
-                rec = json.loads(line)
-                key = record_key(rec)
-                if not (is_failed(rec) and self.done(key)):  # a finished record stays
-                    self.records[key] = rec
-            except (ValueError, KeyError, TypeError) as e:
-                raise TTSError(
-                    f"{self.path}:{lineno}: not a result record ({e}); fix or remove that line"
-                ) from None
-            good += len(line)
-        if good < len(raw):
-            print(f"note: dropping a torn last line of {self.path} (interrupted write)", file=sys.stderr)
-            with open(self.path, "r+b") as f:
-                f.truncate(good)
+        loaded = jsonl.load(self.path, _as_record)
+        jsonl.report_skipped(self.path, loaded.skipped, "a result record")
+        for _, rec in loaded.records:
+            key = record_key(rec)
+            if not (is_failed(rec) and self.done(key)):  # a finished record stays
+                self.records[key] = rec
+        if writer:
+            jsonl.repair_tail(self.path, loaded)
 
     def done(self, key: Key) -> bool:
         rec = self.records.get(key)
         return rec is not None and not is_failed(rec)
 
     def append(self, rec: dict[str, Any]) -> None:
+        if self._lock is None:
+            raise TypeError(f"{self.path} was opened to read: ResultStore(path, writer=True) appends")
         key = record_key(rec)
         if self.done(key):
             return  # never duplicate a finished record
-        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
-        with open(self.path, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        jsonl.append_line(self.path, (json.dumps(rec, ensure_ascii=False) + "\n").encode())
         self.records[key] = rec
 
     def close(self) -> None:
@@ -92,65 +85,19 @@ class ResultStore:
         return [r for (_, h, s), r in self.records.items() if h == config_hash and s == seed]
 
 
-class OutputLock:
-    """One writer per output file: an exclusive `flock` on `<path>.lock`, held while the store is
-    open, so a second `tts bench` / `tts sweep` on the same output fails at once (naming the
-    process that holds it) instead of running everything twice. The kernel drops the lock when
-    the holder dies, so a crashed run never leaves a stale lock; the file itself stays (removing
-    it would race with a new holder). Re-entrant within a process: flock conflicts between two
-    open files of one process too, and one run may open its store more than once."""
-
-    _held: dict[Path, tuple[int, int]] = {}  # lock path -> (fd, holders in this process)
-
-    def __init__(self, path: str | Path):
-        self.path = Path(str(path) + ".lock").resolve()
-
-    def acquire(self) -> "OutputLock":
-        import fcntl
-
-        fd, count = self._held.get(self.path, (None, 0))
-        if fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                out = self.path.with_suffix("")
-                raise TTSError(
-                    f"{out} is being written by another run (process {holder}); wait for it to "
-                    f"finish or stop it, or write to another output"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._held[self.path] = (fd, count + 1)
-        return self
-
-    def release(self) -> None:
-        fd, count = self._held.get(self.path, (None, 0))
-        if fd is None:
-            return
-        if count > 1:
-            self._held[self.path] = (fd, count - 1)
-            return
-        del self._held[self.path]
-        os.close(fd)  # closing the only descriptor releases the flock
-
-
 # -- a sweep's folder ---------------------------------------------------------------------------
 RESULTS = "results.jsonl"
 
 
 class SweepStore(ResultStore):
     """The sweep's store: its own append-only JSONL file (see above: one write + fsync per
-    record, a torn last line dropped on open, a finished key never written twice), plus
+    record, a torn tail cut by the writer, a finished key never written twice), plus
     read-only the other shards' files in the same folder, so no shard redoes what another
     finished.
 
     Why JSONL and not SQLite in WAL mode: a record is one line written with one write() and
-    fsync'ed, so SIGKILL loses at most the problems in flight and leaves at most one torn last
-    line, which opening drops; the files are greppable, diffable and concatenable (shards each
+    fsync'ed, so SIGKILL loses at most the problems in flight and leaves at most a torn tail,
+    which the next writer cuts; the files are greppable, diffable and concatenable (shards each
     write their own file, so there is never a second writer on one file), and nothing else is
     needed."""
 

@@ -20,8 +20,10 @@ first-finish, DeepPrune, DeepConf-online and certainty probing share.
 - A stream the budget refuses to start ends at once with state "refused"; `refused` counts them.
   `stopped_by` is the pool's `Result.stopped_by`: "budget" when the budget refused or cut any
   stream, else "done".
-- A stream whose backend fails ends with state "failed" and the error in `run.error`; the others
-  go on (one bad request must not sink the problem).
+- A stream whose backend fails (or ends without a finish reason) ends with state "failed" and the
+  error in `run.error`, and fails the problem: the others are stopped and `ended` / `race` raise
+  that error once every stream has let go of its request. An answer from the traces that were
+  left would be a fault turned into an answer; a failed record is retried by the next run.
 - `race(n, k, reason)` launches n streams and stops the rest once k reach their end of sequence
   (first-finish). On a generator that plans its streams (a replay) it reads no token: the race
   is computed, with the runs, traces, order and charges the streamed race has.
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tts.context import Context
-from tts.errors import BudgetExceeded
+from tts.errors import BackendError, BudgetExceeded
 from tts.types import StoppedBy, Trace, stopped_by
 
 State = Literal["running", "finished", "stopped", "refused", "failed"]
@@ -73,6 +75,7 @@ class Streams:
         self.runs: list[Run] = []
         self._tasks: dict[Run, asyncio.Task] = {}
         self._ended: asyncio.Queue[Run] = asyncio.Queue()
+        self.fault: BaseException | None = None  # the first stream failure: the problem fails with it
 
     @property
     def refused(self) -> int:
@@ -109,9 +112,9 @@ class Streams:
                 if reason is not None:
                     self._mark_stopped(run, reason)
                     break
-            else:  # the stream ended without a finish reason (a backend that stopped short)
-                if run.running:
-                    run.state = "finished"
+            else:
+                if run.running:  # a backend that stopped short of a finish reason: not an answer
+                    raise BackendError(f"the stream ended after {run.trace.num_tokens} tokens without a finish reason")
         except asyncio.CancelledError:
             if run.running:  # cancelled from outside without stop(): still a stop
                 self._mark_stopped(run, "cancelled")
@@ -119,14 +122,20 @@ class Streams:
             if run.running:
                 run.state = "refused" if run.trace.num_tokens == 0 else "stopped"
                 run.reason = "budget"
-        except Exception as e:  # noqa: BLE001 - a failed backend call ends this stream only
-            run.state, run.error = "failed", f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - any failure fails the problem, raised by ended()
+            self._fail(run, e)
         finally:
             # Close the stream now (aborting the backend request), not whenever it is collected.
             try:
                 await agen.aclose()
             finally:
                 self._ended.put_nowait(run)
+
+    def _fail(self, run: Run, e: BaseException) -> None:
+        run.state, run.error = "failed", f"{type(e).__name__}: {e}"
+        if self.fault is None:
+            self.fault = e
+            self.stop_all("failed")  # the problem fails: nothing more is worth generating
 
     def _mark_stopped(self, run: Run, reason: str) -> None:
         run.state, run.reason = "stopped", reason
@@ -148,9 +157,14 @@ class Streams:
     async def ended(self) -> AsyncIterator[Run]:
         """Each run as it ends (in the order they end), until no stream is left running.
 
-        Leaving the loop early stops nothing by itself: call `stop_all` (or `close`)."""
+        Leaving the loop early stops nothing by itself: call `stop_all` (or `close`). A failed
+        stream raises its error here instead of being yielded (after the others have stopped)."""
         while any(not t.done() for t in self._tasks.values()) or not self._ended.empty():
-            yield await self._ended.get()
+            run = await self._ended.get()
+            if self.fault is not None:
+                await self.close("failed")
+                raise self.fault
+            yield run
 
     async def race(self, n: int, k: int, reason: str) -> AsyncIterator[Run]:
         """Launch n streams and yield each as it ends (as `ended` does); once k of them have
@@ -175,11 +189,11 @@ class Streams:
         in round `snapshots`. Round 1 goes through the accountant stream by stream, as the tasks
         run: each is checked with the ones before it charged their first snapshot and reserved
         (unless they ended at once), so the budget refuses exactly the streams it would; refused
-        and failed streams end in round 1. The reader of `ended` is woken by the first end after
-        it last looked and runs in the next round where the stream that woke it was: it sees
-        every end before that point, in (round, launch index) order. If they make k finishes, the
-        streams still running stop there, having delivered that round's snapshot when launched
-        before the one that woke the reader, else the round before's. Returns the runs in the
+        streams end in round 1 (a failed one fails the problem there). The reader of `ended` is
+        woken by the first end after it last looked and runs in the next round where the stream
+        that woke it was: it sees every end before that point, in (round, launch index) order. If
+        they make k finishes, the streams still running stop there, having delivered that round's
+        snapshot when launched before the one that woke the reader, else the round before's. Returns the runs in the
         order `ended` yields them."""
         runs = [Run(i) for i in range(n)]
         self.runs.extend(runs)
@@ -192,10 +206,11 @@ class Streams:
                 run.state, run.reason = "refused", "budget"
                 ends.append((1, run.index, run))
                 continue
-            except Exception as e:  # noqa: BLE001 - as in _drive: this stream only
+            except Exception as e:  # noqa: BLE001 - as in _drive: the problem fails
                 run.state, run.error = "failed", f"{type(e).__name__}: {e}"
-                ends.append((1, run.index, run))
-                continue
+                for other in live.values():  # release what the streams planned so far reserved
+                    other(1)
+                raise
             ends.append((plan.snapshots, run.index, run))
             if plan.snapshots == 1:  # ended in round 1: its reservation goes before the next check
                 run.trace, run.state = end(1), "finished"
