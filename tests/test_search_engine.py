@@ -118,13 +118,14 @@ async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_
                 assert len(recs) == 2, (strategy, verifier_name)
                 for r in recs:
                     assert r["strategy"] == strategy and r["usage"]["completion_tokens"] > 0
-                    assert r["usage"]["verifier_calls"] > 0 and r["telemetry"]["expansions"] > 0
+                    assert r["telemetry"]["expansions"] > 0
                 assert all("verifier_cached_tokens" in r["usage"] for r in recs)
                 # The random model can stop at once: a search whose steps all came out empty has
                 # nothing to score (no scoring path, no tokens; CI once met it in astar's 2 samples).
                 scored = [r for r in recs if r["telemetry"].get("verifier_paths")]
                 scored_runs[verifier_name] += bool(scored)
-                if scored:
+                if scored:  # one verifier call per request to the PRM: none when no step had text
+                    assert all(r["usage"]["verifier_calls"] > 0 for r in scored)
                     assert sum(r["usage"]["verifier_tokens"] for r in scored) > 0, (strategy, verifier_name)
                     # both PRMs chose incremental scoring by themselves; the record shows it
                     assert all("incremental" in r["telemetry"]["verifier_paths"] for r in scored)
