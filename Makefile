@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+	@# bubblewrap isolates the model-written programs code tasks run (tts/sandbox); never fails the install
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) 2>/dev/null \
+		|| echo "note: bubblewrap (bwrap) is not installed and apt-get could not install it: code tasks will refuse to run programs (install it, or pass --unsafe-exec)"
 
 model: install
 	$(VENV)/bin/tts models prepare
