@@ -242,7 +242,7 @@ def test_without_bwrap_it_refuses_in_one_line_unless_opted_in(monkeypatch):
     monkeypatch.delenv("TTS_UNSAFE_EXEC", raising=False)
     with pytest.raises(TTSError) as e:
         Sandbox(bwrap=None)
-    assert "\n" not in str(e.value) and "bubblewrap" in str(e.value) and "--unsafe-exec" in str(e.value)
+    assert "\n" not in str(e.value) and "bubblewrap" in str(e.value) and "TTS_UNSAFE_EXEC=1" in str(e.value)
 
 
 async def test_unsafe_mode_runs_with_limits_and_says_what_is_not_isolated(capsys):

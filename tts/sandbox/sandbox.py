@@ -143,7 +143,7 @@ class Sandbox:
             if not unsafe_exec:
                 raise TTSError("running model-written programs needs bubblewrap (bwrap) for isolation, and it is not "
                                "installed: install it (Debian/Ubuntu: apt-get install bubblewrap; or `make install` as "
-                               f"root), or opt in to running them without isolation with --unsafe-exec ({UNSAFE_ENV}=1)")
+                               f"root), or opt in to running them without isolation: {UNSAFE_ENV}=1")
             self._unsafe_setup()
 
     @property
@@ -161,7 +161,7 @@ class Sandbox:
                                 "processes (a daemon that leaves the process group outlives the run)"]
         if self.root:
             self.isolation_gaps.append("process count (root is exempt from RLIMIT_NPROC)")
-        print(f"warning: --unsafe-exec: running programs WITHOUT bubblewrap; only time, CPU, memory and output are "
+        print(f"warning: {UNSAFE_ENV}=1: running programs WITHOUT bubblewrap; only time, CPU, memory and output are "
               f"limited; not isolated: {'; '.join(self.isolation_gaps)}", file=sys.stderr)
 
     # -- the pool ------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ class Sandbox:
         if proc.returncode != 0:
             line = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
             raise TTSError(f"bubblewrap cannot create its sandbox on this machine ({line[0]}); run where user "
-                           f"namespaces are allowed, or opt in to no isolation with --unsafe-exec ({UNSAFE_ENV}=1)")
+                           f"namespaces are allowed, or opt in to running without isolation: {UNSAFE_ENV}=1")
         self._probed = True
 
     # -- one run -------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Sandbox:
             argv += ["--ro-bind", self.prefix, self.prefix]
         argv += ["--ro-bind", str(LAUNCHER), "/sandbox/launcher.py", "--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", WORKDIR]
+                 "--perms", "0777", "--size", str(limits.disk_bytes), "--tmpfs", WORKDIR]
         for fd, name in file_fds:
             argv += ["--perms", "0644", "--file", str(fd), f"{WORKDIR}/{name}"]
         argv += ["--chdir", WORKDIR]
@@ -377,3 +377,15 @@ def _read_report(fd: int) -> dict | None:
         return json.loads(data) if data else None
     except json.JSONDecodeError:
         return None
+
+
+_default: Sandbox | None = None
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide sandbox (default limits, one worker per CPU), made on first use: a
+    TTSError then when bubblewrap is missing and TTS_UNSAFE_EXEC=1 is not set."""
+    global _default
+    if _default is None:
+        _default = Sandbox()
+    return _default
