@@ -28,7 +28,7 @@ from tasks.base import Task
 
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
                "in a markdown code block:")
-HARNESS = Path(__file__).with_name("harness.py")
+HARNESS = Path(__file__).with_name("harness.py").read_text()  # runs inside the sandbox only
 # A complete fenced block: ```lang ... ``` (lang optional), the fences on lines of their own.
 _BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
 _OPEN_BLOCK = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*)\Z", re.S)  # cut by max_tokens
@@ -131,7 +131,7 @@ class CodeTask(Task):
         setup, tests = self.tests(problem)
         tag = f"@@tts-{secrets.token_hex(8)}@@"
         spec = json.dumps({"tag": tag, "setup": setup, "tests": tests})
-        run = await self.sandbox.run(HARNESS.read_text(), files={"solution.py": program, "spec.json": spec},
+        run = await self.sandbox.run(HARNESS, files={"solution.py": program, "spec.json": spec},
                                      limits=self.limits)
         outcome = _outcome(program, len(tests), run, tag)
         self._outcomes[key] = outcome

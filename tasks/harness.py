@@ -24,10 +24,11 @@ def describe(error: BaseException, name: str, source: str) -> dict:
         out["where"] = f"{error.filename}:{error.lineno}"
     elif frames:
         out["where"] = f"{frames[-1].filename}:{frames[-1].lineno}"
-    if ours and ours[-1].lineno:
-        lines = source.splitlines()
-        if 0 < ours[-1].lineno <= len(lines):
-            out["line"] = lines[ours[-1].lineno - 1].strip()[:400]
+    if ours and ours[-1].lineno:  # the whole statement: an assert may span lines
+        frame = ours[-1]
+        lines = source.splitlines()[frame.lineno - 1:(frame.end_lineno or frame.lineno)]
+        if lines:
+            out["line"] = " ".join(line.strip() for line in lines)[:400]
     return out
 
 

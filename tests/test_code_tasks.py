@@ -31,7 +31,7 @@ SHOUT = {
     "prompt": "import string\n\n\ndef loud(s: str) -> str:\n    return s.upper()\n\n\n"
               'def shout(s: str) -> str:\n    """loud(s) followed by "!".\n    >>> shout("hi")\n    \'HI!\'\n    """\n',
     "canonical_solution": "    return loud(s) + '!'\n",
-    "test": "def check(candidate):\n    assert candidate('hi') == 'HI!'\n    assert candidate('') == '!'\n",
+    "test": "def check(candidate):\n    assert candidate('hi') == 'HI!'\n    assert candidate('') == (\n        '!'\n    )\n",
 }
 
 
@@ -123,6 +123,8 @@ async def test_a_whole_function_a_body_and_a_helper_from_the_prompt(humaneval, t
     assert await humaneval.grade(shout, answer)
     program = (await humaneval.outcome(shout, answer)).program
     assert "def loud(" in program and "import string" in program and "print(" not in program
+    o = await humaneval.outcome(shout, "def shout(s):\n    return loud(s) + '!' if s else ''\n")
+    assert o.failure == "test 0: assert candidate('') == ( '!' ) -> AssertionError (at test_0:3)"  # all its lines
 
 
 async def test_a_wrong_program_records_the_first_failing_assert(humaneval, toy_file):

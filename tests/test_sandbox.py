@@ -272,3 +272,15 @@ async def test_unsafe_mode_does_not_contain_a_daemon_which_the_process_scan_sees
     finally:
         for pid in survivors:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_bwrap_that_cannot_make_namespaces_fails_at_construction(tmp_path):
+    """A FAKE bwrap (a script failing as bwrap does in a container without user namespaces):
+    the real one cannot be made to fail on demand here."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the kernel "
+                    "does not allow non-privileged user namespaces.' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(TTSError) as e:
+        Sandbox(bwrap=str(fake))
+    assert "\n" not in str(e.value) and "No permissions to creating new namespace" in str(e.value)

@@ -136,7 +136,6 @@ class Sandbox:
         self._uid_base = UID_BASE + secrets.randbelow(1 << 20) * 256 if self.root else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._free: asyncio.Queue[int] | None = None
-        self._probed = False
         self.isolation_gaps: list[str] = []  # what is not isolated (unsafe mode only)
         self._unshare: list[str] = []
         if self.bwrap is None:
@@ -145,6 +144,8 @@ class Sandbox:
                                "installed: install it (Debian/Ubuntu: apt-get install bubblewrap; or `make install` as "
                                f"root), or opt in to running them without isolation: {UNSAFE_ENV}=1")
             self._unsafe_setup()
+        else:
+            self._probe()
 
     @property
     def unsafe(self) -> bool:
@@ -189,22 +190,18 @@ class Sandbox:
             if not name or "/" in name or name.startswith("."):
                 raise ValueError(f"sandbox file names are plain names in the working folder, got {name!r}")
         limits = limits or self.limits
-        if not self._probed and not self.unsafe:
-            await self._probe()
         async with self._slot() as slot:
             return await self._execute(files, stdin, list(argv), limits, slot)
 
-    async def _probe(self) -> None:
-        """Once: can bwrap make its namespaces here? (A container without them fails every run.)"""
-        proc = await asyncio.create_subprocess_exec(
-            *self._bwrap_argv(self.limits, []), "--", self.python, "-S", "-c", "pass",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        _, err = await proc.communicate()
+    def _probe(self) -> None:
+        """Can bwrap make its namespaces here? (A container without them would fail every run.)
+        Once, when the sandbox is made: a code task fails before any engine starts."""
+        proc = subprocess.run([*self._bwrap_argv(self.limits, []), "--", self.python, "-S", "-c", "pass"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         if proc.returncode != 0:
-            line = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+            line = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
             raise TTSError(f"bubblewrap cannot create its sandbox on this machine ({line[0]}); run where user "
                            f"namespaces are allowed, or opt in to running without isolation: {UNSAFE_ENV}=1")
-        self._probed = True
 
     # -- one run -------------------------------------------------------------------------------
     def _bwrap_argv(self, limits: Limits, file_fds: list[tuple[int, str]]) -> list[str]:
