@@ -87,7 +87,7 @@ def test_humaneval_loads_the_package_data(humaneval):
     p = problems[0]
     assert p.id == "humaneval/HumanEval/0" and p.meta["entry_point"] == "has_close_elements"
     assert p.question.startswith("Please provide a self-contained Python script")
-    assert "def has_close_elements(" in p.question and "```" in p.question
+    assert "```python\nfrom typing import List\n\n\ndef has_close_elements(" in p.question
     assert humaneval.system_prompt == ""  # the chat template's own system message
     assert len(humaneval.load(limit=3)) == 3
 
