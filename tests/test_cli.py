@@ -29,7 +29,7 @@ def one_line_error(proc) -> str:
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--task", "gsm9k", "--strategy", "best_of_n"], "valid: aime24, aime25, gsm8k, math500"),
+        (["--task", "gsm9k", "--strategy", "best_of_n"], "valid: aime24, aime25, gsm8k, humaneval, math500, mbpp"),
         (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: adaptive_consistency, adaptive_sampling, astar, beam_search, best_of_n, budget_forcing, certainty_probe, deepconf, deepprune, dvts, early_pruning, esc, first_finish, particle_filter, self_consistency, weighted_majority"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--param", "beam=2"], "takes no parameter beam"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--budget", "tokens=5"], "unknown budget cap tokens"),

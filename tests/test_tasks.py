@@ -59,13 +59,13 @@ def test_ids_use_the_rows_own_ids():
 
 
 def test_registry_and_unknown_names():
-    assert set(tasks.TASKS) == {"gsm8k", "math500", "aime24", "aime25"}
+    assert set(tasks.TASKS) == {"gsm8k", "math500", "aime24", "aime25", "humaneval", "mbpp"}
     assert lookup("task", "aime25") is tasks.TASKS["aime25"]
     with pytest.raises(TTSError) as e:
         tasks.get_task("math5000")
     msg = str(e.value)
     assert "math5000" in msg and all(n in msg for n in tasks.TASKS)
-    with pytest.raises(TTSError, match="aime24, aime25, gsm8k, math500"):
+    with pytest.raises(TTSError, match="aime24, aime25, gsm8k, humaneval, math500, mbpp"):
         tasks.get_task("mmlu")
 
 

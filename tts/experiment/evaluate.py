@@ -8,6 +8,7 @@ command after a crash or Ctrl-C finishes the job without redoing or duplicating 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 import traceback
@@ -20,6 +21,7 @@ from tts.answers.voting import vote
 from tts.backends.replay import ReplayGenerator
 from tts.errors import TTSError
 from tts.experiment.build import backend_id, build_generator, build_strategy, build_verifier
+from tts.experiment.stats import pass_at_k_table
 from tts.experiment.store import ResultStore, is_failed
 from tts.options import BenchConfig
 from tts.registry import lookup
@@ -30,20 +32,31 @@ from tts.types import Budget, Problem, Result, Sampling, Usage
 
 
 async def grade_all(task: Any, problem: Problem, result: Result) -> dict[str, Any]:
-    """pass@N (any sample right) and maj@N (the majority answer right) over the samples."""
+    """pass@N (any sample right), maj@N (the majority answer right), the samples right
+    (`n_correct`) and the unbiased pass@k (Chen et al., 2021) for k = 1, 2, 4, ... N; plus what a
+    task with a `grade_detail(problem, result)` hook adds (a code task: the program run and its
+    test outcomes)."""
     answers = [t.answer for t in result.traces]
-    if problem.answer is None or not answers:
-        return {}
-    with mathverify.count_failures() as failed:  # grading failures: "not equivalent", counted
-        majority, _ = await vote(answers)
-        distinct = {a for a in answers if a is not None}
-        graded = {a: await task.grade(problem, a) for a in distinct}
-    return {
-        "n_samples": len(answers),
-        "pass_at_n": any(graded.values()),
-        "maj_at_n": graded.get(majority, False) if majority is not None else False,
-        **({"grading_failures": sum(failed.values())} if failed else {}),
-    }
+    out: dict[str, Any] = {}
+    if problem.answer is not None and answers:
+        with mathverify.count_failures() as failed:  # grading failures: "not equivalent", counted
+            majority, _ = await vote(answers)
+            distinct = list(dict.fromkeys(a for a in answers if a is not None))
+            # concurrently: a code task runs each distinct program in its sandbox pool
+            graded = dict(zip(distinct, await asyncio.gather(*(task.grade(problem, a) for a in distinct))))
+        n_correct = sum(graded.get(a, False) for a in answers if a is not None)
+        out = {
+            "n_samples": len(answers),
+            "pass_at_n": any(graded.values()),
+            "maj_at_n": graded.get(majority, False) if majority is not None else False,
+            "n_correct": n_correct,
+            "pass_at_k": pass_at_k_table(len(answers), n_correct),
+            **({"grading_failures": sum(failed.values())} if failed else {}),
+        }
+    detail = getattr(task, "grade_detail", None)  # the task's own record fields (graded runs are cached)
+    if detail is not None and problem.answer is not None:
+        out.update(await detail(problem, result))
+    return out
 
 
 @dataclass
@@ -321,6 +334,9 @@ def summarize(
     if all("pass_at_n" in r for r in records):
         out["pass_at_n"] = sum(r["pass_at_n"] for r in records) / k
         out["maj_at_n"] = sum(r["maj_at_n"] for r in records) / k
+    ks = set.intersection(*(set(r.get("pass_at_k") or ()) for r in records))  # the k every record has
+    for key in sorted(ks, key=int):
+        out[f"pass_at_{key}"] = sum(r["pass_at_k"][key] for r in records) / k
     if wall:
         out["solving_seconds"] = wall
         out["tokens_per_second"] = sum(r["usage"]["completion_tokens"] for r in fresh) / wall

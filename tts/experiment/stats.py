@@ -10,6 +10,8 @@
   Language Models"): the expected cost of one correct answer, mean cost per problem divided by
   accuracy (infinite at accuracy 0), in tokens, FLOPs and, with a prices table, money. The
   frontier cost-of-pass of a task is the least over its configurations.
+- pass@k (Chen et al., 2021, "Evaluating Large Language Models Trained on Code"): the chance
+  that at least one of k samples is right, estimated without bias from n >= k graded samples.
 """
 
 from __future__ import annotations
@@ -136,3 +138,20 @@ def dollars(usage: Mapping[str, float], gen: Price, ver: Price) -> float:
 
 def cost_of_pass(mean_cost: float, accuracy: float) -> float:
     return mean_cost / accuracy if accuracy > 0 else math.inf
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate from `n` samples of which `c` are correct: 1 - C(n-c, k) / C(n, k),
+    computed as the paper's numpy code does, as a product that neither overflows nor cancels:
+    1 - prod_{i=n-c+1..n} (1 - k/i)."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
+    if n - c < k:  # every k-subset holds a correct sample
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def pass_at_k_table(n: int, c: int) -> dict[str, float]:
+    """pass@k of one problem for k = 1, 2, 4, ... below n, and n (keys are strings: records are JSON)."""
+    ks = [1 << i for i in range(n.bit_length()) if 1 << i < n] + [n] if n > 0 else []
+    return {str(k): pass_at_k(n, c, k) for k in ks}

@@ -1,0 +1,184 @@
+"""What code benchmarks share: the prompt asks for a Python function in a fenced block, the
+answer is the program pulled out of the completion, and grading runs it against the hidden tests
+in the sandbox (`tts.sandbox`), never in this process.
+
+The prompt is evalplus's instruct prompt for chat models (evalplus/codegen.py,
+`instruction_prefix`) with one change: the task's code sits in a ```python fence, not a plain
+one. evalplus also prefills the assistant's reply ("Below is a Python script ... ```python"),
+which a strategy's plain request cannot; without that prefill the embedded 0.5B coder echoes the
+plain fence and often the bare stub (greedy pass@1 on HumanEval's first 40: plain fence 0.65,
+evalplus with its prefill 0.70, python fence 0.80; docs/references.md). Extraction follows evalplus's sanitizer in spirit
+(evalplus/sanitize.py): the code block, then only its imports, definitions and assignments
+(the model's example calls and asserts dropped: a wrong example must not fail a right answer).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tts.sandbox import ExecResult, Limits, Sandbox, default_sandbox
+from tts.types import Problem, Result
+
+from tasks.base import Task
+
+INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
+               "in a markdown code block:")
+HARNESS = Path(__file__).with_name("harness.py").read_text()  # runs inside the sandbox only
+# A complete fenced block: ```lang ... ``` (lang optional), the fences on lines of their own.
+_BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+_OPEN_BLOCK = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*)\Z", re.S)  # cut by max_tokens
+_PYTHON = {"", "python", "py", "python3"}
+_KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+OUTCOME_CACHE = 4096  # graded (problem, program) pairs remembered, so a record's detail costs no rerun
+
+
+def instruct_prompt(task_prompt: str) -> str:
+    """The user message posing `task_prompt` (evalplus's instruction, the code in a python fence)."""
+    return f"{INSTRUCTION}\n```python\n{task_prompt.strip()}\n```\n"
+
+
+def extract_program(text: str) -> str | None:
+    """The program in a completion: the first complete Python code block that defines something,
+    else the first complete Python block, else an unclosed block (a completion cut by max_tokens),
+    else the whole text (a model that answered with bare code). None for empty text."""
+    blocks = [body for lang, body in _BLOCK.findall(text) if lang.lower() in _PYTHON]
+    if blocks:
+        return next((b for b in blocks if re.search(r"^\s*(def|class)\s", b, re.M)), blocks[0])
+    if text.count("```") % 2:  # the last fence opened a block that never closed
+        m = _OPEN_BLOCK.match(text[text.rindex("```"):])
+        if m is not None and m.group(1).lower() in _PYTHON:
+            return m.group(2)
+    return text if text.strip() else None
+
+
+def keep_definitions(code: str) -> str:
+    """`code` with only its top-level imports, definitions and assignments (decorators and
+    comments inside them kept); unchanged when it does not parse (the sandbox reports the error)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    lines = code.splitlines()
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _KEPT):
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            kept.append("\n".join(lines[first - 1:node.end_lineno]))
+    return "\n".join(kept) + "\n" if kept else code
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a program did on a problem's hidden tests. `tests`: one entry per test, in order
+    ({"passed": bool} plus "error", "line" (the test's failing line), "where" on a failure);
+    `failure`: one line saying why it failed (None when it passed)."""
+
+    passed: bool
+    program: str
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    failure: str | None = None
+    wall_seconds: float = 0.0
+    cpu_seconds: float | None = None
+
+    def detail(self) -> dict[str, Any]:
+        return {"program": self.program, "passed": self.passed, "tests": self.tests, "failure": self.failure,
+                "wall_seconds": round(self.wall_seconds, 4), "cpu_seconds": self.cpu_seconds}
+
+
+class CodeTask(Task):
+    """A benchmark graded by running the program against hidden tests. Subclasses load rows into
+    Problems whose `meta` holds what `program` and `tests` need."""
+
+    system_prompt = ""  # no system message: the chat template's own (evalplus sends none)
+    limits = Limits(wall_seconds=10.0, cpu_seconds=5, memory_bytes=1 << 30)  # per program, all its tests
+
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or default_sandbox()  # fails here, before any engine, without bubblewrap
+        self._outcomes: OrderedDict[tuple[str, str], Outcome] = OrderedDict()
+
+    def extract(self, text: str) -> str | None:
+        return extract_program(text)
+
+    def program(self, problem: Problem, answer: str) -> str:
+        """The program that runs: the answer's definitions (subclasses add the prompt's context)."""
+        return keep_definitions(answer)
+
+    def tests(self, problem: Problem) -> tuple[str, list[str]]:
+        """(setup code, hidden tests): each test is code run after the program; it fails by raising."""
+        raise NotImplementedError
+
+    async def grade(self, problem: Problem, answer: str | None) -> bool:
+        return answer is not None and (await self.outcome(problem, answer)).passed
+
+    async def grade_detail(self, problem: Problem, result: Result) -> dict[str, Any]:
+        """What a record keeps of the final answer's run: {"execution": {program, passed, tests,
+        failure, wall_seconds, cpu_seconds}} (the run is the one `grade` made, remembered)."""
+        if result.answer is None:
+            return {"execution": {"program": None, "passed": False, "tests": [], "failure": "no program in the answer"}}
+        return {"execution": (await self.outcome(problem, result.answer)).detail()}
+
+    async def outcome(self, problem: Problem, answer: str) -> Outcome:
+        key = (problem.id, answer)
+        if key in self._outcomes:
+            self._outcomes.move_to_end(key)
+            return self._outcomes[key]
+        program = self.program(problem, answer)
+        setup, tests = self.tests(problem)
+        tag = f"@@tts-{secrets.token_hex(8)}@@"
+        spec = json.dumps({"tag": tag, "setup": setup, "tests": tests})
+        run = await self.sandbox.run(HARNESS, files={"solution.py": program, "spec.json": spec},
+                                     limits=self.limits)
+        outcome = _outcome(program, len(tests), run, tag)
+        self._outcomes[key] = outcome
+        if len(self._outcomes) > OUTCOME_CACHE:
+            self._outcomes.popitem(last=False)
+        return outcome
+
+
+def _outcome(program: str, n_tests: int, run: ExecResult, tag: str) -> Outcome:
+    """Read the harness's tagged lines. A run that died (time, memory, output cap, a crash) fails
+    the tests it had not reported; `failure` names the first thing that went wrong."""
+    tests: list[dict[str, Any] | None] = [None] * n_tests
+    done, load_error = False, None
+    for line in run.stdout.splitlines():
+        if not line.startswith(tag):
+            continue
+        try:
+            rep = json.loads(line[len(tag):])
+        except json.JSONDecodeError:
+            continue
+        if rep.get("done"):
+            done = True
+        elif "load" in rep:
+            what = "the program" if rep["load"] == "solution.py" else "the test setup"
+            load_error = f"{what} failed to load: {_describe(rep)}"
+        elif isinstance(rep.get("test"), int) and 0 <= rep["test"] < n_tests:
+            tests[rep["test"]] = {k: v for k, v in rep.items() if k != "test"}
+    died = None if run.ok else run.summary()
+    if died and run.stderr.strip():
+        died += f" ({run.stderr.strip().splitlines()[-1][:200]})"
+    ran = [t for t in tests if t is not None]
+    graded = [t if t is not None else {"passed": False, "error": f"not run: {load_error or died or 'the program ended before it'}"}
+              for t in tests]
+    passed = done and run.ok and len(ran) == n_tests and all(t["passed"] for t in ran)
+    failure = None
+    if not passed:
+        first = next((i for i, t in enumerate(tests) if t is not None and not t["passed"]), None)
+        failure = (load_error or (f"test {first}: {_describe(graded[first])}" if first is not None else None)
+                   or died or "the program ended before the tests finished")
+    return Outcome(passed, program, graded, failure, run.wall_seconds, run.cpu_seconds)
+
+
+def _describe(rep: dict[str, Any]) -> str:
+    """`<failing line> -> <error> (at <file:line>)`, with whichever parts the harness found."""
+    text = rep.get("error", "failed")
+    if rep.get("line"):
+        text = f"{rep['line']} -> {text}"
+    return f"{text} (at {rep['where']})" if rep.get("where") else text
