@@ -15,7 +15,7 @@ the order they ended (their answer, if any, is what they boxed before the cut); 
 "fallback" says so (None when k traces finished). A trace that fails at the backend is skipped;
 one the budget refuses to start makes stopped_by "budget". Telemetry: "finish_order" (indices of
 the counted finished traces, in order), "cut" (indices of traces cut at max_tokens), "stopped",
-"fallback", "votes". References and deviations: docs/references.md.
+"fallback", "votes", "stop_reasons" (index -> why). References and deviations: docs/references.md.
 
 Reasoning models: "finished" is the end of the whole sequence (thinking closed and the answer
 written), and lengths are all generated tokens, thinking included, as the paper compares
@@ -74,6 +74,7 @@ class FirstFinish(Strategy):
                 "cut": [r.index for r in cut],
                 "votes": tally,
                 "stopped": sum(r.state == "stopped" for r in pool.runs),
+                "stop_reasons": pool.stop_reasons(),
                 "fallback": fallback,
             },
         )
