@@ -133,7 +133,8 @@ class DeepConf(Strategy):
     # -- offline -------------------------------------------------------------------------------
     async def _offline(self, problem: Problem, ctx: Context) -> Result:
         traces, stopped = await ctx.sample(self.n, logprobs=self.top_k)
-        confs = [trace_confidence(token_confidences(t, self.top_k), self.measure, self.window) for t in traces]
+        tokens = [token_confidences(t, self.top_k) for t in traces]
+        confs = [trace_confidence(c, self.measure, self.window) for c in tokens]
         voters = [i for i, t in enumerate(traces) if t.answer is not None]
         bar = None  # the filter's confidence bar (vote="filtered")
         if self.vote == "filtered" and voters:
@@ -147,7 +148,7 @@ class DeepConf(Strategy):
         if bar is not None:
             telemetry["threshold"] = bar
         return Result(problem.id, answer, traces, stopped_by=stopped, telemetry=telemetry,
-                      details={"confidence_curves": self._curves(traces)})
+                      details={"confidence_curves": [confidence_curve(c, self.window) for c in tokens]})
 
     # -- online --------------------------------------------------------------------------------
     async def _online(self, problem: Problem, ctx: Context) -> Result:
@@ -211,12 +212,9 @@ class DeepConf(Strategy):
             stop_reasons=pool.stop_reasons(),
             failed={r.index: r.error for r in pool.runs if r.state == "failed"},
         )
-        traces = [r.trace for r in pool.runs]
-        return Result(problem.id, answer, traces, stopped_by=pool.stopped_by, telemetry=telemetry,
-                      details={"confidence_curves": self._curves(traces), "warmup": self.warmup})
-
-    def _curves(self, traces: list[Trace]) -> list[list[list[float]]]:
-        return [confidence_curve(token_confidences(t, self.top_k), self.window) for t in traces]
+        curves = [confidence_curve(token_confidences(r.trace, self.top_k), self.window) for r in pool.runs]
+        return Result(problem.id, answer, [r.trace for r in pool.runs], stopped_by=pool.stopped_by,
+                      telemetry=telemetry, details={"confidence_curves": curves, "warmup": self.warmup})
 
     def _top_up(self, pool: Streams, todo: int) -> int:
         """Launch final traces up to the in-flight cap; returns how many were launched."""

@@ -125,7 +125,7 @@ class Browser:
     def hover(self, selector: str) -> None:
         """Move the mouse onto the centre of the first element matching `selector`."""
         box = self.eval(f"""(() => {{ const e = document.querySelector({json.dumps(selector)});
-            e.scrollIntoView({{block: 'center', inline: 'center'}});
+            e.scrollIntoView({{block: 'nearest', inline: 'nearest'}});
             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
         for kind in ("mouseMoved",):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1]})

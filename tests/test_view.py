@@ -204,6 +204,17 @@ def test_big_or_unserialisable_telemetry_is_summarised_with_a_marker_never_dropp
     assert "ok" not in d.get("telemetry", {})  # the record keeps what JSON can hold
 
 
+def test_deepconf_curve_keeps_token_positions_and_the_lowest_group():
+    from strategies.deepconf import confidence_curve
+
+    confs = [1.0] * 300
+    confs[150] = -5.0  # every window holding it has mean (9 - 5) / 10
+    curve = confidence_curve(confs, 10, points=16)
+    assert curve[0][0] == 10 and curve[-1][0] == 300 and len(curve) <= 16 + 3
+    assert min(y for _, y in curve) == pytest.approx(0.4)
+    assert confidence_curve([2.0, 4.0], 10) == [[2, 3.0]]  # shorter than a window: its mean
+
+
 def test_the_search_tree_is_stored_node_link_with_rewards_and_statuses(mixed):
     recs = [r for r in records(mixed) if r["strategy"] == "beam_search" and r["problem_id"] == "tree-1"]
     (rec,) = recs

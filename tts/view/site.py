@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -129,6 +130,9 @@ def build(source: str | Path, out: str | Path | None = None) -> Path:
         "details": runs.with_details,
     }
     _write(data / "meta.js", "meta", _dumps(meta))
+    for ix in runs.indexes:
+        if ix.bad:
+            print(f"note: {ix.path}: {ix.bad} lines are not details records; skipped", file=sys.stderr)
     return out / "index.html"
 
 
