@@ -98,7 +98,15 @@ async def mixed(tmp_path_factory) -> Path:
     await _run(out, "beam_search", 2, [evil_q], TreeGenerator(evil_tree), TablePRM({}, default=0.5), beam_width=1)
     evil = [XSS[i] + f" so \\boxed{{{XSS[i]}}}" for i in range(len(XSS))]
     await _run(out, "self_consistency", 5, [evil_q], ScriptedGenerator(evil))
+    await _run(out, "self_consistency", 2, [Problem("down-1", "What is 2 + 2?", answer="4")], Broken(["x"]))
     return out
+
+
+class Broken(ScriptedGenerator):
+    """A FAKE backend that fails every call (a fault: a failed record, retried by a resume)."""
+
+    async def generate(self, req):
+        raise RuntimeError("backend down")
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +397,19 @@ def test_strategy_views_deepconf_deepprune_particles_and_waits(browser, mixed_si
     assert browser.eval("document.querySelectorAll('mark.wait').length") == 3
     assert "3 Waits inserted" in browser.eval("document.getElementById('forcing').textContent")
     browser.screenshot(shots / "budget_forcing.png")
+    assert browser.errors == []
+
+
+def test_a_failed_run_shows_its_error_and_no_details(browser, mixed_site, mixed):
+    rec = next(r for r in records(mixed) if r["problem_id"] == "down-1")
+    assert rec["status"] == "failed"
+    browser.open(url(mixed_site, "problems.html?show=failed"))
+    assert browser.eval("[...document.querySelectorAll('#problems tbody tr')].map(tr => tr.cells[1].textContent)") == ["down-1"]
+    assert browser.eval("document.querySelectorAll('#problems .cell.fail').length") == 1
+    browser.click("#problems .cell.fail")
+    browser.wait("document.querySelectorAll('.pane').length === 1")
+    assert "failed: RuntimeError: backend down" in browser.eval("document.querySelector('.pane .outcome').textContent")
+    assert "no details stored" in browser.eval("document.querySelector('.pane').textContent")
     assert browser.errors == []
 
 

@@ -35,8 +35,8 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 def build(source: str | Path, out: str | Path | None = None) -> Path:
-    """Write the site of `source` (a results file or a sweep folder) to `out` (default: a
-    `view` folder beside it); returns the path of its index.html."""
+    """Write the site of `source` (a results file or a sweep folder) to `out` (default: `view/`
+    in a sweep folder, `X.view/` beside a file `X.jsonl`); returns the path of its index.html."""
     from tts.experiment import report
 
     source = Path(source)
@@ -50,10 +50,9 @@ def build(source: str | Path, out: str | Path | None = None) -> Path:
     for f in ASSETS.iterdir():
         shutil.copy(f, out / f.name)
 
-    # problems in plan order, task by task; a configuration covers its task's range
     plan = runs.plan
-    problems: list[tuple[int, str]] = []
-    start: dict[int, int] = {}
+    problems: list[tuple[int, str]] = []  # (task index, id), task by task in plan order
+    start: dict[int, int] = {}  # task index -> its first problem's index
     for ti, t in enumerate(plan["tasks"]):
         start[ti] = len(problems)
         problems += [(ti, pid) for pid in t["problems"]]
@@ -71,69 +70,75 @@ def build(source: str | Path, out: str | Path | None = None) -> Path:
                               if (r["task_index"], r["config_hash"]) in recs_of))
     configs = []
     by_cell: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)  # (problem, config) -> records
-    gold: dict[int, Any] = {}
     for c, ((ti, chash), (row, _)) in enumerate(zip(keys, table, strict=True)):
         assert row["config_hash"] == chash
-        mine = [r for r in plan["runs"] if r["config_hash"] == chash and r["task_index"] == ti]
         label = row["config"] + (f" n={row['n']}" if row["n"] is not None else "")  # as `tts report --compare` names it
+        seeds = sorted({r["seed"] for r in plan["runs"] if r["config_hash"] == chash and r["task_index"] == ti})
         configs.append({"i": c, "hash": chash, "task": row["task"], "task_index": ti, "label": label,
                         "curve": row["config"], "strategy": row["strategy"], "n": row["n"], "source": row["source"],
-                        "seeds": sorted({r["seed"] for r in mine}), "spec": runs.specs.get(chash),
+                        "seeds": seeds, "spec": runs.specs.get(chash),
                         "row": {k: v for k, v in row.items()
                                 if k not in ("task", "config", "strategy", "n", "source", "config_hash")}})
         for rec in recs_of[(ti, chash)]:
-            i = where[(ti, rec["problem_id"])]
-            by_cell[(i, c)].append(rec)
-            if rec.get("gold") is not None:
-                gold.setdefault(i, rec["gold"])
+            by_cell[(where[(ti, rec["problem_id"])], c)].append(rec)
 
-    matrix = []
+    matrix = []  # per configuration: its task's problems x its seeds, one character each
     for c in configs:
         lo = start[c["task_index"]]
-        hi = lo + len(plan["tasks"][c["task_index"]]["problems"])
-        chars = []
-        for i in range(lo, hi):
+        cells = []
+        for i in range(lo, lo + len(plan["tasks"][c["task_index"]]["problems"])):
             got = {r["seed"]: r for r in by_cell.get((i, c["i"]), ())}
-            for s in c["seeds"]:
-                r = got.get(s)
-                chars.append("." if r is None else "f" if is_failed(r) else "1" if r.get("correct") else "0")
-        matrix.append({"start": lo, "cells": "".join(chars)})
-
-    listing = []
-    cells_of: dict[int, list[int]] = defaultdict(list)
-    for i, c in sorted(by_cell):
-        cells_of[i].append(c)
-    for i, (ti, pid) in enumerate(problems):
-        question = None
-        runs_here = []
-        for c in cells_of.get(i, ()):
-            recs = sorted(by_cell[(i, c)], key=lambda r: r["seed"])
-            entries = []
-            for r in recs:
-                raw = runs.details_line(r)
-                if question is None and raw is not None:
-                    question = json.loads(raw).get("question")
-                entries.append((r, raw))
-                runs_here.append([c, r["seed"], "f" if is_failed(r) else "1" if r.get("correct") else "0"])
-            _write(data / "r" / f"{i}_{c}.js", f"r/{i}_{c}", _run_file(entries))
-        head = {"i": i, "id": pid, "task": plan["tasks"][ti]["name"], "gold": gold.get(i)}
-        _write(data / "p" / f"{i}.js", f"p/{i}", _dumps({**head, "question": question, "runs": runs_here}))
-        listing.append({**head, "q": (question or "")[:200]})
-    for k in range(0, max(len(listing), 1), PAGE):
-        _write(data / "list" / f"{k // PAGE}.js", f"list/{k // PAGE}", _dumps(listing[k:k + PAGE]))
+            cells += [_outcome(got.get(s)) for s in c["seeds"]]
+        matrix.append({"start": lo, "cells": "".join(cells)})
+    stored = _write_problems(data, runs, problems, by_cell, [t["name"] for t in plan["tasks"]])
     _write(data / "ids.js", "ids", _dumps([pid for _, pid in problems]))
     _write(data / "matrix.js", "matrix", _dumps(matrix))
     meta = {
         "title": runs.title, "source": str(source), "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "tasks": [t["name"] for t in plan["tasks"]], "configs": configs, "problems": len(problems),
-        "page": PAGE, "records": len(runs.records), "frontier": report.frontier_cost_of_pass([r for r, _ in table]),
-        "details": runs.with_details,
+        "tasks": [t["name"] for t in plan["tasks"]], "configs": configs, "problems": len(problems), "page": PAGE,
+        "records": sum(map(len, by_cell.values())), "details": stored,
+        "frontier": report.frontier_cost_of_pass([r for r, _ in table]),
     }
     _write(data / "meta.js", "meta", _dumps(meta))
     for ix in runs.indexes:
         if ix.bad:
             print(f"note: {ix.path}: {ix.bad} lines are not details records; skipped", file=sys.stderr)
     return out / "index.html"
+
+
+def _write_problems(data: Path, runs: "Runs", problems: list[tuple[int, str]],
+                    by_cell: dict[tuple[int, int], list[dict[str, Any]]], tasks: list[str]) -> int:
+    """The list pages, each problem's file and each (problem, configuration)'s runs with their
+    details; returns how many runs have details."""
+    configs_of: dict[int, list[int]] = defaultdict(list)
+    for i, c in sorted(by_cell):
+        configs_of[i].append(c)
+    listing, stored = [], 0
+    for i, (ti, pid) in enumerate(problems):
+        question, gold, runs_here = None, None, []
+        for c in configs_of.get(i, ()):
+            entries = []
+            for r in sorted(by_cell[(i, c)], key=lambda r: r["seed"]):
+                raw = runs.details_line(r)
+                if raw is not None:
+                    stored += 1
+                    if question is None:
+                        question = json.loads(raw).get("question")
+                gold = gold if gold is not None else r.get("gold")
+                entries.append((r, raw))
+                runs_here.append([c, r["seed"], _outcome(r)])
+            _write(data / "r" / f"{i}_{c}.js", f"r/{i}_{c}", _run_file(entries))
+        head = {"i": i, "id": pid, "task": tasks[ti], "gold": gold}
+        _write(data / "p" / f"{i}.js", f"p/{i}", _dumps({**head, "question": question, "runs": runs_here}))
+        listing.append({**head, "q": (question or "")[:200]})
+    for k in range(0, max(len(listing), 1), PAGE):
+        _write(data / "list" / f"{k // PAGE}.js", f"list/{k // PAGE}", _dumps(listing[k:k + PAGE]))
+    return stored
+
+
+def _outcome(rec: dict[str, Any] | None) -> str:
+    """A run's character in the matrix: 1 right, 0 wrong, f failed, . no record."""
+    return "." if rec is None else "f" if is_failed(rec) else "1" if rec.get("correct") else "0"
 
 
 class Runs:
@@ -147,7 +152,6 @@ class Runs:
         self.specs: dict[str, dict[str, Any]] = {}
         for ix in self.indexes:
             self.specs.update(ix.specs)
-        self.with_details = sum(1 for r in records if any(_key(r) in ix for ix in self.indexes))
 
     @classmethod
     def load(cls, source: Path) -> "Runs":

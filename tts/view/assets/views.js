@@ -38,6 +38,10 @@ const TTSViews = (() => {
       ["total", "tokens", u.total_tokens, "prompt + completion + verifier computed"],
       ["", "wall seconds", u.wall_seconds, ""],
     ];
+    const known = new Set(["prompt_tokens", "cached_tokens", "completion_tokens", "thinking_tokens", "answer_tokens",
+      "generator_calls", "generator_flops", "verifier_tokens", "verifier_cached_tokens", "verifier_calls",
+      "verifier_flops", "total_tokens", "wall_seconds"]);
+    for (const [k, v] of Object.entries(u)) if (!known.has(k)) rows.push(["", k.replace(/_/g, " "), v, ""]); // e.g. exec seconds
     return section("Usage", "usage", el("table", { class: "usage" }, el("tbody", {}, rows.map(([who, what, v, note]) =>
       el("tr", {}, el("th", {}, who), el("td", {}, what), el("td", { class: "num" }, num(v)), el("td", { class: "note" }, note))))));
   }
