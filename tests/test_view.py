@@ -361,6 +361,34 @@ def test_search_tree_is_interactive_with_rewards_on_hover_and_the_chosen_path(br
     assert browser.errors == []
 
 
+@pytest.mark.engine
+async def test_a_beam_search_on_the_engine_shows_its_tree(vllm_generator, browser, tmp_path, shots):
+    """A real run: beam search on the vLLM CPU engine (tiny random model, judging its own steps)."""
+    from test_search_engine import QUESTION, frequent_delimiter
+    from verifiers.prm import LLMJudgePRM
+
+    delim = await frequent_delimiter(vllm_generator)
+    out = tmp_path / "beam.jsonl"
+    cfg = BenchConfig(task="gsm8k", strategy="beam_search", n=8, out=str(out), max_tokens=16, temperature=1.0,
+                      model="tiny", params={"beam_width": 2, "max_steps": 3, "delimiter": delim})
+    store, _, _ = await bench(cfg, generator=vllm_generator, verifier=LLMJudgePRM(vllm_generator, delimiter=delim),
+                              problems=[Problem("engine-1", QUESTION, answer="72")])
+    store.close()
+    (rec,) = records(out)
+    tree = details(out)[("engine-1", rec["config_hash"], 0)]["tree"]
+    assert len(tree["nodes"]) == rec["telemetry"]["nodes"] > 1
+    assert main(["view", str(out), "--out", str(tmp_path / "site")]) == 0
+    browser.open(url(tmp_path / "site", "problem.html?p=0"), "document.getElementById('tree')")
+    assert browser.eval("document.querySelectorAll('#tree circle.node').length") == len(tree["nodes"])
+    node = next(n for n in tree["nodes"] if n["reward"] is not None)
+    browser.hover(f"#tree circle[data-node='{node['id']}']")
+    assert browser.eval(f"document.getElementById('tip').textContent.includes('reward ' + TTS.num({node['reward']!r}))")
+    assert float(browser.eval(f"document.querySelector(\"#tree circle[data-node='{node['id']}']\").dataset.reward")) == node["reward"]
+    assert browser.eval("document.querySelectorAll('#tree path.edge.chosen').length") >= 1
+    browser.screenshot(shots / "engine_tree.png")
+    assert browser.errors == []
+
+
 def test_strategy_views_deepconf_deepprune_particles_and_waits(browser, mixed_site, mixed, shots):
     recs = {r["strategy"]: r for r in records(mixed) if not r["problem_id"].startswith("evil")}
     browser.open(url(mixed_site, "problems.html"))

@@ -125,13 +125,13 @@ const TTSViews = (() => {
       if (n.parent === null || !nodes.has(n.parent)) root = root || n; else nodes.get(n.parent).kids.push(n);
     }
     // the final paths: each returned trace ends at tree.paths[k]; the chosen one is the
-    // best-scored trace with the run's answer
+    // best-scored trace with the run's answer (with none: the best-scored, as the search chose)
     const traces = (run.details.traces || []);
-    const answer = run.record.answer;
+    const answer = run.record.answer ?? null;
     let chosen = null;
     t.paths.forEach((id, k) => {
       const tr = traces[k];
-      if (tr && answer !== null && tr.answer === answer && (chosen === null || (tr.score ?? -Infinity) > (traces[chosen.k].score ?? -Infinity))) chosen = { id, k };
+      if (tr && (tr.answer ?? null) === answer && (chosen === null || (tr.score ?? -Infinity) > (traces[chosen.k].score ?? -Infinity))) chosen = { id, k };
     });
     const onPath = new Set(), onChosen = new Set();
     const climb = (id, set) => { for (let n = nodes.get(id); n; n = nodes.get(n.parent)) set.add(n.id); };
