@@ -24,7 +24,6 @@ from scripted_tree import DELIM, TablePRM, TreeGenerator
 from test_deepprune import JudgingScripted
 
 from tts.cli import main
-from tts.experiment import stats
 from tts.experiment.details import DETAILS, DetailsIndex, DetailsWriter, details_of, details_path, fit
 from tts.experiment.evaluate import BenchConfig, bench
 from tts.experiment.store import ResultStore, load_records

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +278,3 @@ class DetailsIndex:
         with open(self.path, "rb") as f:
             f.seek(span[0])
             return f.read(span[1])
-
-    def read_all(self, keys: list[Key]) -> Iterator[tuple[Key, bytes]]:
-        """The lines of `keys` (those present), read in file order through one open file."""
-        present = sorted((self.spans[k], k) for k in keys if k in self.spans)
-        with open(self.path, "rb") as f:
-            for (start, length), k in present:
-                f.seek(start)
-                yield k, f.read(length)
