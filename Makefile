@@ -9,7 +9,7 @@ GSM8K := $(wildcard $(SHARED_DATA)/gsm8k_test.jsonl)
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test model bench-overhead bank clean
+.PHONY: install browser demo test model bench-overhead bank clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,7 +32,14 @@ demo: model
 	$(VENV)/bin/tts bench --task gsm8k $(if $(GSM8K),--data $(GSM8K)) --strategy self_consistency -n 4 \
 		--limit 5 --max-tokens 512 --out results/demo.jsonl
 
-test: install
+# The page tests (tests/test_view.py) drive Debian's chromium headless: installed where missing
+# (root with apt); elsewhere those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "note: chromium not installed (needs root and apt-get); the browser tests will skip"
+
+test: install browser
 	$(PY) -m pytest -q
 
 bench-overhead: model

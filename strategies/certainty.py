@@ -132,5 +132,6 @@ class CertaintyProbe(Strategy):
                 "certain_stops": sum("answer" in r.data for r in pool.runs),
                 "probes": sum(r.data.get("probed", 0) for r in pool.runs),
                 "stopped_at": [r.trace.num_tokens for r in pool.runs],
+                "stop_reasons": pool.stop_reasons(),
             },
         )

@@ -25,6 +25,11 @@ offline: n traces, then a vote over them: "majority", "weighted" (by the measure
 "filtered" (the top `keep` fraction by the measure, then weighted), the reference's
 analysis_offline.py variants.
 
+Telemetry: "votes", "voters", "threshold" (online: the stopping threshold; offline "filtered":
+the filter's bar), "warmup_confidences", "stop_reasons" (index -> why), "failed", "fallback",
+"confidences" (offline); `Result.details["confidence_curves"]`: each trace's group confidence
+along its tokens (`confidence_curve`), what `tts view` draws against the threshold.
+
 Where the reference rounds confidences to 3 decimals we do not; its token confidence also
 averages in the sampled token when vLLM adds it outside the top-k, ours uses the true top-k.
 References read (repository, files) and every known deviation: docs/references.md.
@@ -46,7 +51,7 @@ from tts.context import Context
 from tts.strategy import Strategy
 from tts.types import Problem, Result, Trace
 from tts.options import Count, Share
-from verifiers.confidence import MEASURES, token_confidence, token_confidences, trace_confidence
+from verifiers.confidence import MEASURES, token_confidence, token_confidences, trace_confidence, window_means
 from tts.answers.voting import vote
 
 from tts.search.streams import Run, Streams
@@ -58,6 +63,19 @@ Vote = Literal["majority", "weighted", "filtered"]
 def threshold(lowest_group_confs: list[float], keep: float) -> float:
     """The online stopping threshold from the warm-up traces' lowest group confidences."""
     return float(np.percentile(lowest_group_confs, 100 * (1 - keep)))
+
+
+def confidence_curve(confs: list[float], window: int, points: int = 64) -> list[list[float]]:
+    """[token, group confidence] along a trace (the mean of the `window` tokens ending there:
+    what the online stop rule reads; one point for a trace shorter than a window), thinned to
+    about `points` with the lowest one always kept: the view of a trace against the threshold."""
+    if not confs:
+        return []
+    groups = window_means(confs, window)
+    first = min(window, len(confs))  # the token the first group ends at
+    step = max(1, len(groups) // points)
+    keep = sorted({*range(0, len(groups), step), len(groups) - 1, int(np.argmin(groups))})
+    return [[first + i, round(groups[i], 4)] for i in keep]
 
 
 class DeepConf(Strategy):
@@ -101,8 +119,10 @@ class DeepConf(Strategy):
     # -- offline -------------------------------------------------------------------------------
     async def _offline(self, problem: Problem, ctx: Context) -> Result:
         traces, stopped = await ctx.sample(self.n, logprobs=self.top_k)
-        confs = [trace_confidence(token_confidences(t, self.top_k), self.measure, self.window) for t in traces]
+        tokens = [token_confidences(t, self.top_k) for t in traces]
+        confs = [trace_confidence(c, self.measure, self.window) for c in tokens]
         voters = [i for i, t in enumerate(traces) if t.answer is not None]
+        bar = None  # the filter's confidence bar (vote="filtered")
         if self.vote == "filtered" and voters:
             bar = float(np.percentile([confs[i] for i in voters], 100 * (1 - self.keep)))
             voters = [i for i in voters if confs[i] >= bar]
@@ -110,8 +130,11 @@ class DeepConf(Strategy):
         answer, tally = await vote([traces[i].answer for i in voters], weights)
         for t, c in zip(traces, confs):
             t.score = c
-        return Result(problem.id, answer, traces, stopped_by=stopped,
-                      telemetry={"votes": tally, "voters": voters, "confidences": confs})
+        telemetry = {"votes": tally, "voters": voters, "confidences": confs}
+        if bar is not None:
+            telemetry["threshold"] = bar
+        return Result(problem.id, answer, traces, stopped_by=stopped, telemetry=telemetry,
+                      details={"confidence_curves": [confidence_curve(c, self.window) for c in tokens]})
 
     # -- online --------------------------------------------------------------------------------
     async def _online(self, problem: Problem, ctx: Context) -> Result:
@@ -172,10 +195,11 @@ class DeepConf(Strategy):
         telemetry.update(
             votes=tally,
             voters=[r.index for r in voters],
-            stopped={r.index: r.reason for r in pool.runs if r.state == "stopped"},
+            stop_reasons=pool.stop_reasons(),
         )
-        return Result(problem.id, answer, [r.trace for r in pool.runs],
-                      stopped_by=pool.stopped_by, telemetry=telemetry)
+        curves = [confidence_curve(token_confidences(r.trace, self.top_k), self.window) for r in pool.runs]
+        return Result(problem.id, answer, [r.trace for r in pool.runs], stopped_by=pool.stopped_by,
+                      telemetry=telemetry, details={"confidence_curves": curves, "warmup": self.warmup})
 
     def _top_up(self, pool: Streams, todo: int) -> int:
         """Launch final traces up to the in-flight cap; returns how many were launched."""

@@ -43,7 +43,9 @@ trace pause at its prefix until its own verdict, modelling a judge that costs no
 as on a real engine where judging a prefix takes far less than generating the rest.
 
 Telemetry: `clusters` (member trace indices, representative first), `pruned`, `judge_calls`,
-`judge_failures`, `judge_refused`, `votes`.
+`judge_failures`, `judge_refused`, `votes`, `stop_reasons` (index -> why: "pruned", "budget");
+the details (`Result.details["join_p"]`): each placed trace's best P(same answer) against the
+representatives before it.
 
 Reasoning models: the prefix is the first `prefix_tokens` generated tokens, so on a model that
 thinks first it is a thinking prefix (the paper's setting: its judge reads truncated reasoning
@@ -144,7 +146,9 @@ class DeepPrune(Strategy):
                 "judge_failures": clustering.failures,
                 "judge_refused": clustering.refused,
                 "votes": tally,
+                "stop_reasons": pool.stop_reasons(),
             },
+            details={"join_p": clustering.join_p},
         )
 
     async def _vote(self, clusters: list[list[Run]]) -> tuple[str | None, dict[str, float]]:
@@ -166,6 +170,7 @@ class _Clustering:
         self.judge, self.tau, self.ctx = judge, tau, ctx
         self.clusters: list[list[Run]] = []
         self.calls = self.failures = self.refused = 0
+        self.join_p: dict[int, float] = {}  # run index -> its best verdict (placed with others before it)
         self._lock = asyncio.Lock()
 
     async def place(self, run: Run, pool: Streams) -> None:
@@ -184,6 +189,8 @@ class _Clustering:
             self.refused += sum(isinstance(e, BudgetExceeded) for e in errors)
             self.failures += sum(isinstance(e, NoVerdict) for e in errors)
             best = None if errors else max(range(len(reps)), key=lambda i: verdicts[i], default=None)
+            if best is not None:
+                self.join_p[run.index] = float(verdicts[best])
             if best is None or verdicts[best] < self.tau:
                 self.clusters.append([run])  # a representative: it runs to its end
                 return

@@ -16,8 +16,8 @@ the order they ended (their answer, if any, is what they boxed before the cut); 
 stream, an error after the retries) fails the problem: a failed record, which the next run
 retries, never an answer from the traces that were left. One the budget refuses to start makes
 stopped_by "budget". Telemetry: "finish_order" (indices of the counted finished traces, in
-order), "cut" (indices of traces cut at max_tokens), "stopped", "fallback", "votes".
-References and deviations: docs/references.md.
+order), "cut" (indices of traces cut at max_tokens), "stopped", "fallback", "votes",
+"stop_reasons" (index -> why). References and deviations: docs/references.md.
 
 Reasoning models: "finished" is the end of the whole sequence (thinking closed and the answer
 written), and lengths are all generated tokens, thinking included, as the paper compares
@@ -73,6 +73,7 @@ class FirstFinish(Strategy):
                 "cut": [r.index for r in cut],
                 "votes": tally,
                 "stopped": sum(r.state == "stopped" for r in pool.runs),
+                "stop_reasons": pool.stop_reasons(),
                 "fallback": fallback,
             },
         )

@@ -115,7 +115,7 @@ async def test_deepconf_online_stops_low_confidence_traces_at_the_first_full_win
     gen = ScriptedGenerator(warm + final)
     # keep=0.9: the threshold is the 10th percentile of the warm-up's (equal) confidences
     r = await tts.solve(P, DeepConf(8, warmup=4, keep=0.9, window=5, top_k=2), generator=gen)
-    assert r.telemetry["stopped"] == {5: "low_confidence", 7: "low_confidence"}
+    assert r.telemetry["stop_reasons"] == {5: "low_confidence", 7: "low_confidence"}
     assert [t.num_tokens for t in r.traces] == [12] * 5 + [5, 12, 5]  # stopped at the 5th token
     assert r.answer == "42" and r.telemetry["voters"] == [0, 1, 2, 3, 4, 6]
     charged_equals_delivered(r)

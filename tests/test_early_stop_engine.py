@@ -46,7 +46,7 @@ async def test_early_stopping_strategies_on_the_engine(vllm_generator):
     r = dict(zip(strategies, results))
 
     conf = r["deepconf"]
-    low = [i for i, why in conf.telemetry["stopped"].items() if why == "low_confidence"]
+    low = [i for i, why in conf.telemetry["stop_reasons"].items() if why == "low_confidence"]
     assert low, {k: v for k, v in conf.telemetry.items() if k != "votes"} | {"n": [t.num_tokens for t in conf.traces]}  # some final trace fell below the threshold ...
     assert all(conf.traces[i].num_tokens < MAX_TOKENS for i in low)  # ... and was cut short
     assert all(t.num_tokens == MAX_TOKENS or t.finish_reason == "stop" for t in conf.traces[:4])  # warm-up ran out

@@ -20,7 +20,7 @@ import yaml
 from tts.experiment import sweep
 from tts.experiment.evaluate import BenchConfig, prepare
 from tts.cli import main
-from tts.experiment.store import ResultStore, record_key
+from tts.experiment.store import ResultStore, record_key, result_files
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -193,7 +193,8 @@ async def test_replay_sweep_resumes_edits_and_shards(bank, tmp_path):
     p2 = sweep.plan(f2, out=out2)
     for i in (0, 1):
         await sweep.run_local(p2, (i, 2))
-    assert sorted(x.name for x in out2.glob("results*.jsonl")) == ["results.shard0of2.jsonl", "results.shard1of2.jsonl"]
+    assert [x.name for x in result_files(out2)] == ["results.shard0of2.jsonl", "results.shard1of2.jsonl"]
+    assert (out2 / "results.shard0of2.details.jsonl").exists()  # each shard's details beside it
     mine = {k: r["answer"] for k, r in ResultStore(out / "results.jsonl").records.items()
             if r["config_hash"] in {x.config_hash for x in p2.runs}}
     theirs = {(r["problem_id"], r["config_hash"], r["seed"]): r["answer"] for r in sweep.load_records(out2)}

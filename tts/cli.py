@@ -1,4 +1,4 @@
-"""The `tts` command: `tts bench|record|sweep|report|serve ...`, `tts models prepare|list`.
+"""The `tts` command: `tts bench|record|sweep|report|serve|view ...`, `tts models prepare|list`.
 
 User mistakes print one line (`error: ...`) and exit 2; no tracebacks.
 """
@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     from tts.serve import add_arguments as serve_arguments  # light: the app loads only when serving
 
     serve_arguments(sub.add_parser("serve", help="serve every strategy behind an OpenAI-compatible endpoint"))
+
+    from tts.view import add_arguments as view_arguments
+
+    view_arguments(sub.add_parser("view", help="a run as a static site: traces, votes, search trees, cost (browser)"))
     return p
 
 
@@ -106,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             from tts.serve import main as serve
 
             return serve(args)
+        if args.cmd == "view":
+            from tts.view import main as view
+
+            return view(args)
         return _models(args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)

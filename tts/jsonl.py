@@ -113,6 +113,30 @@ def repair_tail(path: Path, loaded: Loaded[Any]) -> None:
         os.fsync(f.fileno())
 
 
+def cut_torn_tail(path: Path) -> None:
+    """For the writer holding the lock of a file too big to read whole before appending (a
+    details file): cut the bytes after its last `\n`, reading only its end. (Such a file's tail
+    is never a whole record: its lines are written after their records' details are.)"""
+    if not path.exists():
+        return
+    with open(path, "r+b") as f:
+        pos = f.seek(0, os.SEEK_END)
+        while pos > 0:
+            start = max(0, pos - (1 << 16))
+            f.seek(start)
+            nl = f.read(pos - start).rfind(b"\n")
+            if nl >= 0:
+                pos = start + nl + 1
+                break
+            pos = start
+        if pos < f.seek(0, os.SEEK_END):
+            print(f"note: {path}: cutting the bytes after its last complete line (a write that was interrupted)",
+                  file=sys.stderr)
+            f.truncate(pos)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def append_line(path: Path, line: bytes) -> None:
     """Append one `\\n`-terminated line with one write() and fsync (the commit)."""
     with open(path, "ab") as f:

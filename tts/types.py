@@ -351,6 +351,9 @@ class Result:
     seed: int = 0
     telemetry: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # What only a viewer needs (DeepConf's confidence curves): kept in the run's details file
+    # (`tts.experiment.details`), never in the record, so records stay small.
+    details: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The plain, JSON-serialisable record a run stores (traces summarised, not stored)."""

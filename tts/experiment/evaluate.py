@@ -21,6 +21,7 @@ from tts.answers.voting import vote
 from tts.backends.replay import ReplayGenerator
 from tts.errors import TTSError
 from tts.experiment.build import backend_id, build_generator, build_strategy, build_verifier
+from tts.experiment.details import DETAILS, details_of
 from tts.experiment.stats import pass_at_k_table
 from tts.experiment.store import ResultStore, is_failed
 from tts.options import BenchConfig
@@ -130,7 +131,8 @@ async def bench(
     A `generator` or `verifier` passed in is used as is and left open (else they are built
     from `cfg`, and closed at the end); a ReplayGenerator passed in is reset (a run draws each
     problem's samples without replacement, in the order `cfg.seed` gives). `store` (anything
-    with `done(key)` and `append(record)`) replaces the JSONL file `cfg.out`; `problems`
+    with `done(key)` and `append(record)`; a finished record carries its details under
+    `DETAILS`, which a ResultStore writes beside it) replaces the JSONL file `cfg.out`; `problems`
     replaces loading the task's. A problem that fails (a backend fault) is stored as a failed
     record, which the next run retries; a user error (TTSError) stops the run."""
     p = prepare(cfg, problems)
@@ -164,6 +166,7 @@ async def bench(
                 return
             rec["status"] = "finished"
             rec.update(await grade_all(task, problem, r))
+            rec[DETAILS] = details_of(r, problem, spec_json)
             finish(rec, problem)
 
         async def on_error(problem: Problem, e: Exception) -> None:
@@ -172,6 +175,7 @@ async def bench(
             finish(failed_record(problem, p.spec, e), problem)
 
         by_id = {q.id: q for q in todo}
+        spec_json = p.spec.model_dump(mode="json")  # written once per configuration with the details
         await run_many(
             todo,
             strategy,
@@ -282,6 +286,7 @@ async def bench_allocated(
             rec.update(config_hash=chash, seed=cfg.seed, status="finished",
                        allocation={"policy": alloc.policy, "config": label})
             rec.update(await grade_all(p.task, todo[i], r))
+            rec[DETAILS] = details_of(r, todo[i], spec.model_dump(mode="json"))
             _store(rec, todo[i], p, store, progress)
 
         await allocate(todo, candidates, total=left, generator=generator, task=p.task, train=train,

@@ -45,11 +45,17 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
     out = Path(out)
     if not (out / PLAN).exists():
         raise TTSError(f"{out} has no {PLAN}: it is not a sweep folder (run `tts sweep FILE` first)")
-    plan = json.loads((out / PLAN).read_text())
+    return grouped(json.loads((out / PLAN).read_text()), load_records(out), prices, str(out))
+
+
+def grouped(plan: dict[str, Any], records: Sequence[dict[str, Any]], prices: dict[str, stats.Price] | None = None,
+            where: str = "") -> list[tuple[dict[str, Any], list]]:
+    """The table of `records` under `plan` (plan.json's content): one (row, its records) per
+    (task, configuration) of the plan, in plan order; records outside the plan are left out."""
     wanted = {(r["config_hash"], r["seed"]): r for r in plan["runs"]}
     ids = [set(t["problems"]) for t in plan["tasks"]]
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    for rec in load_records(out):
+    for rec in records:
         run = wanted.get((rec["config_hash"], rec["seed"]))
         if run is not None and rec["problem_id"] in ids[run["task_index"]]:
             groups.setdefault((run["task_index"], run["config_hash"]), []).append(rec)
@@ -91,12 +97,12 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
         row["cop_flops"] = stats.cost_of_pass(row["flops"], acc)
         row["cost_usd"] = row["cop_usd"] = None
         if prices is not None:
-            where = f"{out}: run {run.get('label', run['config_hash'])}"
+            at = f"{where}: run {run.get('label', run['config_hash'])}"
             if not run.get("model"):
-                raise TTSError(f"{where}: plan.json names no model to price; re-run `tts sweep FILE` "
+                raise TTSError(f"{at}: plan.json names no model to price; re-run `tts sweep FILE` "
                                "(it rewrites plan.json) and report again")
-            gen = stats.price_of(prices, run["model"], where)
-            ver = stats.price_of(prices, run.get("verifier_model") or run["model"], where)
+            gen = stats.price_of(prices, run["model"], at)
+            ver = stats.price_of(prices, run.get("verifier_model") or run["model"], at)
             row["cost_usd"] = mean(lambda u: stats.dollars(u, gen, ver))
             row["cop_usd"] = stats.cost_of_pass(row["cost_usd"], acc)
         table.append((row, recs))

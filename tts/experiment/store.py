@@ -7,6 +7,10 @@ newline; the next writer cuts that tail (and says so), readers leave the file as
 
 A record with `status: failed` (a backend fault) is not done: a re-run retries its problem and
 appends the new record, and the latest record of a key wins (a finished one is never replaced).
+
+A record handed in with details (under `details.DETAILS`: its traces, search tree...) has them
+appended to the details file beside the store first (`tts.experiment.details`), so a stored
+record implies its details; the record itself is stored without them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tts import jsonl
+from tts.experiment.details import DETAILS, DetailsWriter, is_details_file
 from tts.jsonl import OutputLock
 
 __all__ = ["RESULTS", "Key", "OutputLock", "ResultStore", "SweepStore", "is_failed", "load_records", "record_key"]
@@ -50,6 +55,7 @@ class ResultStore:
         self.path = Path(path)
         self.records: dict[Key, dict[str, Any]] = {}
         self._lock = OutputLock(self.path).acquire() if writer else None
+        self._details = DetailsWriter(self.path) if writer else None
         loaded = jsonl.load(self.path, _as_record)
         jsonl.report_skipped(self.path, loaded.skipped, "a result record")
         for _, rec in loaded.records:
@@ -64,11 +70,14 @@ class ResultStore:
         return rec is not None and not is_failed(rec)
 
     def append(self, rec: dict[str, Any]) -> None:
-        if self._lock is None:
+        if self._lock is None or self._details is None:
             raise TypeError(f"{self.path} was opened to read: ResultStore(path, writer=True) appends")
+        details = rec.pop(DETAILS, None)
         key = record_key(rec)
         if self.done(key):
             return  # never duplicate a finished record
+        if details is not None:  # first: a stored record implies its details
+            self._details.append(key, details)
         jsonl.append_line(self.path, (json.dumps(rec, ensure_ascii=False) + "\n").encode())
         self.records[key] = rec
 
@@ -104,7 +113,7 @@ class SweepStore(ResultStore):
     def __init__(self, out: Path, name: str = RESULTS):
         super().__init__(out / name, writer=True)
         self.others: set[Key] = set()
-        for f in sorted(out.glob("results*.jsonl")):
+        for f in result_files(out):
             if f != self.path:
                 self.others.update(k for k, r in ResultStore(f).records.items() if not is_failed(r))
 
@@ -115,8 +124,13 @@ class SweepStore(ResultStore):
 def load_records(out: Path) -> list[dict[str, Any]]:
     """Every record in a sweep folder (all shards), each key once (a finished one if any)."""
     seen: dict[Key, dict[str, Any]] = {}
-    for f in sorted(Path(out).glob("results*.jsonl")):
+    for f in result_files(out):
         for k, r in ResultStore(f).records.items():
             if k not in seen or (is_failed(seen[k]) and not is_failed(r)):
                 seen[k] = r
     return list(seen.values())
+
+
+def result_files(out: str | Path) -> list[Path]:
+    """A sweep folder's results files (every shard's), not their details files."""
+    return sorted(f for f in Path(out).glob("results*.jsonl") if not is_details_file(f))

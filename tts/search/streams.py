@@ -24,6 +24,8 @@ first-finish, DeepPrune, DeepConf-online and certainty probing share.
   error in `run.error`, and fails the problem: the others are stopped and `ended` / `race` raise
   that error once every stream has let go of its request. An answer from the traces that were
   left would be a fault turned into an answer; a failed record is retried by the next run.
+- `stop_reasons()`: why each stopped stream was stopped, by index (the strategies' telemetry
+  "stop_reasons"; where it stopped is its trace's token count).
 - `race(n, k, reason)` launches n streams and stops the rest once k reach their end of sequence
   (first-finish). On a generator that plans its streams (a replay) it reads no token: the race
   is computed, with the runs, traces, order and charges the streamed race has.
@@ -149,6 +151,10 @@ class Streams:
         task = self._tasks.get(run)
         if task is not None and not task.done():
             task.cancel()
+
+    def stop_reasons(self) -> dict[int, str]:
+        """Run index -> why it was stopped, for every stopped run."""
+        return {r.index: r.reason for r in self.runs if r.state == "stopped" and r.reason is not None}
 
     def stop_all(self, reason: str) -> None:
         for run in self.live:

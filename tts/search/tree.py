@@ -378,6 +378,7 @@ class StepSearch:
     def result(self, problem: Problem, answer: str | None, paths: Sequence[Node], **telemetry) -> Result:
         tel = {
             "tree": self.graph(),
+            "paths": [n.id for n in paths],  # the tree node each returned trace ends at
             "nodes": len(self.nodes),
             "steps": max(n.depth for n in self.nodes),
             "expansions": self.expansions,
