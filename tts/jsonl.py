@@ -163,8 +163,12 @@ class OutputLock:
 
         fd, count = self._held.get(self.path, (None, 0))
         if fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            out = self.path.with_suffix("")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:  # a read-only or special filesystem, a file where a folder should be
+                raise TTSError(f"cannot write {out}: {e.strerror or e}; choose another output path") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -42,6 +42,10 @@ def _as_record(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"a JSON {type(value).__name__}, not an object")
     record_key(value)
+    usage = value.get("usage", {})
+    if not isinstance(usage, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in usage.values()):
+        raise ValueError("its usage is not a mapping of numbers")
     return value
 
 
