@@ -193,3 +193,18 @@ class OutputLock:
             return
         del self._held[self.path]
         os.close(fd)  # closing the only descriptor releases the flock
+
+
+class LockHolder:
+    """A writer that holds its file's OutputLock (`_lock`) until it is closed, or dropped."""
+
+    _lock: OutputLock | None = None
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()
