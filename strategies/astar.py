@@ -45,7 +45,7 @@ from tts.types import Problem, Result
 
 class AStar(StepStrategy):
     name = "astar"
-    aliases = {**StepStrategy.aliases, "k": "n"}  # the size (samples per expansion) is `n`; `k` is accepted too
+    aliases = {"k": "n", **StepStrategy.aliases}  # the size (samples per expansion) is `n`; `k` is accepted too
     keyed_with_step_tokens = True
 
     def __init__(

@@ -22,7 +22,9 @@ One filtering run with n particles:
    Then every unfinished particle takes one more step (particles sharing a partial solution
    share one request) and is scored.
 3. A particle finishes as a path completes (see `tts.search.tree`; its max_steps-th step is
-   generated to the end of sequence) or at a budget stop.
+   generated to the end of sequence) or at a budget stop. With EquivPruner
+   (`prune_equivalent`), a particle whose new step was merged into an equivalent sibling's
+   continues as that sibling (the same partial solution), and only the kept steps are scored.
 
 Particle Gibbs (gibbs_iterations > 0): after each run one particle is drawn as the reference
 with probability softmax(logit(r) / softmax_temp) over the final particles. The next run uses
@@ -65,7 +67,7 @@ def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> 
 
 class ParticleFilter(StepStrategy):
     name = "particle_filter"
-    aliases = {**StepStrategy.aliases, "n_particles": "n"}  # the size is `n`; the paper's `n_particles` too
+    aliases = {"n_particles": "n", **StepStrategy.aliases}  # the size is `n`; the paper's `n_particles` too
     keyed_with_step_tokens = True
 
     def __init__(

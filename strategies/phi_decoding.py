@@ -126,7 +126,8 @@ class PhiDecoding(StepStrategy):
 
     async def _step(self, s: StepSearch, beams: list[Node], values: list[float],
                     foresight: dict[int, float]) -> dict | None:
-        """One foresight step over the beams; None when the budget refused the candidates."""
+        """One foresight step over the beams; None when the budget refused its candidates or
+        rollouts."""
         done = [i for i, b in enumerate(beams) if b.complete]
         slots: dict[int, list[int]] = defaultdict(list)  # beams on one node share a request
         for i, b in enumerate(beams):
@@ -140,6 +141,8 @@ class PhiDecoding(StepStrategy):
         lp = [mean_logprob(c) for _, c in cands]
         kept = self._width(s.ctx.rng, lp, m)
         rollouts = await s.rollout([cands[j][1] for j in kept])
+        if s.stopped == "budget":  # a candidate without its foresight cannot be valued: the step is not taken
+            return None
         texts, flp = [], []
         for j in kept:
             node = cands[j][1]

@@ -19,7 +19,6 @@ from strategies.rebase import rebase_widths
 from tts.errors import ParameterError, TTSError
 from tts.experiment.build import build_strategy
 from tts.judges import EquivalenceJudge, NoVerdict
-from tts.registry import register
 from tts.types import Budget
 
 # -- MCTS --------------------------------------------------------------------------------
@@ -241,13 +240,16 @@ class TableJudge(EquivalenceJudge):
         return p
 
 
-async def test_the_pruner_joins_the_first_kept_sibling_above_tau_and_counts_what_it_did():
+async def test_the_pruner_joins_the_first_kept_sibling_above_tau_and_counts_what_it_did(monkeypatch):
     """EquivPruner's order: each child is compared with the kept siblings before it. By hand:
     "48 / 2 = 24" vs "Half..": .9 >= .5, merged; "She sells.." vs "Half..": .4 < .5, kept (its
     pair with the merged one is never asked); "So May.." vs the two kept: 0, kept. Judge calls
     1 + 1 + 2 = 4; with tau .3, "She sells.." merges too. A judge's prior is summed into its
     representative for MCTS (EquivPruner's merge_node)."""
-    register("judge", "table", TableJudge)
+    import tts.search.tree
+
+    real = tts.search.tree.lookup  # the fake judge by name, for this test only (not in the registry)
+    monkeypatch.setattr(tts.search.tree, "lookup", lambda kind, name: TableJudge if name == "table" else real(kind, name))
     r, _, _ = await run(DVTS(4, beam_width=4, prune_equivalent="table"), PRUNE_TREE, PRUNE_REWARDS)
     assert r.telemetry["equivalent"] == {"judge": "table", "tau": 0.5, "groups": 2, "merged": 1, "same_text": 0,
                                          "judge_calls": 4, "judge_failures": 0, "judge_refused": 0}
