@@ -6,6 +6,7 @@ the steps merged, the judge calls, and the accuracy.
 
     python benchmarks/equivalence_pruning.py                       # embedded model, 6 GSM8K problems, math judge
     python benchmarks/equivalence_pruning.py --judges math model --problems 10
+    python benchmarks/equivalence_pruning.py --searches mcts phi_decoding --problems 3
 
 The step rewards come from the generator judging its own steps (`llm_judge`), so every token here
 is the embedded model's; the math judge costs nothing (math-verify in this process), the model
@@ -70,6 +71,8 @@ async def main(args) -> None:
     rows = []
     try:
         for name, make in searches(args).items():
+            if args.searches and name not in args.searches:
+                continue
             plain = await run(make(), task, problems, gen, judge, sampling)
             rows.append((name, "-", plain, plain))
             for j in args.judges:
@@ -96,6 +99,7 @@ if __name__ == "__main__":
     p.add_argument("--data", default=str(SHARED))
     p.add_argument("--problems", type=int, default=6)
     p.add_argument("--judges", nargs="+", default=["math"], help="registered judges: math, embedding, model")
+    p.add_argument("--searches", nargs="+", help="a subset of: beam_search mcts rebase phi_decoding")
     p.add_argument("--simulations", type=int, default=8, help="MCTS simulations")
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-tokens", type=int, default=96)
