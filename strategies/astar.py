@@ -38,36 +38,39 @@ import heapq
 import itertools
 
 from tts.context import Context
-from tts.strategy import Strategy
+from tts.options import Count, Delimiter, Share
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepStrategy, size_alias
 from tts.types import Problem, Result
 
-from tts.options import Count, Delimiter
-from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, size_alias
 
-
-class AStar(Strategy):
+class AStar(StepStrategy):
     name = "astar"
-    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
-    aliases = {"k": "n"}  # the size (samples per expansion) is `n`; `k` is accepted too
+    aliases = {"k": "n", **StepStrategy.aliases}  # the size (samples per expansion) is `n`; `k` is accepted too
+    keyed_with_step_tokens = True
 
     def __init__(
         self,
         n: Count | None = None,
         max_expansions: Count | None = 100,
         max_steps: Count = 40,
-        delimiter: Delimiter = DEFAULT_DELIMITER,
-        step_tokens: Count | None = None,
+        delimiter: Delimiter | None = DEFAULT_DELIMITER,
+        tokens_per_step: Count | None = None,
         k: Count | None = None,
+        prune_equivalent: str | None = None,
+        prune_tau: Share | None = None,
     ):
         n = size_alias(n, k, "k", 4)
         self.n = n
         self.max_expansions = max_expansions
         self.max_steps = max_steps
         self.delimiter = delimiter
-        self.step_tokens = step_tokens
+        self.tokens_per_step = tokens_per_step
+        self.prune_equivalent = prune_equivalent
+        self.prune_tau = prune_tau
+        self.check()
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+        s = self.search(ctx)
         order = itertools.count()
         g: dict[int, float] = {s.root.id: 0.0}
         h: dict[int, float] = {s.root.id: 0.0}

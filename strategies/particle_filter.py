@@ -22,7 +22,9 @@ One filtering run with n particles:
    Then every unfinished particle takes one more step (particles sharing a partial solution
    share one request) and is scored.
 3. A particle finishes as a path completes (see `tts.search.tree`; its max_steps-th step is
-   generated to the end of sequence) or at a budget stop.
+   generated to the end of sequence) or at a budget stop. With EquivPruner
+   (`prune_equivalent`), a particle whose new step was merged into an equivalent sibling's
+   continues as that sibling (the same partial solution), and only the kept steps are scored.
 
 Particle Gibbs (gibbs_iterations > 0): after each run one particle is drawn as the reference
 with probability softmax(logit(r) / softmax_temp) over the final particles. The next run uses
@@ -45,19 +47,15 @@ The paper, the code read and every known deviation: docs/references.md.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-
-from collections import defaultdict
-
 from tts.context import Context
-from tts.strategy import Strategy
+from tts.options import Count, Delimiter, NonNegative, Share
+from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, StepStrategy, logit, size_alias, softmax
 from tts.types import Problem, Result
-
-from tts.options import Count, Delimiter, NonNegative
-from tts.search.tree import DEFAULT_DELIMITER, Node, StepSearch, logit, size_alias, softmax
 
 Select = Literal["max", "weighted_vote", "weighted"]
 
@@ -67,10 +65,10 @@ def particle_weights(rewards: list[float | None], softmax_temp: float = 1.0) -> 
     return softmax([logit(0.5 if r is None else r) for r in rewards], softmax_temp)
 
 
-class ParticleFilter(Strategy):
+class ParticleFilter(StepStrategy):
     name = "particle_filter"
-    default_verifier = "llm_judge"  # the generator as its own step judge: no reward model needed
-    aliases = {"n_particles": "n"}  # the size is `n`; the paper's `n_particles` is accepted too
+    aliases = {"n_particles": "n", **StepStrategy.aliases}  # the size is `n`; the paper's `n_particles` too
+    keyed_with_step_tokens = True
 
     def __init__(
         self,
@@ -79,11 +77,13 @@ class ParticleFilter(Strategy):
         gibbs_iterations: NonNegative = 0,
         select: Select = "max",
         softmax_temp: Annotated[float, Field(gt=0)] = 1.0,
-        delimiter: Delimiter = DEFAULT_DELIMITER,
-        step_tokens: Count | None = None,
+        delimiter: Delimiter | None = DEFAULT_DELIMITER,
+        tokens_per_step: Count | None = None,
         resample_inactive: bool = True,
         single_step: bool = True,
         n_particles: Count | None = None,
+        prune_equivalent: str | None = None,
+        prune_tau: Share | None = None,
     ):
         n = size_alias(n, n_particles, "n_particles", 8)
         if gibbs_iterations and n < 2:
@@ -94,12 +94,15 @@ class ParticleFilter(Strategy):
         self.select = select
         self.softmax_temp = softmax_temp
         self.delimiter = delimiter
-        self.step_tokens = step_tokens
+        self.tokens_per_step = tokens_per_step
         self.resample_inactive = resample_inactive
         self.single_step = single_step
+        self.prune_equivalent = prune_equivalent
+        self.prune_tau = prune_tau
+        self.check()
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
-        s = StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps, step_tokens=self.step_tokens)
+        s = self.search(ctx)
         log = {"weights": [], "resampled": [], "references": [], "resamplings": []}
         reference: Node | None = None
         particles: list[Node] = []
@@ -132,9 +135,11 @@ class ParticleFilter(Strategy):
             groups = await s.expand(jobs)
             new = []
             for idx, kids in zip(slots.values(), groups):
-                for i, kid in zip(idx, kids):
+                # a child merged with equivalent siblings stands for their particles too
+                copies = [kid for kid in kids for _ in range(1 + len(kid.merged))]
+                for i, kid in zip(idx, copies):
                     particles[i] = kid
-                    new.append(kid)
+                new += kids
             await s.score(new, single_step=self.single_step)
             step += 1
             if s.stopped == "budget":

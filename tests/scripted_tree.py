@@ -9,11 +9,18 @@ delimiter gets one step per sample: the i-th sample ever drawn at a prefix is
 emits end-of-sequence). A request without the delimiter as a stop string (Best-of-N, a search's
 last step) walks the tree the same way to a leaf (or until it has max_tokens words) and returns
 the steps joined by the delimiter. One "token" per whitespace-separated word; max_tokens
-truncates (finish_reason "length").
+truncates (finish_reason "length"). Each token's logprob (when asked for) is
+`logprobs[step]` for the step it is in, -0.5 by default.
+
+`ChunkGenerator(solutions)`: continuations of whole solutions, for steps without delimiters: a
+request from prefix p gets the next max_tokens tokens of the i-th solution drawn at p among
+those that start with p (cycling, as above), or the text up to a stop string; a token is a
+word with the spaces before it, so prefix + text is always the start of a solution.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
@@ -25,8 +32,10 @@ DELIM = "\n\n"
 
 
 class TreeGenerator(Generator):
-    def __init__(self, tree: dict[str, list[str]], delimiter: str = DELIM, num_params: int = 1000):
+    def __init__(self, tree: dict[str, list[str]], delimiter: str = DELIM, num_params: int = 1000,
+                 logprobs: dict[str, float] | None = None):
         self.tree = tree
+        self.logprobs = logprobs or {}
         self.delimiter = delimiter
         self.model = "scripted-tree"
         self.num_params = num_params
@@ -46,7 +55,7 @@ class TreeGenerator(Generator):
 
     def _one(self, req: GenRequest) -> Trace:
         if self.delimiter in req.stop:
-            text = self._next(req.prefix) or ""
+            parts = [self._next(req.prefix) or ""]
         else:
             parts, prefix = [], req.prefix
             words = 0
@@ -54,14 +63,15 @@ class TreeGenerator(Generator):
                 parts.append(step)
                 words += len(step.split())
                 prefix = prefix + step + self.delimiter
-            text = self.delimiter.join(parts)
+        text = self.delimiter.join(parts)
+        lps = [self.logprobs.get(p, -0.5) for p in parts for _ in p.split()]
         words = text.split()
         finish = "stop"
         if len(words) > req.max_tokens:
             text, finish = " ".join(words[: req.max_tokens]), "length"
             words = words[: req.max_tokens]
         n = len(words)
-        lp = [-0.5] * n if req.logprobs is not None else []
+        lp = lps[:n] if req.logprobs is not None else []
         return Trace(text, n, finish, lp, prefix=req.prefix)
 
     async def count_prompt_tokens(self, req: GenRequest) -> int:
@@ -84,6 +94,30 @@ class TreeGenerator(Generator):
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         traces, usage = await self.generate(req.replace(n=1))
         yield traces[0], usage
+
+
+class ChunkGenerator(TreeGenerator):
+    """FAKE: whole solutions handed out max_tokens words at a time (see the module docstring)."""
+
+    def __init__(self, solutions: list[str], num_params: int = 1000):
+        super().__init__({}, num_params=num_params)
+        self.solutions = solutions
+
+    def _one(self, req: GenRequest) -> Trace:
+        fits = [s for s in self.solutions if s.startswith(req.prefix) and len(s) > len(req.prefix)]
+        if not fits:
+            return Trace("", 0, "stop", [], prefix=req.prefix)
+        solution = fits[self._seen[req.prefix] % len(fits)]
+        self._seen[req.prefix] += 1
+        rest = solution[len(req.prefix):]
+        tokens = re.findall(r"\s*\S+", rest)
+        text = "".join(tokens[: req.max_tokens])
+        finish = "length" if len(tokens) > req.max_tokens else "stop"
+        for stop in req.stop:  # the engine drops the stop string from the text
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        n = len(re.findall(r"\s*\S+", text))
+        return Trace(text, n, finish, [-0.5] * n if req.logprobs is not None else [], prefix=req.prefix)
 
 
 class TablePRM(Verifier):

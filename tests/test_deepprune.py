@@ -118,7 +118,7 @@ def test_bad_params_and_names_are_rejected():
         DeepPrune(4, vote="plurality")
     with pytest.raises(ValueError, match="prefix_tokens"):
         DeepPrune(4, prefix_tokens=0)
-    with pytest.raises(TTSError, match="valid: embedding, model, probe"):
+    with pytest.raises(TTSError, match="valid: embedding, math, model, probe"):
         DeepPrune(4, judge="oracle")
     with pytest.raises(ValueError, match="judge_model"):
         DeepPrune(4, judge="probe", judge_model="/some/model")

@@ -1,4 +1,5 @@
-"""Step-level search strategies (beam search, DVTS, A*, particle filtering) on a FAKE scripted
+"""Step-level search strategies (beam search, DVTS, A*, particle filtering; the budget property and
+max_steps for MCTS, REBASE, φ-Decoding, AB-MCTS too) on a FAKE scripted
 tree generator and a FAKE table PRM (tests/scripted_tree.py), so every search tree is known
 and the expected choices can be worked out by hand."""
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from scripted_tree import DELIM, TablePRM, TreeGenerator
 
 import tts
-from strategies import DVTS, AStar, BeamSearch, BestOfN, ParticleFilter
+from strategies import DVTS, MCTS, REBASE, AStar, BeamSearch, BestOfN, ParticleFilter, PhiDecoding
 from strategies.particle_filter import particle_weights
 from tts.errors import TTSError
 from tts.types import Budget, Problem
@@ -449,7 +450,25 @@ SEARCHES = {
     "astar": lambda: AStar(2, max_steps=3),
     "pf": lambda: ParticleFilter(4, max_steps=3),
     "pgibbs": lambda: ParticleFilter(3, max_steps=3, gibbs_iterations=1),
+    "mcts": lambda: MCTS(8, k=2, max_steps=3),
+    "rebase": lambda: REBASE(4, max_steps=3),
 }
+# The budget property holds for every search, these variants included (φ-Decoding's rollouts and
+# AB-MCTS's single steps do not fit the max_steps test's request pattern).
+BUDGETED = {
+    **SEARCHES,
+    "mcts_prm": lambda: MCTS(8, k=2, max_steps=3, evaluate="prm"),
+    "phi": lambda: PhiDecoding(2, num_rollout=2, num_foresight=2, least_foresight_num=0),
+    "beam_pruned": lambda: BeamSearch(4, beam_width=2, max_steps=3, prune_equivalent="math"),
+}
+try:
+    import treequest  # noqa: F401  (the optional extra)
+
+    from strategies import ABMCTS
+
+    BUDGETED["ab_mcts"] = lambda: ABMCTS(8, max_steps=3)
+except ImportError:
+    pass
 
 
 @pytest.mark.parametrize("name", sorted(SEARCHES))
@@ -542,9 +561,9 @@ async def test_budget_stop_returns_the_best_answer_so_far():
     assert r.stopped_by == "budget" and r.answer is None and r.usage.completion_tokens == 0
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    name=st.sampled_from(sorted(SEARCHES)),
+    name=st.sampled_from(sorted(BUDGETED)),
     max_tokens=st.integers(1, 4),
     cap=st.sampled_from(["completion_tokens", "total_tokens", "verifier_tokens", "calls", "flops"]),
     value=st.integers(0, 120),
@@ -555,7 +574,7 @@ def test_no_search_ever_exceeds_its_budget(name, max_tokens, cap, value, seed):
 
     def solve(b):
         return tts.solve_sync(
-            P, SEARCHES[name](), generator=TreeGenerator(BEAM_TREE), verifier=TablePRM(BEAM_REWARDS),
+            P, BUDGETED[name](), generator=TreeGenerator(BEAM_TREE), verifier=TablePRM(BEAM_REWARDS),
             budget=b, sampling=tts.Sampling(max_tokens=max_tokens), seed=seed,
         )
 

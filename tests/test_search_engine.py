@@ -1,4 +1,4 @@
-"""The four step-level search strategies end to end on the real vLLM CPU engine (tiny random
+"""The step-level search strategies end to end on the real vLLM CPU engine (tiny random
 model, so the text is gibberish: this checks the mechanics, not the answers).
 
 The process verifier is `LLMJudgePRM` on the same engine (the tiny model judging its own steps),
@@ -12,7 +12,7 @@ import pytest
 from servers import engine_counters
 
 import tts
-from strategies import DVTS, AStar, BeamSearch, ParticleFilter
+from strategies import DVTS, MCTS, REBASE, AStar, BeamSearch, ParticleFilter, PhiDecoding
 from tts.types import Budget, GenRequest, Problem
 from verifiers.prm import LLMJudgePRM
 
@@ -49,6 +49,11 @@ async def test_search_strategies_on_the_engine(vllm_generator):
         # 8 first steps, not 4: a rollout needs one step that did not run to the 16-token limit
         # without the delimiter, and all 4 of the random model's did so once in a CI-like run
         "beam_lookahead": BeamSearch(8, beam_width=2, max_steps=3, lookahead=1, delimiter=delim),
+        "mcts": MCTS(4, k=2, max_steps=3, delimiter=delim),
+        "rebase": REBASE(4, max_steps=3, delimiter=delim),
+        "phi_decoding": PhiDecoding(2, num_rollout=2, num_foresight=2, least_foresight_num=0, delimiter=delim),
+        # EquivPruner with the model judge: the engine asked whether two sibling steps are equivalent
+        "beam_pruned": BeamSearch(8, beam_width=2, max_steps=3, delimiter=delim, prune_equivalent="model"),
     }
     budget = Budget(completion_tokens=40)
     judge = LLMJudgePRM(vllm_generator, delimiter=delim)
@@ -81,7 +86,12 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     assert by_name["beam_lookahead"].telemetry["lookahead_samples"] > 0
     # The budget holds on the real engine too.
     assert budget.exceeded_by(budgeted.usage) is None and budgeted.stopped_by == "budget"
-    assert all(r.usage.verifier_tokens > 0 and r.telemetry["prm_passes"] > 0 for r in results)
+    scored = [r for name, r in zip([*searches, "budgeted"], results) if name != "phi_decoding"]  # φ: no PRM
+    assert all(r.usage.verifier_tokens > 0 and r.telemetry["prm_passes"] > 0 for r in scored)
+    assert by_name["phi_decoding"].telemetry["rollout_samples"] > 0 and by_name["phi_decoding"].usage.verifier_tokens == 0
+    assert by_name["mcts"].telemetry["simulations"] > 0 and by_name["rebase"].telemetry["widths"]
+    pruning = by_name["beam_pruned"].telemetry["equivalent"]
+    assert pruning["judge"] == "model" and pruning["judge_calls"] > 0  # charged: in the engine count below
     # Every token was charged: the searches' generator tokens plus the judge's (verifier) tokens,
     # computed and served from the prefix cache, equal what the engine itself counted.
     total = sum((r.usage for r in results), tts.Usage())
@@ -95,8 +105,9 @@ async def test_search_strategies_on_the_engine(vllm_generator):
 
 
 async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_prm_dir, shared_data, tmp_path):
-    """`tts bench --strategy beam_search|dvts|astar|particle_filter` with the LLM-as-judge PRM
-    (the default: the generator judges its own steps) and with the tiny Qwen2.5-Math-PRM."""
+    """`tts bench --strategy beam_search|dvts|astar|particle_filter|mcts|rebase|phi_decoding` with
+    the LLM-as-judge PRM (the default: the generator judges its own steps) and with the tiny
+    Qwen2.5-Math-PRM (φ-Decoding uses neither: its value is the model's own foresight)."""
     from tts.experiment.evaluate import BenchConfig, bench
     from verifiers.prm import QwenPRM
 
@@ -104,12 +115,14 @@ async def test_every_search_runs_from_bench_with_both_prms(vllm_generator, tiny_
     scored_runs = {None: 0, "qwen_prm": 0}
     try:
         for strategy, params in [
-            ("beam_search", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("astar", {}), ("particle_filter", {}),
+            ("beam_search", {"beam_width": 2, "max_steps": 2}), ("dvts", {"beam_width": 2, "max_steps": 2}),
+            ("astar", {"max_steps": 2}), ("particle_filter", {"max_steps": 2}), ("mcts", {"k": 2, "max_steps": 2}),
+            ("rebase", {"max_steps": 2}), ("phi_decoding", {"num_rollout": 2, "num_foresight": 1}),
         ]:
             for verifier_name, verifier in [(None, None), ("qwen_prm", prm)]:
                 cfg = BenchConfig(
                     task="gsm8k", strategy=strategy, n=4 if strategy != "astar" else 2,
-                    params={"max_steps": 2, **params}, verifier=verifier_name, verifier_model=str(tiny_prm_dir),
+                    params=params, verifier=verifier_name, verifier_model=str(tiny_prm_dir),
                     data=str(shared_data / "gsm8k_test.jsonl"), limit=2, out=str(tmp_path / "r.jsonl"),
                     max_tokens=8, model="tiny",
                 )

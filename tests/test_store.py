@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tts.bank import Bank, BankRecord, BankWriter, RecordedTrace, check  # noqa: E402
 from tts.cli import main  # noqa: E402
-from tts.experiment.store import ResultStore, load_records  # noqa: E402
+from tts.experiment.store import ResultStore, SweepStore, load_records  # noqa: E402
 from tts.jsonl import complete_lines  # noqa: E402
 
 # Every character that some splitlines() takes for a line end, and the one that is a line end.
@@ -37,6 +37,20 @@ def rec(i: int, text: str = "") -> dict:
 
 def line(r: dict) -> bytes:
     return (json.dumps(r, ensure_ascii=False) + "\n").encode()
+
+
+def test_a_sweep_with_a_failed_record_resumes(tmp_path):
+    """A sweep's results holding a failed record (an engine that died mid-run) open for the
+    resume that retries it; a key another shard finished is not retried. Failed before the fix:
+    AttributeError ('SweepStore' has no 'others': loading asked `done` before it was set), so
+    `tts sweep` could not resume any sweep with a fault."""
+    failed = {**rec(1), "status": "failed", "error": "BackendError: the engine died"}
+    (tmp_path / "results.jsonl").write_bytes(line(rec(0)) + line(failed) + line({**failed, "problem_id": "p2"}))
+    (tmp_path / "results.shard1of2.jsonl").write_bytes(line(rec(2)))
+    store = SweepStore(tmp_path)
+    keys = {k[0]: store.done(k) for k in store.records}
+    assert keys == {"p0": True, "p1": False} and store.done(("p2", "h", 0))
+    store.close()
 
 
 def test_lines_end_at_newline_only():

@@ -1,7 +1,7 @@
 """Scorers and voting: confidence from logprobs (here), process reward models and judges."""
 
 from verifiers.confidence import Confidence
-from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, ModelJudge, ProbeJudge
+from verifiers.equivalence import EmbeddingJudge, EquivalenceJudge, MathJudge, ModelJudge, ProbeJudge
 from verifiers.llm_judge import LLMJudgePRM
 from verifiers.math_shepherd import MathShepherdPRM
 from verifiers.prm import aggregate
@@ -12,6 +12,6 @@ from tts.answers.voting import vote
 
 __all__ = [
     "SelfEval",
-    "Confidence", "EmbeddingJudge", "EquivalenceJudge", "LLMJudgePRM", "MathShepherdPRM", "ModelJudge", "ProbeJudge",
+    "Confidence", "EmbeddingJudge", "EquivalenceJudge", "LLMJudgePRM", "MathJudge", "MathShepherdPRM", "ModelJudge", "ProbeJudge",
     "QwenPRM", "RecordedScore", "aggregate", "vote",
 ]

@@ -1,10 +1,12 @@
-"""Equivalence judges: will two partial reasoning traces reach the same final answer?
+"""Equivalence judges (the role: `tts.judges`): will two partial reasoning traces reach the same
+final answer (DeepPrune), or do two candidate steps say the same thing (EquivPruner)?
 
-DeepPrune (Tu et al., 2025, arXiv 2510.08483) clusters parallel traces online by this question
-and stops the redundant ones. A judge sees two truncated prefixes (`Prefix`: a snapshot of a
-trace taken when it reached the strategy's prefix length) and returns P(same final answer) in
-[0, 1]; the strategy compares it with its threshold tau. A judge that cannot decide raises; the
-strategy then never prunes on its account.
+DeepPrune (Tu et al., 2025, arXiv 2510.08483) clusters parallel traces online by the first
+question and stops the redundant ones. A judge sees two truncated prefixes (`Prefix`: a snapshot
+of a trace taken when it reached the strategy's prefix length) and returns P(same final answer)
+in [0, 1]; the strategy compares it with its threshold tau. A judge that cannot decide raises;
+the strategy then never prunes on its account. EquivPruner (`tts.search.prune`) asks the second
+of sibling steps (`Prefix.kind == "step"`); the model judge then asks `STEP_PROMPT`.
 
 Every judge charges what it computes through the Context, so judging is never free:
 - `ModelJudge` (DeepPrune's default, the paper's method): a judge model (any `tts.Generator`; the
@@ -26,6 +28,10 @@ Every judge charges what it computes through the Context, so judging is never fr
   pooling, normalised, as sentence-transformers does), clamped to [0, 1], so tau is the
   similarity threshold (cosines of texts on one problem are high: tau around 0.9, not 0.5).
   Charged as verifier tokens (each prefix's tokens, once) at the embedding model's size.
+- `MathJudge` (ours, for EquivPruner's steps): two steps are equivalent when their final
+  expressions (`final_expression`: the last boxed answer, else the right-hand side of the last
+  equation, else the last number) are equal by math-verify; 1.0 or 0.0, no model, nothing
+  charged (math-verify runs in this process's worker pool, as grading does).
 
 Per-prefix work (a probe, an embedding) is cached on the `Prefix`, so a representative compared
 with many newcomers is probed or embedded once.
@@ -34,16 +40,17 @@ with many newcomers is probed or embedded once.
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import re
 from typing import Any
 
+from tts.answers import extract_boxed
+from tts.answers.mathverify import equivalent
 from tts.context import Context
 from tts.errors import TTSError
 from tts.interfaces import Generator
+from tts.judges import EquivalenceJudge, NoVerdict, Prefix
 from tts.registry import lookup
-from tts.types import GenRequest, Trace, Usage
+from tts.types import GenRequest, Usage
 
 from verifiers.prm import yes_probability
 from verifiers.probe import Probe, probe_answer
@@ -57,55 +64,16 @@ ZERO_SHOT_PROMPT = (
     "Trace 2:\n{trace2}\n\n"
     "Will the two traces reach the same final answer? Answer yes or no."
 )
-
-
-@dataclass(eq=False)
-class Prefix:
-    """A trace's truncated prefix as a judge sees it (a snapshot: the live trace grows on), and
-    the judges' per-prefix cache."""
-
-    trace: Trace
-    memo: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, trace: Trace) -> "Prefix":
-        return cls(Trace(trace.text, trace.num_tokens, trace.finish_reason, prefix=trace.prefix))
-
-    @property
-    def text(self) -> str:
-        return self.trace.prefix + self.trace.text
-
-    async def once(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
-        """`make()`'s result, computed once per prefix even when awaited concurrently (an
-        exception is kept and raised to every caller, so a failed probe is not re-charged)."""
-        if key not in self.memo:
-            self.memo[key] = asyncio.ensure_future(make())
-        return await asyncio.shield(self.memo[key])
-
-
-class NoVerdict(Exception):
-    """The judge answered, but its answer is no verdict (neither yes nor no): never a reason to
-    prune, and not a fault. A judge that fails (a backend error) raises that error instead."""
-
-
-class EquivalenceJudge(ABC):
-    """P(two traces reach the same final answer), from their truncated prefixes."""
-
-    name: str = ""
-
-    @abstractmethod
-    async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
-        """In [0, 1]; charges everything it computes through `ctx`. Raises NoVerdict when its
-        answer is no verdict, BudgetExceeded when the budget refuses the work, and any other
-        error when it fails (which fails the problem)."""
-
-    def config(self) -> dict[str, Any]:
-        """What identifies this judge in a config hash."""
-        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
-
-    async def close(self) -> None:
-        """Release what the judge started (an engine)."""
-
+# The question about two candidate next steps of one partial solution (EquivPruner's, ours in
+# words: its judge is a trained classifier with no prompt).
+STEP_PROMPT = (
+    "Below are two candidate next steps, written after the same partial solution of a problem. "
+    "Decide whether they are equivalent: they state the same mathematical content, so continuing "
+    "from either is the same.\n\n"
+    "Step 1:\n{trace1}\n\n"
+    "Step 2:\n{trace2}\n\n"
+    "Are the two steps equivalent? Answer yes or no."
+)
 
 # ---------------------------------------------------------------------------------------------
 class ModelJudge(EquivalenceJudge):
@@ -137,6 +105,7 @@ class ModelJudge(EquivalenceJudge):
         self._owned: Generator | None = None
         self.model = model or (generator.model if generator is not None else None)
         self.prompt = ZERO_SHOT_PROMPT if prompt is None else prompt  # the template, {trace1} and {trace2}
+        self._own_prompt = prompt is not None  # else steps are asked STEP_PROMPT (kept out of config())
         self.top_k = top_k
         self.max_chars = max_chars  # cut each prefix to this many characters (a long-context guard)
 
@@ -153,7 +122,8 @@ class ModelJudge(EquivalenceJudge):
 
     def request(self, a: Prefix, b: Prefix) -> GenRequest:
         cut = slice(None, self.max_chars)
-        content = self.prompt.format(trace1=a.text[cut], trace2=b.text[cut])
+        prompt = STEP_PROMPT if a.kind == "step" and not self._own_prompt else self.prompt
+        content = prompt.format(trace1=a.text[cut], trace2=b.text[cut])
         return GenRequest([{"role": "user", "content": content}], n=1, max_tokens=1, temperature=0.0,
                           logprobs=self.top_k)
 
@@ -200,6 +170,7 @@ class EmbeddingJudge(EquivalenceJudge):
     """
 
     name = "embedding"
+    default_tau = 0.9  # cosines of texts on one problem are high
 
     def __init__(self, model: str | None = None, max_length: int = 256):
         self.model = model or _bundled_minilm()
@@ -242,6 +213,41 @@ class EmbeddingJudge(EquivalenceJudge):
     async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
         ea, eb = await asyncio.gather(self.embedding(ctx, a), self.embedding(ctx, b))
         return min(1.0, max(0.0, float(ea @ eb)))
+
+
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def final_expression(step: str) -> str | None:
+    """A step's final expression: its last boxed answer; else, in its last math span (or the
+    whole text when it has none), what follows the last "=" when that holds a number or LaTeX
+    command, else the last number; None when there is nothing to compare."""
+    boxed = extract_boxed(step)
+    if boxed is not None:
+        return boxed
+    spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(step)]
+    source = spans[-1] if spans else step
+    if "=" in source:
+        rhs = source.rsplit("=", 1)[1].strip()
+        if spans and rhs:
+            return rhs
+        source = rhs  # plain text: the number right after the last "="
+        found = _NUMBER.search(source)
+        return found.group().replace(",", "").rstrip(".") if found else None
+    found = _NUMBER.findall(source)
+    return found[-1].replace(",", "") if found else None
+
+
+class MathJudge(EquivalenceJudge):
+    """Two steps are equivalent (1.0) when their final expressions are equal by math-verify, else
+    0.0; a side without one is equivalent to nothing. Nothing is charged: no model runs."""
+
+    name = "math"
+
+    async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
+        ea, eb = final_expression(a.text), final_expression(b.text)
+        return 1.0 if ea is not None and eb is not None and await equivalent(ea, eb) else 0.0
 
 
 def _bundled_minilm() -> str:

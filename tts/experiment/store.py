@@ -106,11 +106,13 @@ class SweepStore(ResultStore):
     needed."""
 
     def __init__(self, out: Path, name: str = RESULTS):
-        super().__init__(out / name, writer=True)
+        # The other shards first: loading this file asks `done` (a failed record stays only
+        # where nothing finished its key), which reads them.
         self.others: set[Key] = set()
         for f in result_files(out):
-            if f != self.path:
+            if f != out / name:
                 self.others.update(k for k, r in ResultStore(f).records.items() if not is_failed(r))
+        super().__init__(out / name, writer=True)
 
     def done(self, key: Key) -> bool:
         return super().done(key) or key in self.others

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from tts.types import FinishReason, Trace
@@ -38,6 +38,8 @@ class Node:
     value: float | None = None  # verifier aggregate over the steps
     rewards: tuple[float, ...] = ()
     trace: Trace | None = None  # the sampled step, logprobs included
+    merged: list[Node] = field(default_factory=list)  # equivalent siblings merged into this one
+    equivalent_to: Node | None = None  # the sibling this one was merged into (then out of the search)
 
     @property
     def complete(self) -> bool:
@@ -59,11 +61,22 @@ class Node:
         return n
 
 
-def step_finish(trace: Trace, extract) -> FinishReason | None:
-    """Whether a sampled step ends its path (see the module docstring), and how."""
-    if trace.finish_reason in ("length", "abort", "error"):
-        return trace.finish_reason
-    if not trace.text.strip() or extract(trace.text) is not None:
+def step_finish(trace: Trace, extract, *, cut: bool = False, delimited: bool = True,
+                after_cut: bool = False) -> FinishReason | None:
+    """Whether a sampled step ends its path (see `tts.search.tree`'s docstring), and how. `cut`:
+    the step was asked for at most `tokens_per_step` tokens, so running to that limit ends the
+    step, not the path; `delimited`: the request stopped at a delimiter, so "stop" may be that
+    (without one, "stop" is the end of sequence and ends the path); `after_cut`: the step
+    continues one cut at `tokens_per_step`, so an empty step there is the delimiter coming at
+    once (the path goes on after it), not the model stopping."""
+    reason = trace.finish_reason
+    if reason in ("abort", "error") or (reason == "length" and not cut):
+        return reason
+    if extract(trace.text) is not None:
+        return "stop"
+    if not trace.text.strip():
+        return None if after_cut and delimited and reason == "stop" else "stop"
+    if reason == "stop" and not delimited:
         return "stop"
     return None
 
@@ -93,14 +106,16 @@ def size_alias(n: int | None, alias: int | None, alias_name: str, default: int) 
     return n if n is not None else alias if alias is not None else default
 
 
-def validate_steps(max_steps: int, delimiter: str, step_tokens: int | None) -> None:
+def validate_steps(max_steps: int, delimiter: str | None, tokens_per_step: int | None) -> None:
     """The parameters every step-level search takes (checked when the strategy is built)."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if not isinstance(delimiter, str) or not delimiter:
-        raise ValueError("the step delimiter must be a non-empty string")
-    if step_tokens is not None and step_tokens < 1:
-        raise ValueError(f"step_tokens must be >= 1 or None, got {step_tokens}")
+    if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+        raise ValueError("the step delimiter must be a non-empty string, or None (steps of tokens_per_step tokens)")
+    if tokens_per_step is not None and tokens_per_step < 1:
+        raise ValueError(f"tokens_per_step must be >= 1 or None, got {tokens_per_step}")
+    if delimiter is None and tokens_per_step is None:
+        raise ValueError("steps need an end: give a delimiter, or tokens_per_step for steps without one")
 
 
 def spread(nodes: Sequence[Node], n: int) -> list[tuple[Node, int]]:
