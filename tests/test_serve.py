@@ -107,8 +107,8 @@ async def test_strategy_choice_order_and_candidates():
         c = client(url)
         by_name = await c.chat.completions.create(model="best_of_n/tiny", messages=ASK)
         by_body = await c.chat.completions.create(
-            model="best_of_n/tiny", messages=ASK, n=5,
-            extra_body={"tts": {"strategy": "first_finish", "params": {"k": 2}, "return_candidates": True,
+            model="best_of_n/tiny", messages=ASK,
+            extra_body={"tts": {"strategy": "first_finish", "n": 5, "params": {"k": 2}, "return_candidates": True,
                                 "telemetry": True}})
     assert by_name.tts["strategy"] == "best_of_n" and by_name.tts["verifier"] == "confidence"
     assert by_body.tts["strategy"] == "first_finish" and by_body.tts["params"] == {"n": 5, "k": 2}
@@ -137,11 +137,25 @@ async def test_budget_cap_and_budget_stop():
     ({"messages": ASK, "extra_body": {"tts": {"verifier": "oracle"}}}, "tts.verifier", "unknown verifier"),
     ({"messages": ASK, "extra_body": {"tts": {"budget": {"tokens": 5}}}}, "tts.budget", "unknown budget cap"),
     ({"messages": ASK, "extra_body": {"tts": {"budget": {"calls": 0}}}}, "tts.budget.calls", "greater than 0"),
-    ({"messages": ASK, "extra_body": {"tts": {"strategi": "x"}}}, "tts.strategi", "Extra inputs"),
+    ({"messages": ASK, "extra_body": {"tts": {"strategi": "x"}}}, "tts.strategi", "Unrecognized request argument"),
     ({"messages": []}, "messages", "at least 1"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", "'user'"),
     ({"messages": [{"role": "user", "content": "  "}]}, "messages", "empty"),
     ({"messages": ASK + [{"role": "assistant", "content": "4"}]}, "messages.1.role", "last message"),
+    ({"messages": ASK, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "tool calling"),
+    ({"messages": ASK, "response_format": {"type": "json_object"}}, "response_format", "structured output"),
+    ({"messages": ASK, "frequency_penalty": 0.5}, "frequency_penalty", "not supported"),
+    ({"messages": ASK, "extra_body": {"top_k": 5}}, "top_k", "not supported"),
+    ({"messages": ASK, "extra_body": {"guided_json": {}}}, "guided_json", "Unrecognized request argument"),
+    ({"messages": ASK, "top_logprobs": 2}, "top_logprobs", "needs logprobs"),
+    ({"messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+    ({"messages": ASK, "stream_options": {"include_usage": True}}, "stream_options", "stream=true"),
+    ({"messages": ASK, "extra_body": {"tts": {"n": 65}}}, "tts.n", "limit of 64"),
+    ({"messages": ASK, "extra_body": {"tts": {"params": {"n": 65}}}}, "tts.params.n", "limit of 64"),
+    ({"messages": ASK, "n": 17}, "n", "limit of 16"),
+    ({"messages": ASK, "extra_body": {"tts": {"strategy": "none", "n": 2}}}, "tts.n", "has no size"),
+    ({"messages": [{"role": "assistant", "content": "x", "tool_calls": [{"id": "1"}]}, *ASK]}, "messages.0.tool_calls",
+     "tool calling"),
     ({"messages": [{"role": "user", "content": "many words " * 60}]}, "messages", "takes fewer than 100"),
     ({"messages": ASK, "temperature": 3}, "temperature", "less than or equal to 2"),
 ])
@@ -166,8 +180,7 @@ async def test_raw_http_errors_missing_messages_json_model_and_key():
             nan = await h.post("/v1/chat/completions", headers={"Content-Type": "application/json"},
                                content=b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], '
                                        b'"tts": {"budget": {"calls": NaN}}}')
-            assert nan.status_code == 400 and nan.json()["error"]["param"] == "tts.budget.calls"
-            assert "finite" in nan.json()["error"]["message"]
+            assert nan.status_code == 400 and "NaN is not JSON" in nan.json()["error"]["message"]
             unknown = await h.post("/v1/chat/completions", json={"model": "gpt-9", "messages": ASK})
             assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
             assert (await h.get("/health")).json() == {"status": "ok"}
@@ -215,13 +228,19 @@ async def test_stream_sends_keepalives_then_the_answer_and_usage():
             async with h.stream("POST", "/v1/chat/completions",
                                 json={"model": "tiny", "messages": ASK, "stream": True}) as r:
                 lines = [line async for line in r.aiter_lines() if line]
-        stream = await client(url).chat.completions.create(model="tiny", messages=ASK, stream=True)
-        chunks = [c async for c in stream]
+        plain = [c async for c in await client(url).chat.completions.create(model="tiny", messages=ASK, stream=True)]
+        chunks = [c async for c in await client(url).chat.completions.create(
+            model="tiny", messages=ASK, stream=True, stream_options={"include_usage": True})]
     assert ": keep-alive" in lines and lines[-1] == "data: [DONE]"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    # without include_usage every chunk has a choice (the common `chunk.choices[0].delta` loop) and none a usage
+    assert all(c.choices and c.usage is None for c in plain)
+    assert plain[0].choices[0].delta.role == "assistant" and plain[-1].tts["strategy"] == "self_consistency"
+    text = "".join(c.choices[0].delta.content or "" for c in plain)
     assert text in ("we get \\boxed{5}", "so \\boxed{5}")
+    assert [c.choices[0].finish_reason for c in plain][-1] == "stop"
+    # with it, one last chunk without choices carries the whole bill, as vLLM's
+    assert chunks[-1].choices == [] and all(c.usage is None for c in chunks[:-1])
     assert chunks[-1].usage.completion_tokens > 0 and chunks[-1].usage.tts["samples"] == 8
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
 
 
 # -- on the real engine ------------------------------------------------------------------------
