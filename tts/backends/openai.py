@@ -387,7 +387,7 @@ class OpenAIGenerator(Generator):
             kw["stop"] = list(req.stop)
         if req.logprobs is not None:
             kw["logprobs"] = req.logprobs
-        if self.vllm:
+        if self.vllm and not req.echo:  # (vLLM leaves the prompt out of an echo that returns token ids)
             kw["extra_body"] = {**self.extra_body, "return_token_ids": True}
         done = await asyncio.gather(*(self._complete_one(kw) for _ in range(req.n)))
         first, _ = done[0]

@@ -30,6 +30,7 @@ class Answer:
     finish_reason: str
     trace: Trace | None
     result: Result
+    cut: bool = False  # cut here at a stop string (the backend had not stopped there)
 
 
 def selected(result: Result) -> Trace | None:
@@ -59,7 +60,7 @@ def answer(result: Result, stops: tuple[str, ...] = (), trace: Trace | None = No
     trace = trace or selected(result)
     text, was_cut = cut("" if trace is None else trace.prefix + trace.text, stops)
     finish = "length" if trace is not None and trace.finish_reason == "length" and not was_cut else "stop"
-    return Answer(text, finish, trace, result)
+    return Answer(text, finish, trace, result, was_cut)
 
 
 def finish_reason(trace: Trace | None) -> str:
@@ -85,8 +86,8 @@ def chat_logprobs(a: Answer, k: int, strategy: str) -> dict[str, Any]:
                        "ask without logprobs", "logprobs", code="logprobs_unavailable")
     out, length = [], 0
     for i, tok in enumerate(t.tokens):
-        if length >= len(a.text) and i:  # the text was cut at a stop string: its tokens end here
-            break
+        if a.cut and length >= len(a.text) and i:  # cut here at a stop string: its tokens end with the text
+            break  # (a stop the backend honoured keeps the tokens that made it, as vLLM returns them)
         length += len(tok)
         e = _entry(tok, t.logprobs[i])
         e["top_logprobs"] = [_entry(s, v) for s, v in zip(t.top_tokens[i], t.top_logprobs[i])][:k] if k else []
