@@ -157,15 +157,20 @@ def gsm8k_local():
 
 
 # -- the harnesses ------------------------------------------------------------------------------
-def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     with open(log, "wb") as out:
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd).returncode
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd[:3])} failed ({rc}); log tail:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def slug(tag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", tag)
+
+
 def lm_eval(kind: str, url: str, model: str, tokenizer: str, task: str, limit: int, folder: Path, tag: str) -> float:
+    tag = slug(tag)
     out = folder / f"lm_eval_{tag}_{task}"
     endpoint = "chat/completions" if kind == "local-chat-completions" else "completions"
     args = f"model={model},base_url={url}/{endpoint},num_concurrent=1,max_retries=1,timeout=3600"
@@ -182,11 +187,12 @@ def lm_eval(kind: str, url: str, model: str, tokenizer: str, task: str, limit: i
 
 
 def inspect(url: str, model: str, limit: int, folder: Path, tag: str) -> float:
+    tag = slug(tag)
     logs = folder / f"inspect_{tag}"
-    run([str(BIN / "inspect"), "eval", str(folder / "inspect_gsm8k.py"), "--model", f"openai-api/local/{model}",
+    run([str(BIN / "inspect"), "eval", "inspect_gsm8k.py", "--model", f"openai-api/local/{model}",
          "--model-base-url", url, "--num-choices", "2", "--temperature", "0", "--max-tokens", "256", "--limit",
          str(limit), "--seed", "0", "--log-dir", str(logs), "--log-format", "json", "--display", "none"],
-        folder / f"inspect_{tag}.log", env={"LOCAL_API_KEY": "none"})
+        folder / f"inspect_{tag}.log", env={"LOCAL_API_KEY": "none"}, cwd=folder)  # (a relative task file)
     log = json.loads(next(logs.glob("*.json")).read_text())
     return float(log["results"]["scores"][0]["metrics"]["accuracy"]["value"])
 
@@ -198,14 +204,17 @@ def main() -> int:
     ap.add_argument("--mc-limit", type=int, default=25, help="problems of the multiple-choice task")
     ap.add_argument("--voting-n", type=int, default=4)
     ap.add_argument("--keep", help="folder for the logs and results (default: a temporary one)")
+    ap.add_argument("--skip-vllm", action="store_true", help="tts serve only (a quick check of the harnesses)")
     args = ap.parse_args()
     from tts.models import resolve_model
+    from tts.serve import served_name
 
     path = resolve_model(args.model)  # the prepared folder (TTSError when it is not: run `make model`)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="harness-parity-"))
     folder.mkdir(parents=True, exist_ok=True)
     write_tasks(folder, args.limit, args.mc_limit)
-    name, common = args.model, ["--seed", "0", "--max-model-len", "4096"]
+    name = served_name(args.model)
+    common = ["--served-model-name", name, "--seed", "0", "--max-model-len", "4096"]
     scores: dict[str, dict[str, float]] = {}
     timing: dict[str, float] = {}
 
@@ -222,12 +231,12 @@ def main() -> int:
         print(f"{tag}: {got} ({timing[tag]:.0f} s)", flush=True)
 
     port = free_port()
-    with server([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--served-model-name",
-                 name, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", *common],
-                folder / "vllm_server.log", port) as url:
-        evaluate("vLLM server", url, name)
+    if not args.skip_vllm:
+        with server([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--host", "127.0.0.1",
+                     "--port", str(port), "--enforce-eager", *common], folder / "vllm_server.log", port) as url:
+            evaluate("vLLM server", url, name)
     port = free_port()
-    with server([str(BIN / "tts"), "serve", "--model", name, "--strategy", "none", "--port", str(port),
+    with server([str(BIN / "tts"), "serve", "--model", args.model, "--strategy", "none", "--port", str(port),
                  "-n", str(args.voting_n), *common], folder / "tts_serve.log", port) as url:
         evaluate("tts serve none", url, name)
         evaluate(f"tts serve self_consistency n={args.voting_n}", url, f"self_consistency/{name}", mc=False)
@@ -242,7 +251,7 @@ def main() -> int:
         print(f"{r:<{width}} | " + " | ".join(cells))
     print(" " * width + " | " + " | ".join(f"{timing[t]:29.0f}s" for t in tags))
     print(f"logs and samples: {folder}")
-    same = all(scores["vLLM server"][r] == scores["tts serve none"][r] for r in rows)
+    same = all(scores.get("vLLM server", scores["tts serve none"])[r] == scores["tts serve none"][r] for r in rows)
     print("pass-through scores equal vLLM's: " + ("yes" if same else "NO"))
     return 0 if same else 1
 

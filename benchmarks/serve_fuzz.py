@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ def rss_mb(pid: int) -> float:
 
 def main() -> int:
     import serve_bodies
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, given, seed, settings
     from hypothesis import strategies as st
     from servers import free_port
 
@@ -47,6 +46,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=1200)
+    ap.add_argument("--rounds", type=int, default=3, help="the requests in this many rounds, RSS after each")
     ap.add_argument("--seconds", type=float, default=600, help="stop the campaign after this long")
     args = ap.parse_args()
     if not DATA.exists():
@@ -89,9 +89,6 @@ def main() -> int:
                     fives.append(f"{path} {r.status_code}: {content[:200]!r} -> {r.text[:300]}")
                 counts[(path, r.status_code)] += 1
 
-            @settings(max_examples=args.requests, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
-            @given(data=st.data())
             def campaign(data: st.DataObject) -> None:
                 if time.time() - start > args.seconds:
                     return
@@ -101,7 +98,11 @@ def main() -> int:
                     path, body = data.draw(serve_bodies.body(questions))
                     send(path, serve_bodies.encode(body))
 
-            campaign()
+            rounds = []
+            for r in range(args.rounds):  # new requests each round (another seed): a leak grows round by round
+                seed(r)(settings(max_examples=args.requests // args.rounds, deadline=None, database=None,
+                                 suppress_health_check=list(HealthCheck))(given(data=st.data())(campaign)))()
+                rounds.append(rss_mb(proc.pid))
             for size in (1 << 20, 4 << 20, 50 << 20):  # at, under and far over --max-body-bytes (4 MiB)
                 send("/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", "content": "'
                      + b"x" * (size - 80) + b'"}]}')
@@ -122,8 +123,9 @@ def main() -> int:
     print(f"5xx (or server_error events): {len(fives)}")
     for f in fives[:10]:
         print("  " + f)
-    print(f"server RSS after warm-up {before:.0f} MB, after the campaign {after:.0f} MB "
-          f"({after - before:+.0f} MB); still answering: {alive}")
+    print(f"server RSS after warm-up {before:.0f} MB; after each round "
+          + ", ".join(f"{m:.0f}" for m in rounds) + f" MB; at the end {after:.0f} MB ({after - before:+.0f} MB); "
+          f"still answering: {alive}")
     return 1 if fives or alive != 200 else 0
 
 

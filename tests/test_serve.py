@@ -23,8 +23,6 @@ from servers import engine_counters, free_port, serving
 
 from tts.errors import BackendError
 from tts.registry import names
-from tts.serve.app import create_app
-from tts.serve.schema import ServeOptions
 from tts.types import GenRequest
 
 BOXED = ["we get \\boxed{5}", "so \\boxed{5}", "maybe \\boxed{7}"]
@@ -383,7 +381,7 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
     async with serving(vllm_generator, max_tokens=12, temperature=1.0) as (url, _):
         c = client(url)
         before = engine_counters(vllm_generator)
-        sc = await c.chat.completions.create(model="self_consistency/tiny", messages=ASK, n=3)
+        sc = await c.chat.completions.create(model="self_consistency/tiny", messages=ASK, extra_body={"tts": {"n": 3}})
         await asyncio.sleep(1.0)  # let the engine publish its counters
         after = engine_counters(vllm_generator)
         assert sc.usage.completion_tokens == delta(before, after, "vllm:generation_tokens_total")
@@ -407,7 +405,7 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
 
         async def one(i: int):
             return await c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"{i} + {i}?"}],
-                                                   n=2, max_tokens=8)
+                                                   max_tokens=8, extra_body={"tts": {"n": 2}})
         replies = await asyncio.gather(*(one(i) for i in range(64)), return_exceptions=True)
         await asyncio.sleep(1.0)
         end = engine_counters(vllm_generator)
@@ -421,7 +419,8 @@ async def test_engine_usage_equals_the_engine_counters(vllm_generator):
 async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
     async with serving(vllm_generator, temperature=1.0, keepalive=0.05) as (url, app):
         stream = await client(url).chat.completions.create(
-            model="first_finish/tiny", messages=ASK, n=3, max_tokens=16, stream=True)
+            model="first_finish/tiny", messages=ASK, max_tokens=16, stream=True, stream_options={"include_usage": True},
+            extra_body={"tts": {"n": 3}})
         chunks = [ch async for ch in stream]
         assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
         assert chunks[-1].usage.tts["samples"] == 3 and chunks[-1].usage.completion_tokens > 0
@@ -430,11 +429,12 @@ async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
         before = engine_counters(vllm_generator)
         async with httpx.AsyncClient(base_url=url, timeout=30) as h:
             async with h.stream("POST", "/v1/chat/completions", json={
-                    "model": "first_finish/tiny", "messages": ASK, "n": 4, "max_tokens": 1900, "stream": True,
-                    "tts": {"params": {"k": 4}}}) as r:  # k=4: it waits for every trace
+                    "model": "first_finish/tiny", "messages": ASK, "max_tokens": 1900, "stream": True,
+                    "tts": {"n": 4, "params": {"k": 4}}}) as r:  # k=4: it waits for every trace
+                began = asyncio.get_running_loop().time()
                 async for line in r.aiter_lines():
-                    if line == ": keep-alive":
-                        break  # the strategy is working: hang up
+                    if line == ": keep-alive" and asyncio.get_running_loop().time() - began > 2:
+                        break  # the strategy has been working a while (tokens generated): hang up
         await asyncio.sleep(1.0)
         gone = engine_counters(vllm_generator)
         await asyncio.sleep(1.0)

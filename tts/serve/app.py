@@ -44,7 +44,8 @@ from tts.serve.schema import (APIError, ChatProblem, ChatRequest, ChatTask, Comp
                               ResponsesRequest, ServeOptions, from_validation)
 from tts.spec import BackendId
 from tts.strategy import Strategy
-from tts.types import DEFAULT_SYSTEM_PROMPT, Budget, GenRequest, Result, Sampling, TextCompletion, TextRequest
+from tts.types import (DEFAULT_SYSTEM_PROMPT, Budget, GenRequest, Result, Sampling, TextCompletion, TextRequest,
+                       Usage)
 
 log = logging.getLogger("tts.serve")
 T = TypeVar("T")
@@ -481,7 +482,7 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
                     return choices
 
                 def bill(outs: list[TextCompletion]) -> Any:
-                    return sum((d.usage for d in outs), tts.Usage())
+                    return sum((d.usage for d in outs), Usage())
 
                 if req.stream:
                     def rest(outs: list[TextCompletion]) -> list[dict[str, Any]]:

@@ -63,10 +63,6 @@ def answer(result: Result, stops: tuple[str, ...] = (), trace: Trace | None = No
     return Answer(text, finish, trace, result, was_cut)
 
 
-def finish_reason(trace: Trace | None) -> str:
-    return "length" if trace is not None and trace.finish_reason == "length" else "stop"
-
-
 # -- logprobs ---------------------------------------------------------------------------------
 def _entry(token: str, logprob: float) -> dict[str, Any]:
     return {"token": token, "logprob": max(logprob, NEG), "bytes": list(token.encode("utf-8", "replace"))}
