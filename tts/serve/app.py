@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException
 
 import tts
 from tts.context import Accountant, Verifier
-from tts.errors import BackendError, BudgetExceeded, TTSError
+from tts.errors import BackendError, TTSError
 from tts.experiment.build import build_strategy, build_verifier
 from tts.interfaces import Generator
 from tts.registry import lookup, names
@@ -283,7 +283,7 @@ class Service:
 
     async def complete(self, req: CompletionRequest, plan: Plan) -> list[TextCompletion]:
         """The pass-through of a text completion: each prompt to the backend as it is (n samples
-        each), the operator's budget checked at its worst case first."""
+        each), the budget (the server's, or less) checked at its worst case first."""
         async def work() -> list[TextCompletion]:
             acc = Accountant(plan.budget)
             outs = []
@@ -297,10 +297,7 @@ class Service:
                 outs.append(done)
             return outs
 
-        try:
-            return await self.slot(work)
-        except BudgetExceeded as e:
-            raise APIError(400, f"{e} (tts.budget / the server's --budget)", "tts.budget") from None
+        return await self.slot(work)  # (a budget it would exceed is a 400: client_errors)
 
     async def close(self) -> None:
         for v in self.verifiers.values():
@@ -451,7 +448,7 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
                         return respond.chat_chunks(rid, created, model, got, lps, plan.chosen, req.tts.return_candidates,
                                                    req.tts.telemetry, req.include_usage)
 
-                    return _sse(service, plan, first, lambda: service.solve(plan, problem), rest, tally)
+                    return _sse(service, first, lambda: service.solve(plan, problem), rest, tally)
                 results = await _wait(service, lambda: service.solve(plan, problem), request)
                 got, lps = answers(results)
                 return JSONResponse(respond.chat_completion(rid, created, model, got, lps, plan.chosen,
@@ -493,7 +490,7 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
                                            "choices": [], "usage": respond.text_usage(bill(outs))})
                         return chunks
 
-                    return _sse(service, plan, [], lambda: service.complete(req, plan), rest, tally)
+                    return _sse(service, [], lambda: service.complete(req, plan), rest, tally)
                 outs = await _wait(service, lambda: service.complete(req, plan), request)
                 return JSONResponse(respond.text_completion(rid, created, model, shaped(outs), bill(outs)))
         except ClientGone:
@@ -520,7 +517,7 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
                         return respond.response_events(rid, created, model, respond.answer(results[0], plan.stops),
                                                        req, plan.chosen)
 
-                    return _sse(service, plan, first, lambda: service.solve(plan, problem), rest, tally, events=True)
+                    return _sse(service, first, lambda: service.solve(plan, problem), rest, tally, events=True)
                 results = await _wait(service, lambda: service.solve(plan, problem), request)
                 return JSONResponse(respond.response(rid, created, model, respond.answer(results[0], plan.stops),
                                                      req, plan.chosen))
@@ -547,7 +544,7 @@ async def _wait(service: Service, work: Callable[[], Awaitable[T]], request: Req
         await s.cancel()  # on success, whatever a strategy left running
 
 
-def _sse(service: Service, plan: Plan, first: list[dict[str, Any]], work: Callable[[], Awaitable[T]],
+def _sse(service: Service, first: list[dict[str, Any]], work: Callable[[], Awaitable[T]],
          rest: Callable[[T], list[dict[str, Any]]], tally: Tally, events: bool = False) -> StreamingResponse:
     """A server-sent event stream: `first` at once, keep-alive comments while the work runs, then
     `rest(result)` and `[DONE]` (Responses events: numbered, no [DONE]). A failure arrives as an
@@ -578,14 +575,14 @@ def _sse(service: Service, plan: Plan, first: list[dict[str, Any]], work: Callab
                     yield ": keep-alive\n\n"
             try:
                 out = rest(task.result())
-            except APIError as e:
-                status = str(e.status)
-                yield event({"type": "error", **e.body()} if events else e.body())
-                return
             except Exception as e:  # noqa: BLE001 - a fault mid-stream is an error event, never a cut stream
-                log.exception("stream failed")
-                status = "500"
-                yield event(APIError(500, f"internal error: {type(e).__name__}", type="server_error").body())
+                if not isinstance(e, APIError):
+                    log.exception("stream failed")
+                    e = APIError(500, f"internal error: {type(e).__name__}", type="server_error", code="internal_error")
+                status = str(e.status)
+                err = e.body()["error"]  # Responses: an `error` event with the fields at its top
+                yield event({"type": "error", "code": err["code"], "message": err["message"], "param": err["param"]}
+                            if events else e.body())
                 return
             for obj in out:
                 yield event(obj)
