@@ -122,23 +122,25 @@ async def test_tts_serve_pass_through_answers_as_vllms_own_server(server, vllm_g
                    temperature=0)
     chat = dict(messages=QUESTION, temperature=0, max_tokens=16, stop=["\n\n", "Question:"], logprobs=True,
                 top_logprobs=2)
-    want = await direct.completions.create(model=model, **scoring)
+    prompt_only = {**scoring, "max_tokens": 0}  # score the prompt alone
+    want = [await direct.completions.create(model=model, **b) for b in (scoring, prompt_only)]
     want_chat = await direct.chat.completions.create(model=model, **chat)
     backend = OpenAIGenerator(model, f"http://127.0.0.1:{port}/v1")
     try:
         for gen in (vllm_generator, backend):
             async with serving(gen) as (url, _):
                 ours = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="EMPTY", max_retries=0)
-                got = await ours.completions.create(model="none/tiny", **scoring)
+                got = [await ours.completions.create(model="none/tiny", **b) for b in (scoring, prompt_only)]
                 got_chat = await ours.chat.completions.create(model="none/tiny", **chat)
-            for w, g in zip(want.choices, got.choices, strict=True):
+            for w, g in zip([c for r in want for c in r.choices], [c for r in got for c in r.choices], strict=True):
                 assert (g.index, g.text, g.logprobs.tokens, g.logprobs.text_offset) == \
                        (w.index, w.text, w.logprobs.tokens, w.logprobs.text_offset)
                 assert g.logprobs.token_logprobs[0] is None is w.logprobs.token_logprobs[0]
                 assert g.logprobs.token_logprobs[1:] == pytest.approx(w.logprobs.token_logprobs[1:], abs=1e-4)
                 assert [sorted(r) for r in g.logprobs.top_logprobs[1:]] == \
                        [sorted(r) for r in w.logprobs.top_logprobs[1:]]
-            assert got.usage.prompt_tokens == want.usage.prompt_tokens
+                assert g.finish_reason == w.finish_reason
+            assert [r.usage.prompt_tokens for r in got] == [r.usage.prompt_tokens for r in want]
             w, g = want_chat.choices[0], got_chat.choices[0]
             assert (g.message.content, g.finish_reason) == (w.message.content, w.finish_reason)
             assert [t.token for t in g.logprobs.content] == [t.token for t in w.logprobs.content]

@@ -209,6 +209,11 @@ async def test_stream_sends_keepalives_then_the_answer_and_usage():
         plain = [c async for c in await client(url).chat.completions.create(model="tiny", messages=ASK, stream=True)]
         chunks = [c async for c in await client(url).chat.completions.create(
             model="tiny", messages=ASK, stream=True, stream_options={"include_usage": True})]
+        async with httpx.AsyncClient(base_url=url) as h:
+            metrics = (await h.get("/metrics")).text
+    # streams read to their end are answered (the openai client hangs up as soon as [DONE] is in)
+    counted = [line for line in metrics.splitlines() if line.startswith("tts_requests_total")]
+    assert counted == ['tts_requests_total{status="200",strategy="self_consistency"} 3.0'], counted
     assert ": keep-alive" in lines and lines[-1] == "data: [DONE]"
     # without include_usage every chunk has a choice (the common `chunk.choices[0].delta` loop) and none a usage
     assert all(c.choices and c.usage is None for c in plain)
@@ -444,7 +449,8 @@ async def test_engine_stream_and_disconnect_aborts_every_trace(vllm_generator):
     generated = delta(before, gone, "vllm:generation_tokens_total")
     assert 0 < generated < 4 * 1900 / 2, generated  # far short of the request's worst case
     assert delta(gone, still, "vllm:generation_tokens_total") == 0  # nothing of it runs on
-    assert 'tts_requests_total{status="499",strategy="first_finish"} 1.0' in metrics
+    assert 'tts_requests_total{status="499",strategy="first_finish"} 1.0' in metrics, \
+        [line for line in metrics.splitlines() if line.startswith("tts_requests_total")]
     assert app.state.service.admitted == 0
 
 
@@ -522,3 +528,20 @@ async def test_engine_pass_through_logprobs_stop_choices_and_completions(vllm_ge
     assert scored.choices[0].text.startswith(prompt) and "".join(lp.tokens[1:len(ids)]) in prompt
     assert streamed[-1].choices == [] and streamed[-1].usage.completion_tokens > 0
     assert "".join(ch.choices[0].text for ch in streamed[:-1])
+
+
+async def test_a_client_that_leaves_stops_its_work():
+    """Not streamed: a client that gives up (here a read timeout, as an impatient SDK's) has its
+    request cancelled within the server's poll (0.5 s), and nothing of it goes on running."""
+    gen = ScriptedGenerator(BOXED, delay=5.0)
+    async with serving(gen) as (url, app):
+        async with httpx.AsyncClient(base_url=url, timeout=0.5) as h:
+            with pytest.raises(httpx.ReadTimeout):
+                await h.post("/v1/chat/completions", json={"model": "tiny", "messages": ASK})
+        await asyncio.sleep(1.5)
+        service = app.state.service
+        running = [t for t in asyncio.all_tasks() if "solve" in repr(t.get_coro())]
+        async with httpx.AsyncClient(base_url=url) as h:
+            metrics = (await h.get("/metrics")).text
+    assert service.admitted == 0 and not running, running
+    assert 'tts_requests_total{status="499",strategy="self_consistency"} 1.0' in metrics

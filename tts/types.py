@@ -200,7 +200,8 @@ class TextRequest:
     """A raw-text completion (no chat template): `n` samples continuing `prompt` (text, or token
     ids). `logprobs`: the top-k log-probabilities of each generated token (None: none); `echo`:
     the prompt's tokens and, with `logprobs`, their log-probabilities too (the loglikelihood
-    scoring of evaluation harnesses); `max_tokens` may then be 0 (score the prompt only)."""
+    scoring of evaluation harnesses); `max_tokens` may then be 0 (score the prompt only: one token is
+    generated all the same, as vLLM does, and its answer leaves it out)."""
 
     prompt: str | list[int]
     n: int = 1

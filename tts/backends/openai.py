@@ -418,8 +418,7 @@ class OpenAIGenerator(Generator):
                     top = sorted((row or {}).items(), key=lambda x: x[1], reverse=True)[:req.logprobs]
                     t.top_tokens.append([tok for tok, _ in top])
                     t.top_logprobs.append([v for _, v in top])
-            if req.max_tokens > 0:
-                out.choices.append(t)
+            out.choices.append(t)
         return out
 
     async def _complete_one(self, kw: dict[str, Any]) -> tuple[Any, Usage]:

@@ -274,7 +274,7 @@ class VLLMGenerator(Generator):
         with the tokenizer's special tokens (or taken as ids), n single-sample requests, and with
         echo + logprobs the prompt's logprobs (`prompt_logprobs`, the sampled token and the top k
         at each position, -inf shown as -9999 as the server does). max_tokens 0 (echo only)
-        generates one token, which is charged but not returned, as the server does."""
+        generates one token, charged, which the server then leaves out of its answer."""
         from vllm.sampling_params import RequestOutputKind
 
         if isinstance(req.prompt, str):
@@ -295,7 +295,7 @@ class VLLMGenerator(Generator):
         choices = [self._trace(out.outputs[0], req) for out in finals]
         usage = Usage(prompt_tokens=len(ids) * req.n, cached_tokens=sum(out.num_cached_tokens or 0 for out in finals),
                       completion_tokens=sum(t.num_tokens for t in choices))
-        done = TextCompletion(text, ids, [] if req.max_tokens == 0 else choices, usage)
+        done = TextCompletion(text, ids, choices, usage)
         if req.echo:
             rows = finals[0].prompt_logprobs if scoring else None
             for i, tok in enumerate(ids):

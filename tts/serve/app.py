@@ -475,7 +475,8 @@ def create_app(generator: Generator, opts: ServeOptions) -> FastAPI:
                 def shaped(outs: list[TextCompletion]) -> list[dict[str, Any]]:
                     choices: list[dict[str, Any]] = []
                     for done in outs:
-                        choices += respond.text_choices(done, plan.stops, req.logprobs, req.echo, len(choices))
+                        choices += respond.text_choices(done, plan.stops, req.logprobs, req.echo, len(choices),
+                                                        prompt_only=req.max_tokens == 0)
                     return choices
 
                 def bill(outs: list[TextCompletion]) -> Any:
@@ -584,15 +585,27 @@ def _sse(service: Service, first: list[dict[str, Any]], work: Callable[[], Await
                 yield event({"type": "error", "code": err["code"], "message": err["message"], "param": err["param"]}
                             if events else e.body())
                 return
-            for obj in out:
-                yield event(obj)
-            if not events:
-                yield "data: [DONE]\n\n"
-            status = "200"
+            tail = [event(obj) for obj in out] + ([] if events else ["data: [DONE]\n\n"])
+            for i, text in enumerate(tail):
+                if i == len(tail) - 1:
+                    status = "200"  # a client may hang up as soon as the last event is in: it had it all
+                yield text
         finally:
             service.admitted -= 1
             service.metrics.requests.labels(tally.strategy, status).inc()
             await s.cancel()  # a client gone mid-strategy: every trace of its request is aborted
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _Closing(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                       "X-Accel-Buffering": "no"})
+
+
+class _Closing(StreamingResponse):
+    """A stream whose body is closed the moment the response ends, however it ends. Starlette
+    stops iterating a body whose client went away but leaves the generator to the garbage
+    collector, so its `finally` (which cancels the request's work) could run much later."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]

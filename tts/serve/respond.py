@@ -234,16 +234,17 @@ def pieces(text: str, size: int = 64) -> list[str]:
 
 
 # -- text completions -------------------------------------------------------------------------
-def text_choices(done: TextCompletion, stops: tuple[str, ...], k: int | None, echo: bool,
-                 start: int) -> list[dict[str, Any]]:
-    """A prompt's choices, numbered from `start` (several prompts number on, as vLLM's)."""
+def text_choices(done: TextCompletion, stops: tuple[str, ...], k: int | None, echo: bool, start: int,
+                 prompt_only: bool = False) -> list[dict[str, Any]]:
+    """A prompt's choices, numbered from `start` (several prompts number on, as vLLM's);
+    `prompt_only` (echo with max_tokens 0): each the prompt alone, the generated token left out."""
     out = []
-    for t in done.choices or [None]:  # echo with max_tokens 0: the prompt alone
-        text, was_cut = cut(t.text, stops) if t is not None else ("", False)
-        finish = "length" if t is not None and t.finish_reason == "length" and not was_cut else "stop"
+    for t in done.choices:
+        text, was_cut = ("", False) if prompt_only else cut(t.text, stops)
+        finish = "length" if prompt_only or t.finish_reason == "length" and not was_cut else "stop"
         out.append({"index": start + len(out), "text": (done.prompt_text if echo else "") + text,
-                    "logprobs": None if k is None else text_logprobs(done, t, k, echo),
-                    "finish_reason": finish, "stop_reason": t.stop_reason if t is not None else None})
+                    "logprobs": None if k is None else text_logprobs(done, None if prompt_only else t, k, echo),
+                    "finish_reason": finish, "stop_reason": None if prompt_only else t.stop_reason})
     return out
 
 
