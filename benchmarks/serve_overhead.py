@@ -54,7 +54,8 @@ async def served(url, problems, args, clients):
             p = queue.get_nowait()
             t = time.perf_counter()
             r = await c.chat.completions.create(model="bench", messages=[{"role": "user", "content": p.question}],
-                                                n=args.n, max_tokens=args.max_tokens, temperature=args.temperature)
+                                                max_tokens=args.max_tokens, temperature=args.temperature,
+                                                extra_body={"tts": {"n": args.n}})  # the strategy's size
             latencies.append(time.perf_counter() - t)
             tokens[0] += r.usage.completion_tokens
         await c.close()
@@ -70,7 +71,7 @@ async def main(args) -> None:
     import tts
     from tts.backends.vllm import VLLMGenerator
     from tts.models import resolve_model
-    from tts.serve._build import build_strategy
+    from tts.experiment.build import build_strategy
     from tts.serve.app import create_app
     from tts.serve.schema import ServeOptions
 

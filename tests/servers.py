@@ -3,6 +3,7 @@ failures a real server cannot be made to produce on demand), and vLLM's own engi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,6 +19,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+
+@contextlib.asynccontextmanager
+async def serving(generator, **options):
+    """`tts serve`'s app (served as "tiny") on a free port of 127.0.0.1, uvicorn on the test's
+    event loop; yields (base URL, app); stops on exit."""
+    import uvicorn
+
+    from tts.serve.app import create_app
+    from tts.serve.schema import ServeOptions
+
+    opts = ServeOptions(served_model_name="tiny", **options)
+    app = create_app(generator, opts)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # a failed start raises here
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        await task
 
 
 def free_port() -> int:

@@ -106,6 +106,51 @@ async def test_stop_strings(gen):
     assert any(t.finish_reason == "stop" for t in traces)
 
 
+async def test_tts_serve_pass_through_answers_as_vllms_own_server(server, vllm_generator):
+    """What an evaluation harness sends (lm-eval's loglikelihood: a text prompt with echo and
+    logprobs, max_tokens 1; its generate_until: greedy chat with stop strings) answered by vLLM's
+    own server and by `tts serve` with the pass-through, on the in-process engine (the same
+    weights) and on the openai backend (over that same server): the same tokens and text, and
+    the same logprobs, so a harness scores alike."""
+    import openai
+
+    from servers import serving
+
+    model, port = server
+    direct = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", max_retries=0)
+    scoring = dict(prompt=["Question: 2 + 3 = ?\nAnswer: 5", "The sky is"], echo=True, logprobs=1, max_tokens=1,
+                   temperature=0)
+    chat = dict(messages=QUESTION, temperature=0, max_tokens=16, stop=["\n\n", "Question:"], logprobs=True,
+                top_logprobs=2)
+    prompt_only = {**scoring, "max_tokens": 0}  # score the prompt alone
+    want = [await direct.completions.create(model=model, **b) for b in (scoring, prompt_only)]
+    want_chat = await direct.chat.completions.create(model=model, **chat)
+    backend = OpenAIGenerator(model, f"http://127.0.0.1:{port}/v1")
+    try:
+        for gen in (vllm_generator, backend):
+            async with serving(gen) as (url, _):
+                ours = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="EMPTY", max_retries=0)
+                got = [await ours.completions.create(model="none/tiny", **b) for b in (scoring, prompt_only)]
+                got_chat = await ours.chat.completions.create(model="none/tiny", **chat)
+            for w, g in zip([c for r in want for c in r.choices], [c for r in got for c in r.choices], strict=True):
+                assert (g.index, g.text, g.logprobs.tokens, g.logprobs.text_offset) == \
+                       (w.index, w.text, w.logprobs.tokens, w.logprobs.text_offset)
+                assert g.logprobs.token_logprobs[0] is None is w.logprobs.token_logprobs[0]
+                assert g.logprobs.token_logprobs[1:] == pytest.approx(w.logprobs.token_logprobs[1:], abs=1e-4)
+                assert [sorted(r) for r in g.logprobs.top_logprobs[1:]] == \
+                       [sorted(r) for r in w.logprobs.top_logprobs[1:]]
+                assert g.finish_reason == w.finish_reason
+            assert [r.usage.prompt_tokens for r in got] == [r.usage.prompt_tokens for r in want]
+            w, g = want_chat.choices[0], got_chat.choices[0]
+            assert (g.message.content, g.finish_reason) == (w.message.content, w.finish_reason)
+            assert [t.token for t in g.logprobs.content] == [t.token for t in w.logprobs.content]
+            assert [t.logprob for t in g.logprobs.content] == \
+                   pytest.approx([t.logprob for t in w.logprobs.content], abs=1e-4)
+    finally:
+        await backend.close()
+        await direct.close()
+
+
 async def test_continuation_of_prefix(gen, server):
     from transformers import AutoTokenizer
 

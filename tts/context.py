@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tts.answers import extract_boxed
-from tts.errors import BudgetExceeded
+from tts.errors import BudgetExceeded, TTSError
 from tts.interfaces import Generator, StreamPlan
 from tts.thinking import extract_answer, force_thinking, inserted_bound, need_markers
 from tts.types import (Budget, Forcing, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage,
@@ -408,7 +408,8 @@ class Context:
         trace's `Score.path` is counted in `telemetry["verifier_paths"]` ("incremental" /
         "full-prefix": which way a process verifier scored it)."""
         if self.verifier is None:
-            raise ValueError("this strategy needs a verifier; pass verifier=... (e.g. Confidence())")
+            raise TTSError("this strategy needs a verifier; pass verifier=... (e.g. Confidence()), --verifier NAME "
+                           "or, over `tts serve`, tts.verifier")
         scores = await self.verifier.score(self, traces)
         paths = self.telemetry.setdefault("verifier_paths", {})
         for t, s in zip(traces, scores):

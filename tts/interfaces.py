@@ -16,7 +16,7 @@ from tts.models import DEFAULT_MODEL
 from tts.options import ModelOptions, SamplingOptions
 from tts.spec import BackendId
 from tts.thinking import Markers
-from tts.types import GenRequest, Trace, Usage
+from tts.types import GenRequest, TextCompletion, TextRequest, Trace, Usage
 
 
 class Generator(ABC):
@@ -54,6 +54,19 @@ class Generator(ABC):
     @abstractmethod
     async def count_prompt_tokens(self, req: GenRequest) -> int:
         """How many prompt tokens `req` will take (the accountant's pre-dispatch check)."""
+
+    async def complete(self, req: TextRequest) -> TextCompletion:
+        """Optional: a raw-text completion of `req.prompt` (no chat template), with the prompt's
+        own log-probabilities when `req.echo` and `req.logprobs` ask for them (what
+        loglikelihood scoring reads). Backends that cannot say so."""
+        raise TTSError(f"the {self.identity.kind} backend does not complete raw text prompts or report prompt "
+                       "logprobs; use the vllm or openai backend (or the chat endpoint)")
+
+    def for_run(self, seed: int) -> "Generator":
+        """The generator one run (one problem solved once) uses: this one, for backends without
+        per-run state. A replay returns a view of its bank with every sample available again, in
+        `seed`'s order, so each run replays from the start however often a problem is asked."""
+        return self
 
     async def close(self) -> None:
         """Release the backend (engine, connections)."""

@@ -68,7 +68,9 @@ class Trace:
     cut inside it), `thinking_tokens` the generated tokens up to and including the close marker
     (a subset of `num_tokens`; the answer's are the rest). `answer_from` says which part the
     answer was extracted from: "answer", "thinking" (no answer part) or "" (no split).
-    `stop_reason`: the stop string that ended the trace, when one did.
+    `stop_reason`: the stop string that ended the trace, when one did. `tokens[i]` is the
+    string of the i-th generated token, aligned with `logprobs` (filled with them by the vLLM
+    and OpenAI generators; empty otherwise).
     """
 
     text: str
@@ -87,6 +89,7 @@ class Trace:
     thinking_tokens: int = 0
     answer_from: str = ""
     stop_reason: str | None = None
+    tokens: list[str] = field(default_factory=list)
 
     @property
     def answer_tokens(self) -> int:
@@ -190,6 +193,42 @@ class GenRequest:
 
     def replace(self, **changes: Any) -> "GenRequest":
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(slots=True)
+class TextRequest:
+    """A raw-text completion (no chat template): `n` samples continuing `prompt` (text, or token
+    ids). `logprobs`: the top-k log-probabilities of each generated token (None: none); `echo`:
+    the prompt's tokens and, with `logprobs`, their log-probabilities too (the loglikelihood
+    scoring of evaluation harnesses); `max_tokens` may then be 0 (score the prompt only: one token is
+    generated all the same, as vLLM does, and its answer leaves it out)."""
+
+    prompt: str | list[int]
+    n: int = 1
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None
+    echo: bool = False
+
+
+@dataclass(slots=True)
+class TextCompletion:
+    """What `Generator.complete` returns: the prompt as the model read it and the `choices`
+    (traces with `token_ids`, and with `tokens`, `logprobs`, `top_logprobs`/`top_tokens` when
+    asked). With `echo`, `prompt_tokens[i]` is the string of prompt token i; with echo and
+    logprobs, `prompt_logprobs[i]` its log-probability (None for the first token, which has no
+    context) and `prompt_top[i]` the top-k tokens there with theirs, the prompt token among them
+    (None likewise), as vLLM reports them."""
+
+    prompt_text: str
+    prompt_ids: list[int]
+    choices: list[Trace]
+    usage: Usage
+    prompt_tokens: list[str] = field(default_factory=list)
+    prompt_logprobs: list[float | None] = field(default_factory=list)
+    prompt_top: list[dict[str, float] | None] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator
 from tts.options import ModelOptions, SamplingOptions
 from tts.thinking import Markers, mark_thinking, markers_for, opens_thinking
-from tts.types import GenRequest, Trace, Usage
+from tts.types import GenRequest, TextCompletion, TextRequest, Trace, Usage
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +377,67 @@ class OpenAIGenerator(Generator):
                 yield trace, usage
                 return
 
+    async def complete(self, req: TextRequest) -> TextCompletion:
+        """A raw-text completion through the server's /v1/completions, n single-sample requests
+        (as `generate`), with the retry policy. With echo the server returns the prompt before
+        each choice: the prompt part (its `usage.prompt_tokens` first tokens and their logprobs)
+        is split off."""
+        kw: dict[str, Any] = dict(model=self.model, prompt=req.prompt, n=1, max_tokens=req.max_tokens,
+                                  temperature=req.temperature, top_p=req.top_p, echo=req.echo)
+        if req.stop:
+            kw["stop"] = list(req.stop)
+        if req.logprobs is not None:
+            kw["logprobs"] = req.logprobs
+        if self.vllm and not req.echo:  # (vLLM leaves the prompt out of an echo that returns token ids)
+            kw["extra_body"] = {**self.extra_body, "return_token_ids": True}
+        done = await asyncio.gather(*(self._complete_one(kw) for _ in range(req.n)))
+        first, _ = done[0]
+        p = first.usage.prompt_tokens if first.usage else 0
+        c0 = first.choices[0]
+        lp = c0.logprobs
+        prompt_ids = list(getattr(c0, "prompt_token_ids", None) or ())
+        if isinstance(req.prompt, str):
+            prompt_text = req.prompt
+        else:
+            prompt_text = "".join(lp.tokens[:p]) if lp and lp.tokens else ""
+            prompt_ids = prompt_ids or list(req.prompt)
+        out = TextCompletion(prompt_text, prompt_ids, [], sum((u for _, u in done), Usage()))
+        if req.echo and lp is not None:
+            out.prompt_tokens = list(lp.tokens[:p])
+            out.prompt_logprobs = list(lp.token_logprobs[:p])
+            out.prompt_top = list(lp.top_logprobs[:p]) if lp.top_logprobs else [None] * p
+        for resp, usage in done:
+            c = resp.choices[0]
+            skip = p if req.echo else 0
+            text = c.text[len(prompt_text):] if req.echo else c.text
+            t = Trace(text=text, num_tokens=usage.completion_tokens, finish_reason=_finish(c.finish_reason),
+                      token_ids=list(getattr(c, "token_ids", None) or ()), stop_reason=_stop_reason(c))
+            if req.logprobs is not None and c.logprobs is not None:
+                t.tokens = list(c.logprobs.tokens[skip:])
+                t.logprobs = list(c.logprobs.token_logprobs[skip:])
+                for row in (c.logprobs.top_logprobs or [])[skip:]:
+                    top = sorted((row or {}).items(), key=lambda x: x[1], reverse=True)[:req.logprobs]
+                    t.top_tokens.append([tok for tok, _ in top])
+                    t.top_logprobs.append([v for _, v in top])
+            out.choices.append(t)
+        return out
+
+    async def _complete_one(self, kw: dict[str, Any]) -> tuple[Any, Usage]:
+        tried: list[str] = []
+        async with self._sem:
+            for attempt in itertools.count():
+                url, client = self._pick()
+                try:
+                    resp = await client.completions.create(**kw)
+                    if not getattr(resp, "choices", None) or resp.choices[0].finish_reason is None:
+                        raise BadResponse("no finished choice")
+                    break
+                except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
+                    await self._policy.after_failure(e, url, attempt, tried)
+        u = resp.usage
+        return resp, Usage(prompt_tokens=u.prompt_tokens if u else 0, cached_tokens=_cached(u),
+                           completion_tokens=u.completion_tokens if u else 0)
+
     async def post(self, route: str, body: dict[str, Any]) -> Any:
         """POST `body` (JSON) to `route` at the server root, outside /v1 (vLLM's "/pooling",
         "/tokenize", ...), with generation's replica rotation and retry policy; the JSON reply."""
@@ -432,6 +493,7 @@ def _add_logprobs(t: Trace, lp: Any, k: int | None) -> list | None:
     content = getattr(lp, "content", None) if k is not None else None
     for c in content or ():
         t.logprobs.append(c.logprob)
+        t.tokens.append(c.token)
         if k:
             top = sorted(c.top_logprobs, key=lambda x: x.logprob, reverse=True)[:k]
             t.top_logprobs.append([x.logprob for x in top])

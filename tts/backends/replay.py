@@ -34,6 +34,7 @@ generated and charged for real while the traces themselves cost nothing to produ
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -130,6 +131,14 @@ class ReplayGenerator(Generator):
         if seed is not None:
             self.seed = seed
         self._served.clear()
+
+    def for_run(self, seed: int) -> "ReplayGenerator":
+        """A view of this replay for one run: the same bank (and caches), every sample available
+        again, served in `seed`'s order; so a problem asked again replays from the start, and
+        concurrent runs (a server's requests) never take each other's samples."""
+        view = copy.copy(self)
+        view.seed, view._served = seed, {}
+        return view
 
     def order(self, key: str) -> list[int]:
         """The order in which problem `key`'s samples are served in a run (sample indices)."""

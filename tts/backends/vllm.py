@@ -10,6 +10,7 @@ that worst case. An engine that fails (dead, or a request it cannot finish) is a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from tts.interfaces import Generator
 from tts.models import DEFAULT_MODEL, resolve_model
 from tts.options import ModelOptions, SamplingOptions
 from tts.thinking import mark_thinking, markers_for, opens_thinking
-from tts.types import GenRequest, Trace, Usage
+from tts.types import GenRequest, TextCompletion, TextRequest, Trace, Usage
 
 
 class VLLMGenerator(Generator):
@@ -145,7 +146,7 @@ class VLLMGenerator(Generator):
                            "shorten it or raise --max-model-len")
         return min(req.max_tokens, room)
 
-    def _params(self, req: GenRequest, kind: Any, max_tokens: int, **extra: Any) -> Any:
+    def _params(self, req: GenRequest | TextRequest, kind: Any, max_tokens: int, **extra: Any) -> Any:
         from vllm import SamplingParams
 
         return SamplingParams(
@@ -169,7 +170,7 @@ class VLLMGenerator(Generator):
         ids = self.prompt_ids(req)
         params = self._params(req.replace(n=1), RequestOutputKind.FINAL_ONLY, self._room(req, ids))
         finals = await asyncio.gather(*(self.final_output(ids, params) for _ in range(req.n)))
-        traces = [self._trace(out.outputs[0], req) for out in finals]
+        traces = [self._trace(out.outputs[0], req, req.prefix) for out in finals]
         for t in traces:
             mark_thinking(t, self.markers, self._prompt(req)[1], self._close_id)
         usage = Usage(
@@ -238,12 +239,12 @@ class VLLMGenerator(Generator):
         if trace.finish_reason is None:
             raise BackendError("the vLLM engine ended a stream without finishing it; see its log above")
 
-    def _trace(self, o: Any, req: GenRequest) -> Trace:
+    def _trace(self, o: Any, req: GenRequest | TextRequest, prefix: str = "") -> Trace:
         t = Trace(
             text=o.text,
             num_tokens=len(o.token_ids),
             finish_reason=_finish(o.finish_reason),
-            prefix=req.prefix,
+            prefix=prefix,
             token_ids=list(o.token_ids),
             stop_reason=o.stop_reason if isinstance(o.stop_reason, str) else None,
         )
@@ -251,15 +252,61 @@ class VLLMGenerator(Generator):
             self._add_logprobs(t, o.token_ids, o.logprobs, req.logprobs)
         return t
 
-    @staticmethod
-    def _add_logprobs(t: Trace, token_ids: Any, logprobs: Any, k: int) -> None:
+    def _add_logprobs(self, t: Trace, token_ids: Any, logprobs: Any, k: int) -> None:
         for tok, row in zip(token_ids, logprobs):
             t.logprobs.append(row[tok].logprob)
+            t.tokens.append(self._decoded(tok, row[tok]))
             if k > 0:
                 # vLLM adds the sampled token to the top-k when it is not among them: keep rank <= k.
                 top = sorted((lp for lp in row.values() if lp.rank <= k), key=lambda lp: lp.logprob, reverse=True)
                 t.top_logprobs.append([lp.logprob for lp in top])
                 t.top_tokens.append([lp.decoded_token or "" for lp in top])
+
+    def _decoded(self, token_id: int, logprob: Any = None) -> str:
+        """A token's string as vLLM's server shows it: the engine's decoded token, else the
+        tokenizer's decoding of the id alone."""
+        text = getattr(logprob, "decoded_token", None)
+        return text if text is not None else self.tokenizer.decode(token_id)
+
+    # -- raw text ----------------------------------------------------------------------------
+    async def complete(self, req: TextRequest) -> TextCompletion:
+        """A raw-text completion as vLLM's /v1/completions computes it: the prompt tokenized
+        with the tokenizer's special tokens (or taken as ids), n single-sample requests, and with
+        echo + logprobs the prompt's logprobs (`prompt_logprobs`, the sampled token and the top k
+        at each position, -inf shown as -9999 as the server does). max_tokens 0 (echo only)
+        generates one token, charged, which the server then leaves out of its answer."""
+        from vllm.sampling_params import RequestOutputKind
+
+        if isinstance(req.prompt, str):
+            ids, text = self.tokenizer.encode(req.prompt, add_special_tokens=True), req.prompt
+        else:
+            ids, text = list(req.prompt), self.tokenizer.decode(req.prompt)
+        if not ids:
+            raise TTSError("the prompt is empty: give it at least one token")
+        scoring = req.echo and req.logprobs is not None
+        room = None if self.max_model_len is None else self.max_model_len - len(ids)
+        if room is not None and room < 1:
+            raise TTSError(f"the prompt ({len(ids)} tokens) fills the model's length ({self.max_model_len}); "
+                           "shorten it or raise --max-model-len")
+        max_tokens = max(1, req.max_tokens if room is None else min(req.max_tokens, room))
+        params = self._params(dataclasses.replace(req, n=1), RequestOutputKind.FINAL_ONLY, max_tokens,
+                              prompt_logprobs=req.logprobs if scoring else None)
+        finals = await asyncio.gather(*(self.final_output(ids, params) for _ in range(req.n)))
+        choices = [self._trace(out.outputs[0], req) for out in finals]
+        usage = Usage(prompt_tokens=len(ids) * req.n, cached_tokens=sum(out.num_cached_tokens or 0 for out in finals),
+                      completion_tokens=sum(t.num_tokens for t in choices))
+        done = TextCompletion(text, ids, choices, usage)
+        if req.echo:
+            rows = finals[0].prompt_logprobs if scoring else None
+            for i, tok in enumerate(ids):
+                row = rows[i] if rows is not None and i < len(rows) else None
+                done.prompt_tokens.append(self._decoded(tok, row[tok] if row else None))
+                if scoring:
+                    done.prompt_logprobs.append(None if row is None else max(row[tok].logprob, -9999.0))
+                    done.prompt_top.append(None if row is None else {
+                        self._decoded(t, lp): max(lp.logprob, -9999.0)
+                        for j, (t, lp) in enumerate(row.items()) if req.logprobs == -1 or req.logprobs >= j})
+        return done
 
     def request_id(self) -> str:
         """A fresh engine request id (unique in this process)."""

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from tts.errors import TTSError
 from tts.options import ModelOptions, add_flags, given, one_line, option_name
 from tts.serve.schema import API_KEY_ENV, ServeOptions
-from tts.types import DEFAULT_SYSTEM_PROMPT
 
 BLOCKS = (ModelOptions, ServeOptions)
 
@@ -48,9 +47,11 @@ def options(args: argparse.Namespace) -> tuple[ModelOptions, ServeOptions]:
 
 
 def served_name(model: str) -> str:
-    """A model folder is served under its folder name; anything else under its own name."""
+    """A model folder is served under its folder name; anything else under its own name (a
+    description after it, as an imported bank's model has, left out: a client's output folder
+    or tokenizer is named by it)."""
     path = Path(model).expanduser()
-    return path.name if model.startswith(("/", ".", "~")) or path.exists() else model
+    return path.name if model.startswith(("/", ".", "~")) or path.exists() else (model.split() or [model])[0]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,13 +69,11 @@ def main(args: argparse.Namespace) -> int:
     model, opts = options(args)
     cls = backend(model)  # an unknown backend fails now, naming the registered ones
     bank = cls.open_bank(model) if model.backend == "replay" else None
-    # The defaults every request gets: given values, else (replay) the bank's, else tts.Sampling's.
-    sampling = opts.resolve(bank.sampling if bank is not None else None)
-    system = opts.system_prompt
-    if system is None:  # a replayed bank answers only the prompt it was recorded with
-        system = (bank.system_prompt or "") if bank is not None else DEFAULT_SYSTEM_PROMPT
-    opts = ServeOptions(**{**opts.model_dump(), "temperature": sampling.temperature, "top_p": sampling.top_p,
-                           "max_tokens": sampling.max_tokens, "system_prompt": system, "api_key": opts.api_key})
+    if bank is not None:  # a replayed bank answers only what it was recorded with: its sampling and prompt
+        sampling = opts.resolve(bank.sampling)
+        system = (bank.system_prompt or "") if opts.system_prompt is None else opts.system_prompt
+        opts = ServeOptions(**{**opts.model_dump(), "temperature": sampling.temperature, "top_p": sampling.top_p,
+                               "max_tokens": sampling.max_tokens, "system_prompt": system, "api_key": opts.api_key})
     build_strategy(opts.strategy, opts.n, opts.params)  # bad defaults fail before the engine starts
     if opts.verifier:
         lookup("verifier", opts.verifier)
