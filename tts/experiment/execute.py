@@ -94,7 +94,9 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
                                   sampling=sampling, logprobs=job.logprobs, seed=0, concurrency=first.concurrency)
                 gen = ReplayGenerator(job.bank, sampling=sampling)
             for run in runs:
-                _, chash, _ = await bench(run.cfg, generator=gen, verifier=await verifier_for(run, gen), store=sink,
+                # A verifier that calls a model (a judge, generated tests) calls the live one: a bank
+                # holds the strategy's samples, not the verifier's requests.
+                _, chash, _ = await bench(run.cfg, generator=gen, verifier=await verifier_for(run, generator), store=sink,
                                           problems=plan.problems[run.task_index])
                 if chash != run.config_hash:  # the plan and bench must agree, or resume would break
                     raise TTSError(f"internal: run {run.label} hashed {chash}, planned {run.config_hash}")

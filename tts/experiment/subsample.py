@@ -1,6 +1,8 @@
 """One generation for many N: a sweep's runs of a subsamplable strategy (one that declares
 `subsamplable`: it only selects among independent samples) that differ only in `n` (and seed)
-form a group, sampled once at the largest n into a bank and replayed for every run.
+form a group, sampled once at the largest n into a bank and replayed for every run. Groups
+whose samples would be the same (same model, task, sampling, largest n and logprobs: they
+differ in strategy or verifier) share one bank and one job, so the samples are drawn once.
 
 A replayed run's spec names the replay backend and the bank's folder (so it never shares a
 key with a live run), and its records the model `replay:<model>@<bank>`.
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tts.experiment.build import backend_id, build_strategy
-from tts.options import BenchConfig
+from tts.options import BenchConfig, ModelOptions, SamplingOptions, TaskOptions
 from tts.registry import lookup
 from tts.spec import BackendId
 
@@ -52,6 +54,7 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             groups.setdefault(hashlib.sha256(key.encode()).hexdigest()[:12], []).append(r)
     member_of = {id(r): gid for gid, members in groups.items() for r in members}
     jobs: list[Any] = []
+    shared: dict[str, Job] = {}  # bank folder name -> the job recording it
     placed: set[int] = set()
     for r in runs:
         if id(r) in placed:
@@ -63,7 +66,8 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             placed.add(id(r))
             continue
         top = max(x.cfg.n for x in members)
-        bank = out / "banks" / f"{gid}-n{top}"
+        logprobs = logprobs_needed(members[0].cfg)
+        bank = out / "banks" / f"{_samples_key(r, logprobs)}-n{top}"
         model = backend_id(r.cfg).model  # the model the bank will be recorded with
         for x in members:
             # Keyed as a replay of this bank (which does not exist yet: named here).
@@ -71,8 +75,22 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
             x.group = bank.name
             placed.add(id(x))
-        jobs.append(Job(members, bank, top, logprobs_needed(members[0].cfg)))
+        if bank.name in shared:
+            shared[bank.name].runs.extend(members)
+        else:
+            shared[bank.name] = Job(members, bank, top, logprobs)
+            jobs.append(shared[bank.name])
     return jobs
+
+
+_SAMPLES = (*ModelOptions.model_fields, *SamplingOptions.model_fields, *TaskOptions.model_fields)
+
+
+def _samples_key(run: Any, logprobs: int | None) -> str:
+    """What a group's recorded samples depend on (not its strategy, verifier, n or seed)."""
+    key = json.dumps({**run.cfg.model_dump(include=set(_SAMPLES)), "task_index": run.task_index,
+                      "logprobs": logprobs}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def logprobs_needed(cfg: BenchConfig) -> int | None:
