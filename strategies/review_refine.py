@@ -36,6 +36,7 @@ WORSE = "\nAvoid what went wrong in this weaker attempt (scored {score:.2f}):\n{
 class ReviewRefine(Strategy):
     name = "review_refine"
     default_verifier = "visible_tests"
+    subsamplable = True  # round 0 is n independent samples (a sweep's bank); reviews and revisions are live
 
     def __init__(self, n: Count = 4, rounds: NonNegative = 2, stop_at: Probability | None = 1.0,
                  critique_tokens: Count = 256):

@@ -13,6 +13,9 @@ is wrong (Reflexion's self-reflection), then the fix. Fixes are greedy (`repair_
 0, as both papers decode their repairs). With n > 1, the chains' final programs are scored by the
 verifier and the best-scored answers (first of equals): best-of-n over self-debugged programs.
 
+In a sweep over n, the first samples come from one generation at the largest n (subsampled, as
+Best-of-N's) and every repair is generated live.
+
 Deviations: the tests fed back are the prompt's own examples (Self-Debugging on MBPP shows the
 one given test; Reflexion on HumanEval writes its own internal tests with the model); the
 feedback is a user turn after the program in one conversation (Reflexion restates the previous
@@ -72,6 +75,9 @@ class Chain:
 class SelfDebug(Strategy):
     name = "self_debug"
     default_verifier = "visible_tests"  # selects among the n chains' final programs
+    # Its n first samples are independent: a sweep draws them from one bank at the largest n, and
+    # the repair turns, which no bank holds, are generated live (ReplayGenerator's continuation).
+    subsamplable = True
 
     def __init__(self, n: Count = 1, rounds: NonNegative = 2, reflect: bool = False,
                  repair_temperature: Temperature = 0.0):

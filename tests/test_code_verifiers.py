@@ -284,9 +284,10 @@ def test_no_run_ever_exceeds_its_budget_execution_seconds_included(task, add, wh
 
 # -- a sweep: one bank for every subsampled configuration, judges served live ----------------------
 async def test_a_sweep_draws_samples_once_and_its_judges_run_live(tmp_path):
-    """Best-of-N over n = 1, 2 scored by visible tests and by the code judge, and
-    self-consistency: three subsample groups with the same samples share one bank (one
-    generation), and the code judge, whose requests no bank holds, asks the live generator."""
+    """Best-of-N over n = 1, 2 scored by visible tests and by the code judge, self-consistency
+    and self-debugging: four subsample groups with the same samples share one bank (one
+    generation); the code judge's requests and self-debugging's repair turns, which no bank
+    holds, go to the live generator."""
     import json
 
     import yaml
@@ -300,19 +301,22 @@ async def test_a_sweep_draws_samples_once_and_its_judges_run_live(tmp_path):
     f.write_text(yaml.safe_dump({
         "tasks": [{"name": "humaneval", "data": str(data)}],
         "strategies": [{"name": "best_of_n", "verifier": "visible_tests"}, {"name": "best_of_n", "verifier": "code_judge"},
-                       {"name": "self_consistency"}],
+                       {"name": "self_consistency"}, {"name": "self_debug", "params": {"rounds": 1}}],
         "grid": {"n": [1, 2]}, "sampling": {"max_tokens": 40}, "output": str(tmp_path / "out")}))
     p = sweep.plan(f)
-    assert len(p.jobs) == 1 and len(p.jobs[0].runs) == 6 and p.jobs[0].record_n == 2
+    assert len(p.jobs) == 1 and len(p.jobs[0].runs) == 8 and p.jobs[0].record_n == 2
     gen = Recording([SUB, GOOD], top=[("Yes", math.log(0.6)), ("No", math.log(0.4))])
     gen.model = DEFAULT_MODEL  # the planned model: runs are keyed by it
     store = await sweep.run_local(p, generator=gen)
-    samples = [r for r in gen.requests if r.logprobs is None]
+    samples = [r for r in gen.requests if len(r.messages) == 1 and r.logprobs is None]
     judged = [r for r in gen.requests if r.logprobs is not None]
+    repairs = [r for r in gen.requests if len(r.messages) > 1]
     assert [r.n for r in samples] == [2]  # the bank: 2 samples of the one problem, drawn once
     assert judged and all("Is the candidate solution correct?" in r.messages[0]["content"] for r in judged)
+    # self_debug n=2 draws both samples, SUB among them: its chain is told its failures and repaired live
+    assert repairs and all("Tests failed:" in r.messages[-1]["content"] and r.temperature == 0.0 for r in repairs)
     recs = list(store.records.values())
-    assert len(recs) == 6 and all(r["model"].startswith("replay:") for r in recs)
+    assert len(recs) == 8 and all(r["model"].startswith("replay:") for r in recs)
     best2 = next(r for r in recs if r["strategy"] == "best_of_n" and r["n_samples"] == 2
                  and r["scores"] in ([0.0, 1.0], [1.0, 0.0]))
     assert best2["correct"] and best2["usage"]["exec_seconds"] > 0

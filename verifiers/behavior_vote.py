@@ -52,7 +52,7 @@ def inputs_of(tests: list[str], entry: str, limit: int) -> list[str]:
 class BehaviorVote(Verifier):
     name = "behavior_vote"
 
-    def __init__(self, generator: Generator, *, samples: int = 4, max_tokens: int = 256, per_sample: int = 5,
+    def __init__(self, generator: Generator, *, samples: int = 4, max_tokens: int = 160, per_sample: int = 5,
                  max_inputs: int = 20, filter_visible: bool = True, temperature: float = 0.8, top_p: float = 0.95):
         self.tests = GeneratedTests(generator, samples, max_tokens, per_sample, temperature, top_p)
         self.max_inputs = max_inputs

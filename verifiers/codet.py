@@ -92,7 +92,7 @@ class GeneratedTests:
     """Test cases the model writes for a problem, once per run (keyed by the run's accountant:
     one per problem-run), as a Counter (test -> how many samples wrote it)."""
 
-    def __init__(self, generator: Generator, samples: int = 4, max_tokens: int = 256, per_sample: int = 5,
+    def __init__(self, generator: Generator, samples: int = 4, max_tokens: int = 160, per_sample: int = 5,
                  temperature: float = 0.8, top_p: float = 0.95):
         if min(samples, max_tokens, per_sample) < 1:
             raise TTSError("generated tests need samples, max_tokens and per_sample >= 1")
@@ -128,7 +128,7 @@ class GeneratedTests:
 class CodeT(Verifier):
     name = "codet"
 
-    def __init__(self, generator: Generator, *, samples: int = 4, max_tokens: int = 256, per_sample: int = 5,
+    def __init__(self, generator: Generator, *, samples: int = 4, max_tokens: int = 160, per_sample: int = 5,
                  temperature: float = 0.8, top_p: float = 0.95):
         self.tests = GeneratedTests(generator, samples, max_tokens, per_sample, temperature, top_p)
         self.model = generator.model

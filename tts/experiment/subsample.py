@@ -52,34 +52,32 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             key = json.dumps({**r.cfg.model_dump(exclude={"n", "seed"}), "task_index": r.task_index},
                              sort_keys=True, default=str)
             groups.setdefault(hashlib.sha256(key.encode()).hexdigest()[:12], []).append(r)
-    member_of = {id(r): gid for gid, members in groups.items() for r in members}
+    # Groups drawing the same samples share a bank, recorded at the largest n any of them needs.
+    keys = {gid: _samples_key(ms[0], logprobs_needed(ms[0].cfg)) for gid, ms in groups.items()
+            if len({x.cfg.n for x in ms}) >= 2}
+    tops: dict[str, int] = {}
+    for gid, key in keys.items():
+        tops[key] = max(tops.get(key, 0), *(x.cfg.n for x in groups[gid]))
+    member_of = {id(r): gid for gid in keys for r in groups[gid]}
     jobs: list[Any] = []
-    shared: dict[str, Job] = {}  # bank folder name -> the job recording it
-    placed: set[int] = set()
+    shared: dict[str, Job] = {}  # samples key -> the job recording its bank
     for r in runs:
-        if id(r) in placed:
-            continue
         gid = member_of.get(id(r))
-        members = groups.get(gid, []) if gid else []
-        if len({x.cfg.n for x in members}) < 2:
+        if gid is None:
             jobs.append(Job([r]))
-            placed.add(id(r))
             continue
-        top = max(x.cfg.n for x in members)
-        logprobs = logprobs_needed(members[0].cfg)
-        bank = out / "banks" / f"{_samples_key(r, logprobs)}-n{top}"
+        key = keys[gid]
+        bank = out / "banks" / f"{key}-n{tops[key]}"
         model = backend_id(r.cfg).model  # the model the bank will be recorded with
-        for x in members:
-            # Keyed as a replay of this bank (which does not exist yet: named here).
-            x.spec = x.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
-            x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
-            x.group = bank.name
-            placed.add(id(x))
-        if bank.name in shared:
-            shared[bank.name].runs.extend(members)
+        # Keyed as a replay of this bank (which does not exist yet: named here).
+        r.spec = r.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
+        r.cfg = r.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
+        r.group = bank.name
+        if key in shared:
+            shared[key].runs.append(r)
         else:
-            shared[bank.name] = Job(members, bank, top, logprobs)
-            jobs.append(shared[bank.name])
+            shared[key] = Job([r], bank, tops[key], logprobs_needed(r.cfg))
+            jobs.append(shared[key])
     return jobs
 
 
