@@ -117,7 +117,8 @@ def test_predicted_reuses_its_probe_samples(math100_bank):
     assert reused.telemetry["probe_samples_reused"] == 2 * len(test)
     assert reused.telemetry["probe_spent"] == discarded.telemetry["probe_spent"] > 0
     assert reused.spent < discarded.spent
-    assert sum(cost(r.usage, "total_tokens") for r in reused.results) == pytest.approx(reused.spent)
+    for a in (reused, discarded):  # a record carries its probe's cost, reused or not
+        assert sum(cost(r.usage, "total_tokens") for r in a.results) == pytest.approx(a.spent)
     # the training profile measured what the candidate adds after the probe: about half its cost
     assert reused.telemetry["train_cost"]["self_consistency n=4"] < 0.7 * discarded.telemetry["train_cost"]["self_consistency n=4"]
     assert AllocationSpec("predicted", 1e6, candidates=tuple(CANDS)).params()["reuse_probe"] is True

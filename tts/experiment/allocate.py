@@ -371,10 +371,11 @@ OnResult = Callable[[int, Result, str], Any]  # (index in problems, result, the 
 
 async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candidate], planned: Sequence[float],
                    pool: Pool, concurrency: int, on_result: OnResult | None,
-                   probed: Sequence[tuple[ProbeSamples, Result]] | None = None) -> list[Result]:
+                   probed: Sequence[tuple[ProbeSamples, Result]] | None = None, reuse: bool = False) -> list[Result]:
     """Solve each problem with its planned candidate, caps drawn from the pool in input order.
-    With `probed` (each problem's probe generator and result), the candidate is served the
-    probe's samples; the pool is charged what it adds, the record carries both costs."""
+    With `probed` (each problem's probe generator and result), a record carries its probe's
+    cost too (the pool paid it when the probe ran); with `reuse`, the candidate is served the
+    probe's samples and the pool is charged only what it adds."""
     rest = [sum(planned[i + 1:]) for i in range(len(planned))]  # planned cost of those after i
     sem = asyncio.Semaphore(concurrency)
     turn = asyncio.Lock()
@@ -391,12 +392,13 @@ async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candid
                 cap = pool.grant(keep=rest[i], most=need, least=run.sample_worst)
             reused, probe_result = probed[i] if probed is not None else (None, None)
             if reused is not None:
-                reused.serving = True
-            r = await run.solve(problems[i], plan[i], cap, reused)
+                reused.serving = reuse
+            r = await run.solve(problems[i], plan[i], cap, reused if reuse else None)
             pool.settle(cap, cost(r.usage, run.unit))
-        if reused is not None:  # the probe was paid from the pool when it ran; the record shows both
+        if probe_result is not None:  # the probe was paid from the pool when it ran; the record shows both
             r.usage = r.usage + probe_result.usage
-            r.telemetry["probe_samples_reused"] = reused.served
+            if reuse:
+                r.telemetry["probe_samples_reused"] = reused.served
         if on_result is not None:
             await _maybe_await(on_result(i, r, plan[i].label))
         return r
@@ -582,7 +584,7 @@ async def allocate(
         telemetry.update({"edges": [float(e) for e in edges], "bin_sizes": sizes,
                           "per_bin": [candidates[k].label for k in choice]})
     results = await _execute(run, problems, plan, planned, pool, concurrency, on_result,
-                             probed if policy == "predicted" and reuse else None)
+                             probed if policy == "predicted" else None, reuse)
     if policy == "predicted" and reuse:
         telemetry["probe_samples_reused"] = sum(r.telemetry.get("probe_samples_reused", 0) for r in results)
     return Allocation(policy, total, unit, results, [c.label for c in plan], pool.spent, telemetry)
