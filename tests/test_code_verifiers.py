@@ -103,6 +103,25 @@ async def test_humaneval_reference_programs_pass_their_visible_tests(task):
     assert all(await asyncio.gather(*(one(p) for p in problems)))
 
 
+async def test_mbpp_shows_its_first_test_and_names_its_function(tmp_path):
+    import json
+
+    from tasks.mbpp import MBPP
+
+    row = {"task_id": 901, "prompt": "Write a function to find the square root of the product of two numbers.",
+           "code": "import math\ndef root_prod(a, b):\n    return math.sqrt(a * b)", "test_imports": ["import math"],
+           "test_list": ["assert math.isclose(root_prod(2, 8), 4.0)", "assert root_prod(1, 1) == 1.0"]}
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    task = MBPP()
+    (p,) = task.load(tmp_path / "m.jsonl")
+    assert task.visible_tests(p) == ["assert math.isclose(root_prod(2, 8), 4.0)"] and task.entry_point(p) == "root_prod"
+    assert task.spec(p, examples=False).startswith("def root_prod(a, b):") and "isclose" not in task.spec(p, False)
+    r = await tts.solve(p, BestOfN(2), generator=ScriptedGenerator([
+        "```python\nimport math\ndef root_prod(a, b):\n    return math.sqrt(a * b)\n```",
+        "```python\ndef root_prod(a, b):\n    return a * b\n```"]), verifier=VisibleTests(), task=task)
+    assert [t.score for t in r.traces] == [1.0, 0.0] and r.correct  # the setup's `import math` is the test's
+
+
 def test_codet_test_extraction():
     text = ("assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert max(1, 2) == 2\nassert add(1,\n"
             "# trailing\nassert add(5, 5) == 10\n```\nmore words assert add(9, 9) == 18")

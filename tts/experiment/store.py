@@ -111,8 +111,8 @@ class SweepStore(ResultStore):
     needed."""
 
     def __init__(self, out: Path, name: str = RESULTS):
+        self.others: set[Key] = set()  # first: reading its own file asks done()
         super().__init__(out / name, writer=True)
-        self.others: set[Key] = set()
         for f in result_files(out):
             if f != self.path:
                 self.others.update(k for k, r in ResultStore(f).records.items() if not is_failed(r))
