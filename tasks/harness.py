@@ -23,7 +23,7 @@ import traceback
 REPR_CHARS = 300  # of a value reported back
 
 
-class TestTimeout(Exception):
+class TestTimeout(BaseException):  # not an Exception: a program's `except Exception` cannot swallow it
     pass
 
 

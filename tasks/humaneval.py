@@ -106,7 +106,7 @@ def docstring_examples(prompt: str, entry: str) -> tuple[list[str], list[int]]:
             if not want and isinstance(call, ast.Compare) and _call_of(call, entry):  # `>>> f(x) == y`
                 asserts.append(f"assert {ast.unparse(call)}")
                 used += span
-            elif _call_of(call, entry):  # nothing printed: None
+            elif _call_of(call, entry):  # its output, or None when it printed nothing (a bare call)
                 expected = _literal(" ".join(want)) if want else "None" if isinstance(call, ast.Call) else None
                 if expected is not None:
                     asserts.append(f"assert {ast.unparse(call)} == {expected}")

@@ -145,6 +145,17 @@ async def test_visible_tests_scores_the_pass_rate_and_charges_exec_seconds(task,
     assert r.usage.verifier_tokens == 0  # nothing but execution
 
 
+async def test_a_test_that_loops_fails_alone_within_its_time_limit(task, add):
+    """Each test runs under its own limit inside the program's run: add(2, 3) loops (even behind
+    an `except Exception`), add(1, 1) still runs and passes."""
+    looping = block("while a == 2:\n        try:\n            pass\n        except Exception:\n            pass\n"
+                    "    return a + b")
+    ctx = Context(add, ScriptedGenerator(["x"]), Accountant())
+    o = await task.check(ctx, task.extract(looping), task.visible_tests(add), test_seconds=0.5)
+    assert [t["passed"] for t in o.tests] == [False, True] and "TestTimeout" in o.tests[0]["error"]
+    assert o.pass_rate == 0.5 and 0.5 <= ctx.usage.exec_seconds < task.check_limits.wall_seconds
+
+
 async def test_codet_dual_agreement_by_hand(task, add):
     # Four generated tests (one written twice, one wrong): add(2,3)==5 (x2), add(0,0)==0, add(1,1)==3.
     judge = Recording(["add(2, 3) == 5\nassert add(0, 0) == 0\n```", "add(2, 3) == 5\nassert add(1, 1) == 3\n"],
