@@ -174,14 +174,20 @@ async def test_codet_dual_agreement_by_hand(task, add):
     assert r.usage.verifier_calls == 1 and r.usage.verifier_tokens > 0 and r.usage.exec_seconds > 0
 
 
-async def test_codet_writes_its_tests_once_per_run(task, add):
-    judge = Recording(["add(2, 3) == 5\n"])
-    ctx = Context(add, ScriptedGenerator(["x"]), Accountant())
+async def test_codet_writes_its_tests_once_per_problem_and_seed(task, add):
+    """Scored twice in one run, or in another run of the same problem and seed (a sweep's runs at
+    several n): one generation; each run is charged it. Another seed writes its own."""
+    judge = Recording(["add(2, 3) == 5\n"], num_params=7)
     v = CodeT(judge)
-    traces, _ = await Context(add, ScriptedGenerator([GOOD, FIVE]), ctx.accountant).sample(2)
-    await v.score(ctx, traces[:1])
-    await v.score(ctx, traces)
-    assert len(judge.requests) == 1
+    charged = []
+    for seed in (0, 0, 1):
+        ctx = Context(add, ScriptedGenerator(["x"]), Accountant(None, 10, 7), seed=seed)
+        traces, _ = await ctx.sample(1)
+        await v.score(ctx, traces)
+        await v.score(ctx, traces)
+        charged.append((ctx.usage.verifier_tokens, ctx.usage.verifier_calls))
+    assert len(judge.requests) == 2  # seeds 0 and 1
+    assert charged[0] == charged[1] == charged[2] and charged[0][0] > 0 and charged[0][1] == 1
 
 
 async def test_behaviour_vote_clusters_by_outputs_on_generated_inputs(task, add):

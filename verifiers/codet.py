@@ -13,10 +13,11 @@ score is its set's, divided by its largest possible value (all programs passing 
 scores lie in [0, 1]; a program passing no test, or not loading, scores 0 (CodeT ranks it not
 at all).
 
-The test generation is the verifier's own model call: `Context.judge`, charged as verifier
-tokens at the generator's size (as every other judge's call is), so `completion_tokens` stay
-the strategy's samples and `total_tokens` / FLOPs count both. Tests are generated once per run
-(a strategy that scores again, e.g. a refinement loop, reuses them). Deviations: a chat model
+The test generation is the verifier's own model call (`Context.verify`, as `Context.judge`
+charges a judge), charged as verifier tokens at the generator's size, so `completion_tokens`
+stay the strategy's samples and `total_tokens` / FLOPs count both. Tests are generated once per
+run (a strategy that scores again, e.g. a refinement loop, reuses them) and once per problem and
+seed across runs (`GeneratedTests`: a sweep over n compares programs on the same tests). Deviations: a chat model
 continues the test prompt as an assistant prefix (CodeT prompts a completion model); far fewer
 test samples (`samples`, default 4; CodeT: 100); the model's own examples are stripped from the
 HumanEval prompt by the task (`CodeTask.spec(examples=False)`), MBPP keeps only the
@@ -29,13 +30,13 @@ import ast
 import asyncio
 import math
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from tts.context import Accountant, Context, Verifier
 from tts.errors import TTSError
 from tts.interfaces import Generator
-from tts.types import GenRequest, Problem, Score, Trace
+from tts.types import GenRequest, Problem, Score, Trace, Usage
 
 from tasks.code import code_task
 
@@ -88,9 +89,20 @@ def calls(node: ast.AST, entry: str) -> ast.Call | None:
                  and n.func.id == entry), None)
 
 
+WRITTEN = 4096  # test generations remembered per generator (problem, seed, sampling)
+_written: weakref.WeakKeyDictionary[Generator, OrderedDict[tuple, tuple[list[str], Usage]]] = \
+    weakref.WeakKeyDictionary()
+
+
 class GeneratedTests:
     """Test cases the model writes for a problem, once per run (keyed by the run's accountant:
-    one per problem-run), as a Counter (test -> how many samples wrote it)."""
+    one per problem-run), as a Counter (test -> how many samples wrote it).
+
+    Written once per problem, seed and sampling for a given generator: another run of the same
+    problem and seed (a sweep's runs at several n, which draw their programs from one bank; CodeT
+    and behaviour voting side by side) gets the same tests, and is charged what writing them
+    cost (the engine's report, through `Context.verify`), as a subsampled run is charged its
+    recorded samples. The comparison across n then varies the programs only."""
 
     def __init__(self, generator: Generator, samples: int = 4, max_tokens: int = 160, per_sample: int = 5,
                  temperature: float = 0.8, top_p: float = 0.95):
@@ -117,10 +129,24 @@ class GeneratedTests:
 
     async def _write(self, ctx: Context) -> Counter[str]:
         entry = code_task(ctx.problem).entry_point(ctx.problem)
-        traces = await ctx.judge(self.generator, self.request(ctx.problem))
+        req = self.request(ctx.problem)
+        memo = _written.setdefault(self.generator, OrderedDict())
+        key = (ctx.problem.id, ctx.problem.question, ctx.seed, req.n, req.max_tokens, req.temperature, req.top_p)
+
+        async def work() -> tuple[list[str], Usage]:
+            if key not in memo:
+                traces, usage = await self.generator.generate(req)
+                memo[key] = ([t.text for t in traces], usage)
+                if len(memo) > WRITTEN:
+                    memo.popitem(last=False)
+            return memo[key]
+
+        # a judge call's worst case (Context.judge's): the prompt and every sample at max_tokens
+        worst = await self.generator.count_prompt_tokens(req) + req.n * req.max_tokens
+        texts = await ctx.verify(work, worst, self.generator.num_params)
         tests: Counter[str] = Counter()
-        for t in traces:
-            tests.update(parse_tests("assert " + t.text, entry, self.per_sample))
+        for text in texts:
+            tests.update(parse_tests("assert " + text, entry, self.per_sample))
         ctx.telemetry["generated_tests"] = len(tests)
         return tests
 
