@@ -15,14 +15,19 @@ evalplus with its prefill 0.70, python fence 0.80; docs/references.md). Extracti
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tts.context import Context
+from tts.errors import TTSError
+from tts.registry import lookup
 from tts.sandbox import ExecResult, Limits, Sandbox, default_sandbox
 from tts.types import Problem, Result
 
@@ -37,6 +42,7 @@ _OPEN_BLOCK = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*)\Z", re.S)  # cut by m
 _PYTHON = {"", "python", "py", "python3"}
 _KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
 OUTCOME_CACHE = 4096  # graded (problem, program) pairs remembered, so a record's detail costs no rerun
+TEST_SECONDS = 1.0  # per test when a verifier or strategy runs tests (model-written tests may loop)
 
 
 def instruct_prompt(task_prompt: str) -> str:
@@ -76,9 +82,11 @@ def keep_definitions(code: str) -> str:
 
 @dataclass(slots=True)
 class Outcome:
-    """How a program did on a problem's hidden tests. `tests`: one entry per test, in order
-    ({"passed": bool} plus "error", "line" (the test's failing line), "where" on a failure);
-    `failure`: one line saying why it failed (None when it passed)."""
+    """How a program did on a set of tests (a problem's hidden tests when graded). `tests`: one
+    entry per test, in order ({"passed": bool} plus "error", "line" (the test's failing line),
+    "where", and "got" (the value an `assert A == B` found for A) on a failure); `failure`: one
+    line saying why it failed (None when it passed); `values`: per expression asked for, its
+    value's repr or "!" + the exception it raised (None: not reached)."""
 
     passed: bool
     program: str
@@ -86,6 +94,12 @@ class Outcome:
     failure: str | None = None
     wall_seconds: float = 0.0
     cpu_seconds: float | None = None
+    values: list[str | None] = field(default_factory=list)
+    loaded: bool = True  # the program (and the setup) loaded: it defines what it defines
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(bool(t.get("passed")) for t in self.tests) / len(self.tests) if self.tests else float(self.loaded)
 
     def detail(self) -> dict[str, Any]:
         return {"program": self.program, "passed": self.passed, "tests": self.tests, "failure": self.failure,
@@ -98,6 +112,8 @@ class CodeTask(Task):
 
     system_prompt = ""  # no system message: the chat template's own (evalplus sends none)
     limits = Limits(wall_seconds=10.0, cpu_seconds=5, memory_bytes=1 << 30)  # per program, all its tests
+    # A verifier's or strategy's run (`check`): its wall limit is what the budget reserves for it.
+    check_limits = Limits(wall_seconds=5.0, cpu_seconds=4, memory_bytes=1 << 30)
 
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self.sandbox = sandbox or default_sandbox()  # fails here, before any engine, without bubblewrap
@@ -113,6 +129,43 @@ class CodeTask(Task):
     def tests(self, problem: Problem) -> tuple[str, list[str]]:
         """(setup code, hidden tests): each test is code run after the program; it fails by raising."""
         raise NotImplementedError
+
+    def visible_tests(self, problem: Problem) -> list[str]:
+        """The tests the prompt shows the model (its examples, as asserts): what an execution
+        verifier or a repair loop may run; never the hidden ones."""
+        raise NotImplementedError
+
+    def entry_point(self, problem: Problem) -> str:
+        """The name of the function the problem asks for (what generated tests call)."""
+        raise NotImplementedError
+
+    def spec(self, problem: Problem, examples: bool = True) -> str:
+        """The problem as code for a model to test or judge: the signature and docstring (or the
+        description); `examples=False` leaves out the examples the prompt shows (CodeT's test
+        generation prompt does, so generated tests are not copies of the visible ones)."""
+        raise NotImplementedError
+
+    async def check(self, ctx: Context, answer: str, tests: list[str], exprs: list[str] = (),
+                    test_seconds: float | None = TEST_SECONDS) -> Outcome:
+        """Run `answer`'s program against `tests` (and report the values of `exprs`) in the
+        sandbox, charged to `ctx`'s run as execution seconds (`Context.execute`): an execution
+        verifier's or a strategy's run, never the task's grading. Each test is limited to
+        `test_seconds` (model-written tests may loop)."""
+        setup, _ = self.tests(ctx.problem)
+        program = self.program(ctx.problem, answer)
+
+        async def run(files: dict[str, str]) -> ExecResult:
+            return await ctx.execute(self.sandbox, HARNESS, files=files, limits=self.check_limits)
+
+        return await _harness(run, program, setup, list(tests), list(exprs), test_seconds)
+
+    async def check_all(self, ctx: Context, answers: Sequence[str | None], tests: list[str], exprs: list[str] = (),
+                        test_seconds: float | None = TEST_SECONDS) -> list[Outcome | None]:
+        """`check` of each answer (None: no program), every distinct program run once, concurrently."""
+        distinct = list(dict.fromkeys(a for a in answers if a is not None))
+        runs = await asyncio.gather(*(self.check(ctx, a, tests, exprs, test_seconds) for a in distinct))
+        by = dict(zip(distinct, runs))
+        return [None if a is None else by[a] for a in answers]
 
     async def grade(self, problem: Problem, answer: str | None) -> bool:
         return answer is not None and (await self.outcome(problem, answer)).passed
@@ -131,21 +184,47 @@ class CodeTask(Task):
             return self._outcomes[key]
         program = self.program(problem, answer)
         setup, tests = self.tests(problem)
-        tag = f"@@tts-{secrets.token_hex(8)}@@"
-        spec = json.dumps({"tag": tag, "setup": setup, "tests": tests})
-        run = await self.sandbox.run(HARNESS, files={"solution.py": program, "spec.json": spec},
-                                     limits=self.limits)
-        outcome = _outcome(program, len(tests), run, tag)
+
+        async def run(files: dict[str, str]) -> ExecResult:  # grading: the task's, charged to no run
+            return await self.sandbox.run(HARNESS, files=files, limits=self.limits)
+
+        outcome = await _harness(run, program, setup, tests, [], None)
         self._outcomes[key] = outcome
         if len(self._outcomes) > OUTCOME_CACHE:
             self._outcomes.popitem(last=False)
         return outcome
 
 
-def _outcome(program: str, n_tests: int, run: ExecResult, tag: str) -> Outcome:
+_tasks: dict[str, CodeTask] = {}
+
+
+def code_task(problem: Problem) -> CodeTask:
+    """The registered code task `problem` comes from (one instance per task name): what an
+    execution verifier or a repair strategy builds, runs and tests its programs with."""
+    task = _tasks.get(problem.task)
+    if task is None:
+        cls = lookup("task", problem.task)
+        if not (isinstance(cls, type) and issubclass(cls, CodeTask)):
+            raise TTSError(f"problem {problem.id} is from task '{problem.task}', which runs no programs: execution "
+                           "verifiers and repair strategies need a code task (humaneval, mbpp)")
+        task = _tasks[problem.task] = cls()
+    return task
+
+
+async def _harness(run: Any, program: str, setup: str, tests: list[str], exprs: list[str],
+                   test_seconds: float | None) -> Outcome:
+    """Run the harness over `program` with `run(files)` (the sandbox's run, or the context's)."""
+    tag = f"@@tts-{secrets.token_hex(8)}@@"
+    spec = json.dumps({"tag": tag, "setup": setup, "tests": tests, "exprs": exprs, "test_seconds": test_seconds})
+    result = await run({"solution.py": program, "spec.json": spec})
+    return _outcome(program, len(tests), result, tag, len(exprs))
+
+
+def _outcome(program: str, n_tests: int, run: ExecResult, tag: str, n_exprs: int = 0) -> Outcome:
     """Read the harness's tagged lines. A run that died (time, memory, output cap, a crash) fails
     the tests it had not reported; `failure` names the first thing that went wrong."""
     tests: list[dict[str, Any] | None] = [None] * n_tests
+    values: list[str | None] = [None] * n_exprs
     done, load_error = False, None
     for line in run.stdout.splitlines():
         if not line.startswith(tag):
@@ -161,6 +240,8 @@ def _outcome(program: str, n_tests: int, run: ExecResult, tag: str) -> Outcome:
             load_error = f"{what} failed to load: {_describe(rep)}"
         elif isinstance(rep.get("test"), int) and 0 <= rep["test"] < n_tests:
             tests[rep["test"]] = {k: v for k, v in rep.items() if k != "test"}
+        elif isinstance(rep.get("expr"), int) and 0 <= rep["expr"] < n_exprs:
+            values[rep["expr"]] = str(rep["value"]) if "value" in rep else "!" + str(rep.get("error"))
     died = None if run.ok else run.summary()
     if died and run.stderr.strip():
         died += f" ({run.stderr.strip().splitlines()[-1][:200]})"
@@ -173,7 +254,9 @@ def _outcome(program: str, n_tests: int, run: ExecResult, tag: str) -> Outcome:
         first = next((i for i, t in enumerate(tests) if t is not None and not t["passed"]), None)
         failure = (load_error or (f"test {first}: {_describe(graded[first])}" if first is not None else None)
                    or died or "the program ended before the tests finished")
-    return Outcome(passed, program, graded, failure, run.wall_seconds, run.cpu_seconds)
+    reached = done or any(t is not None for t in tests) or any(v is not None for v in values)
+    return Outcome(passed, program, graded, failure, run.wall_seconds, run.cpu_seconds, values,
+                   load_error is None and reached)
 
 
 def _describe(rep: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ test in test_list is then run, the shown one included.
 
 from __future__ import annotations
 
+import ast
+import re
 from typing import Any
 
 from tts.errors import TTSError
@@ -39,7 +41,42 @@ class MBPP(CodeTask):
             setup = "\n".join(setup)
         question = instruct_prompt(f'"""\n{text.strip()}\n{tests[0].strip()}\n"""\n')
         return Problem(f"{self.name}/{row['task_id']}", question, row["code"], task=self.name,
-                       meta={"test_list": tests, "setup": setup})
+                       meta={"test_list": tests, "setup": setup, "text": text.strip()})
 
     def tests(self, problem: Problem) -> tuple[str, list[str]]:
         return problem.meta["setup"], list(problem.meta["test_list"])
+
+    def visible_tests(self, problem: Problem) -> list[str]:
+        """The test the prompt shows (the first of test_list)."""
+        return [problem.meta["test_list"][0]]
+
+    def entry_point(self, problem: Problem) -> str:
+        """The function the reference code defines that the first test calls (else the first
+        name the test calls)."""
+        shown = problem.meta["test_list"][0]
+        called = re.findall(r"([A-Za-z_]\w*)\s*\(", shown)
+        for name in _defined(problem.answer or ""):
+            if name in called:
+                return name
+        return next((c for c in called if c not in ("assert", "set", "math", "isclose", "sorted", "len")), called[0])
+
+    def spec(self, problem: Problem, examples: bool = True) -> str:
+        """The description, with the shown test (`examples`) or else the reference's signature."""
+        text = problem.meta.get("text") or problem.question
+        if examples:
+            return f'"""\n{text}\n{problem.meta["test_list"][0].strip()}\n"""\n'
+        sig = _signature(problem.answer or "", self.entry_point(problem))
+        return f'{sig}\n    """{text}"""\n' if sig else f'"""\n{text}\n"""\n'
+
+
+def _defined(code: str) -> list[str]:
+    try:
+        return [n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+
+
+def _signature(code: str, name: str) -> str | None:
+    """`def name(args):` as the reference code writes it (its parameters, not its body)."""
+    m = re.search(rf"^def\s+{re.escape(name)}\s*\(.*?\)\s*(->[^:]*)?:", code, re.M | re.S)
+    return m.group(0) if m else None

@@ -98,6 +98,33 @@ def test_oracle_gives_hard_bins_more(math100_bank):
     assert len(a.telemetry["per_bin"]) == 2 and a.spent > 0
 
 
+def test_predicted_reuses_its_probe_samples(math100_bank):
+    """The predicted policy's probe (2 samples) is not thrown away: self-consistency over 4 is
+    served the probe's 2 samples (free: the probe paid for them) and draws the rest after them
+    in the bank's order, never the probe's again; a record carries its probe's cost. Without
+    reuse (round 2) the same problem pays for its first 2 samples twice."""
+    train, test, gen, sampling = _setup(math100_bank)
+    kw = dict(total=1e7, generator=gen, policy="predicted", task=tasks.get_task("math500"), train=train,
+              sampling=sampling, bins=2, probe_n=2)
+    reused = asyncio.run(allocate(test, CANDS[1:2], **kw))
+    for p, r in zip(test, reused.results):  # the first samples of the problem's order, each drawn once
+        first = [math100_bank.get(p.id).samples[i].text for i in gen.order(p.id)[:len(r.traces)]]
+        assert r.telemetry["probe_samples_reused"] == 2 and sorted(t.text for t in r.traces) == sorted(first)
+        assert len(gen.served(p.id)) == len(r.traces) > 2
+    discarded = asyncio.run(allocate(test, CANDS[1:2], reuse_probe=False, **kw))
+    for r, d in zip(reused.results, discarded.results):
+        assert len(r.traces) >= len(d.traces)  # the same caps buy the free samples on top
+    assert reused.telemetry["probe_samples_reused"] == 2 * len(test)
+    assert reused.telemetry["probe_spent"] == discarded.telemetry["probe_spent"] > 0
+    assert reused.spent < discarded.spent
+    for a in (reused, discarded):  # a record carries its probe's cost, reused or not
+        assert sum(cost(r.usage, "total_tokens") for r in a.results) == pytest.approx(a.spent)
+    # the training profile measured what the candidate adds after the probe: about half its cost
+    assert reused.telemetry["train_cost"]["self_consistency n=4"] < 0.7 * discarded.telemetry["train_cost"]["self_consistency n=4"]
+    assert AllocationSpec("predicted", 1e6, candidates=tuple(CANDS)).params()["reuse_probe"] is True
+    assert "reuse_probe" not in AllocationSpec("uniform", 1e6, candidates=tuple(CANDS)).params()
+
+
 def test_snell_five_bins_are_the_default(math100_bank):
     """Snell et al. bin problems into five quantiles of pass@1. By hand: 6 training problems with
     pass@1 0/12, 1/12, ..., 5/12 have distinct quintile edges (4 of them), so 5 bins. Before:

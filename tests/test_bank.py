@@ -233,6 +233,24 @@ async def test_unreplayable_requests_fail_clearly(tmp_path):
         await RecordingGenerator(ScriptedGenerator(["x"])).generate(request("a", prefix="p"))
 
 
+async def test_what_the_bank_does_not_hold_goes_to_the_live_continuation(tmp_path):
+    """With a continuation generator, a recorded question replays and anything else is generated
+    live: a prefix, or a follow-up turn (a repair loop's feedback) at its own sampling."""
+    bank = make_bank(tmp_path / "bank")
+    live = ScriptedGenerator(["live answer"])
+    gen = ReplayGenerator(bank, continuation=live)
+    replayed, _ = await gen.generate(request("a", n=2))
+    assert live.calls == 0 and {t.text for t in replayed} <= {s.text for s in bank.get("a").samples}
+    follow_up = request("a").messages + [{"role": "assistant", "content": replayed[0].text},
+                                         {"role": "user", "content": "Tests failed: fix it."}]
+    fixed, usage = await gen.generate(GenRequest(follow_up, max_tokens=64, temperature=0.0))
+    assert [t.text for t in fixed] == ["live answer"] and live.calls == 1 and usage.completion_tokens == 2
+    await gen.generate(request("a", prefix="Step 1."))
+    assert live.calls == 2 and len(gen.served("a")) == 2  # the bank served only the recorded question
+    with pytest.raises(TTSError, match="no problem with the question"):
+        await ReplayGenerator(bank).generate(GenRequest(follow_up, max_tokens=32, temperature=0.7))
+
+
 class StreamTwo(tts.Strategy):
     """Streams two samples to the end (keeping every snapshot's text), then, with `abandon`, a
     third one that it drops after two tokens."""

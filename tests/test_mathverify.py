@@ -115,6 +115,22 @@ async def test_group_answers():
     assert await mv.group_answers([None, "7", "x+1", "1+x", "7"]) == [None, 0, 1, 1, 0]
 
 
+async def test_programs_group_by_their_text_without_math_verify(monkeypatch):
+    """Code answers (programs) span lines: math-verify, which parses one expression, is never
+    asked about them (under load each comparison waited out its timeout: a best-of-8 record's
+    majority took minutes); equal texts (whitespace aside) group, different ones do not."""
+    asked = []
+
+    async def spy(a, b):
+        asked.append((a, b))
+        return False
+
+    monkeypatch.setattr(mv, "equivalent", spy)
+    f = "def f(x):\n    return x + 1\n"
+    ids = await mv.group_answers([f, "def f(x):\n    return x+2\n", "def f(x):\n        return x + 1", "5", f])
+    assert ids == [0, 1, 0, 2, 0] and asked == []
+
+
 def test_closed_pool_refuses_work():
     p = MathVerifyPool(workers=1)
     p.close()

@@ -48,6 +48,11 @@ def test_table_csv_markdown(swept):
         assert r["gen_tokens"] >= r["completion_tokens"] > 0 and r["verifier_tokens"] == 0  # no prompt counts: no tokenizer
     bon = sorted((r for r in table if r["strategy"] == "best_of_n"), key=lambda r: r["n"])
     assert [r["n"] for r in bon] == [1, 2, 4, 8] and bon[-1]["gen_tokens"] > 6 * bon[0]["gen_tokens"]
+    # the unbiased pass@k over each row's samples: k = 1, 2, 4, 8 at n = 8; pass@8 bounds any selection
+    ks = dict(kv.split(":") for kv in bon[-1]["pass_at_k"].split())
+    assert list(ks) == ["1", "2", "4", "8"] and float(ks["8"]) >= bon[-1]["accuracy"] >= 0
+    assert [r["pass_at_k"].split()[0].split(":")[0] for r in bon] == ["1"] * 4
+    assert all(r["exec_seconds"] == 0 for r in table)  # nothing executed
     paths = report.write(out, table)
     with open(out / "report.csv") as f:
         assert len(list(csv.DictReader(f))) == 8

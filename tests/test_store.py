@@ -221,3 +221,16 @@ def test_input_files_end_lines_at_newline_only(tmp_path):
     src = tmp_path / "m.jsonl"
     src.write_bytes(json.dumps(row, ensure_ascii=False).replace(", ", ",\r", 1).encode() + b"\n")
     assert import_math100(src, tmp_path / "bank", tokenizer=None).keys() == ["math100/0"]
+
+
+def test_a_sweep_folder_with_a_failed_record_resumes(tmp_path):
+    """A fault is a failed record that a resume retries: the sweep's store opens a folder whose
+    file holds one (it crashed before: SweepStore asked `done` before it had its other shards)."""
+    from tts.experiment.store import SweepStore
+
+    ok = {"problem_id": "p1", "config_hash": "h", "seed": 0, "status": "finished", "correct": True, "usage": {}}
+    failed = {"problem_id": "p2", "config_hash": "h", "seed": 0, "status": "failed", "error": "BackendError: gone"}
+    (tmp_path / "results.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(failed) + "\n")
+    store = SweepStore(tmp_path)
+    assert store.done(("p1", "h", 0)) and not store.done(("p2", "h", 0))
+    store.close()

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--train-fraction", type=float, default=0.5,
                    help="share of the problems (seeded) held out for the policy to learn on; not recorded")
     a.add_argument("--allocation-param", action="append", default=[], metavar="K=V",
-                   help="bins, probe_n (predicted), batch, max_samples, confidence (sequential)")
+                   help="bins, probe_n, reuse_probe (predicted), batch, max_samples, confidence (sequential)")
 
     m = sub.add_parser("models", help="embedded models")
     msub = m.add_subparsers(dest="models_cmd", required=True)
@@ -198,7 +198,7 @@ def _bench(args: argparse.Namespace) -> int:
             alloc = AllocationSpec(policy=args.allocation, total=args.total_budget, candidates=_candidates(args, cfg),
                                    unit=args.total_unit, train_fraction=args.train_fraction, **options)
         except TypeError:
-            raise TTSError(f"--allocation-param takes bins, probe_n, batch, max_samples, confidence (the training "
+            raise TTSError(f"--allocation-param takes bins, probe_n, reuse_probe, batch, max_samples, confidence (the training "
                            f"share is --train-fraction); got {', '.join(sorted(options))}") from None
         run = partial(bench_allocated, alloc=alloc)
         title = f"{cfg.task} / allocation {alloc.policy}, total {alloc.total:g} {alloc.unit}"

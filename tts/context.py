@@ -7,6 +7,8 @@ afterwards. This module is the only place that counts tokens: generations are ch
 `generate`/`stream`/`plan_stream`, a verifier's model calls by `judge` (a generative judge) and
 `verify` (any other computation: a reward model's pooling call, an embedding), each one
 reserved on its own, so no run can go over its budget, verifier and judge caps included.
+Sandboxed program runs of a verifier or strategy go through `execute`, reserved at their time
+limit and charged the seconds they ran (`Usage.exec_seconds`).
 
 `Verifier` lives here because it is defined by what it does with a context; `Strategy`, which
 is too, is in `tts.strategy` (the context never needs it).
@@ -21,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tts.answers import extract_boxed
 from tts.errors import BudgetExceeded, TTSError
@@ -29,6 +31,9 @@ from tts.interfaces import Generator, StreamPlan
 from tts.thinking import extract_answer, force_thinking, inserted_bound, need_markers
 from tts.types import (Budget, Forcing, GenRequest, Problem, Sampling, Score, StoppedBy, Trace, Usage,
                        stopped_by)
+
+if TYPE_CHECKING:
+    from tts.sandbox import ExecResult, Limits, Sandbox
 
 T = TypeVar("T")
 
@@ -133,6 +138,10 @@ class Accountant:
         self._take(Usage(verifier_tokens=computed, verifier_cached_tokens=engine.cached_tokens,
                          verifier_calls=1, verifier_flops=self.verifier_flops(computed, params)), hold)
 
+    def charge_execution(self, seconds: float, hold: Hold | None = None) -> None:
+        """A sandboxed program run of `seconds` wall time."""
+        self._take(Usage(exec_seconds=seconds), hold)
+
     def finish(self) -> Usage:
         self.usage.wall_seconds = self.elapsed()
         return self.usage
@@ -184,6 +193,8 @@ class Context:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._executing = 0  # sandboxed runs in flight (`execute`), and their returns
+        self._executed = asyncio.Condition()
 
     @property
     def usage(self) -> Usage:
@@ -442,6 +453,45 @@ class Context:
 
         worst = await judge.count_prompt_tokens(req) + req.n * req.max_tokens
         return await self.verify(work, worst, judge.num_params)
+
+
+    async def execute(self, sandbox: "Sandbox", source: str, *, limits: "Limits | None" = None,
+                      **run: Any) -> "ExecResult":
+        """Run the program `source` in `sandbox` (`run`: `Sandbox.run`'s stdin, argv, files) as
+        part of this run's compute: a verifier's or strategy's execution, never the task's
+        grading. Reserved at its wall-time limit before it starts, then charged the wall seconds
+        it ran, at most that limit (what a killed program took past it is the sandbox's kill, not
+        the program's time). When the reservation does not fit the budget (the `exec_seconds`
+        cap) while other runs of this context are in flight, it waits for them to return what
+        they did not use, as `sample` does for generations; with none in flight it is refused
+        (BudgetExceeded). A sandbox failure (SandboxError) propagates: a fault, never a score."""
+        limits = limits or sandbox.limits
+        acc = self.accountant
+        while True:
+            reservation = acc.reserve(Usage(exec_seconds=limits.wall_seconds))
+            try:
+                hold = reservation.__enter__()
+                break
+            except BudgetExceeded:
+                if not self._executing:
+                    raise
+                async with self._executed:
+                    await self._executed.wait()
+        self._executing += 1
+        try:
+            try:
+                async with _deadline(acc.remaining_seconds()):
+                    result = await sandbox.run(source, limits=limits, **run)
+            except TimeoutError:  # the run's wall-clock cap: the program was killed; charge its limit
+                acc.charge_execution(limits.wall_seconds, hold)
+                raise BudgetExceeded("wall_seconds") from None
+            acc.charge_execution(min(result.wall_seconds, limits.wall_seconds), hold)
+        finally:
+            reservation.__exit__(None, None, None)
+            self._executing -= 1
+            async with self._executed:
+                self._executed.notify_all()
+        return result
 
 
 @contextlib.asynccontextmanager

@@ -256,6 +256,7 @@ _USAGE_FIELDS = (
     "verifier_flops",
     "wall_seconds",
     "thinking_tokens",
+    "exec_seconds",
 )
 # The accountant adds and subtracts Usages several times per call (a replayed race: ~10^6 per
 # sweep); one C-level getter of all fields keeps that off the profile.
@@ -280,6 +281,10 @@ class Usage:
 
     FLOPs are estimated as 2 x parameters x tokens actually computed: prompt tokens not served
     from the cache, plus completion tokens (generator) or computed tokens (verifier).
+
+    `exec_seconds` are the wall seconds model-written programs ran in the sandbox for the run
+    (an execution verifier's or a strategy's runs, `Context.execute`; concurrent runs add up):
+    compute that is neither tokens nor FLOPs, so it has its own field and cap.
     """
 
     prompt_tokens: int = 0
@@ -293,6 +298,7 @@ class Usage:
     verifier_flops: float = 0.0
     wall_seconds: float = 0.0
     thinking_tokens: int = 0
+    exec_seconds: float = 0.0
 
     @property
     def answer_tokens(self) -> int:
@@ -331,6 +337,8 @@ class Usage:
             d["answer_tokens"] = self.answer_tokens
         else:
             del d["thinking_tokens"]  # a run without thinking records what it always did
+        if not self.exec_seconds:
+            del d["exec_seconds"]  # nor does a run that executed nothing
         return d
 
     @classmethod
@@ -348,6 +356,7 @@ class Budget:
     calls: int | None = None
     flops: float | None = None
     wall_seconds: float | None = None
+    exec_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -365,6 +374,7 @@ class Budget:
             ("calls", usage.calls),
             ("flops", usage.flops),
             ("wall_seconds", usage.wall_seconds),
+            ("exec_seconds", usage.exec_seconds),
         ):
             cap = getattr(self, name)
             if cap is not None and value > cap + (1e-9 if isinstance(cap, float) else 0):

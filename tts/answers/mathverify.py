@@ -296,6 +296,9 @@ async def group_answers(answers: list[str | None]) -> list[int | None]:
 
     Answers with the same normal form share a cluster without math-verify; a new normal form is
     compared with each cluster's first member (concurrently) and joins the first that matches.
+    An answer spanning several lines is a program (a code task's), not a formula: math-verify
+    parses one expression, so it is never asked about one (each comparison could take its
+    timeout), and programs group by their normal form (whitespace collapsed) alone.
     """
     ids: list[int | None] = []
     reps: list[str] = []
@@ -306,9 +309,17 @@ async def group_answers(answers: list[str | None]) -> list[int | None]:
             ids.append(None)
             continue
         if n not in by_norm:
-            same = await asyncio.gather(*(equivalent(r, a) for r in reps))
+            same = [] if _program(a) else await asyncio.gather(*(_formulas_equal(r, a) for r in reps))
             by_norm[n] = next((i for i, s in enumerate(same) if s), len(reps))
             if by_norm[n] == len(reps):
                 reps.append(a)
         ids.append(by_norm[n])
     return ids
+
+
+def _program(answer: str) -> bool:
+    return "\n" in answer.strip()
+
+
+async def _formulas_equal(a: str, b: str) -> bool:
+    return not _program(a) and await equivalent(a, b)

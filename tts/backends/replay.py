@@ -28,7 +28,10 @@ Not replayable, with a TTSError saying so: step-level continuation (a request wi
 more samples than recorded, and requests whose model or sampling differ from the bank's.
 Continuations can instead go to a live `continuation` generator (the bank's model, served live):
 answer probes of DeepPrune and certainty probing then run on recorded traces, each probe
-generated and charged for real while the traces themselves cost nothing to produce.
+generated and charged for real while the traces themselves cost nothing to produce. With one,
+every request the bank does not hold goes to it: a prefix, or a conversation whose last user
+turn is no recorded question (a repair loop's feedback turn, a critique), so a strategy's first
+samples replay and its follow-up turns are generated live.
 """
 
 from __future__ import annotations
@@ -220,14 +223,24 @@ class ReplayGenerator(Generator):
         served.extend(picked)
         return [rec.samples[i] for i in picked]
 
+    def _live(self, req: GenRequest) -> bool:
+        """Whether `req` goes to the continuation generator: one is given and the bank does not
+        hold the request (a prefix to continue, or a last user turn that is no recorded question)."""
+        if self.continuation is None:
+            return False
+        if req.prefix:
+            return True
+        question = next((m["content"] for m in reversed(req.messages) if m.get("role") == "user"), None)
+        return question is not None and question not in self._keys and self.bank.find(question) is None
+
     # -- the Generator interface -------------------------------------------------------------
     async def count_prompt_tokens(self, req: GenRequest) -> int:
-        if req.prefix and self.continuation is not None:
+        if self._live(req):
             return await self.continuation.count_prompt_tokens(req)
         return self._problem(req).prompt_tokens
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
-        if req.prefix and self.continuation is not None:
+        if self._live(req):
             return await self.continuation.generate(req)
         rec = self._problem(req)
         samples = self._take(rec, req.n)
@@ -239,6 +252,10 @@ class ReplayGenerator(Generator):
 
     async def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:
         """Yields the same Trace object, grown in place (as the live backends do)."""
+        if self._live(req):
+            async for item in self.continuation.stream(req):
+                yield item
+            return
         if req.n != 1:
             raise ValueError("stream() samples one trace; use n=1 and start several streams")
         rec = self._problem(req)

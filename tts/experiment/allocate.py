@@ -11,7 +11,14 @@ Policies (`allocate(..., policy=...)`):
   upper bound for research: pass@1 is not known at test time).
 - `predicted`: Snell's model-predicted difficulty, with a cheap probe instead of 2048 samples:
   `probe_n` samples per problem, and the agreement of their answers (largest vote share) is the
-  difficulty; bins are quantiles of the training split's agreement; the probe is charged.
+  difficulty; bins are quantiles of the training split's agreement; the probe is charged. Its
+  samples are not thrown away (`reuse_probe`, default on): the configuration a problem then gets
+  is served the probe's samples first, for requests shaped like the probe's (`ProbeSamples`), so
+  best-of-8 after a 2-sample probe draws 6 more; the candidates are profiled on the training
+  split the same way (probe, then the candidate on it), so the knapsack plans with the cost each
+  candidate adds after the probe, and a problem's record carries its probe's cost too. (Round 2
+  measured that the discarded probe is why predicted lost to uniform on GSM8K.) For code,
+  answers are programs, so agreement is agreement of program texts.
 - `sequential`: spend in rounds of `batch` samples per unsettled problem; a problem is settled
   once adaptive-consistency's Beta rule says its leading answer is ahead with `confidence` (or
   after `max_samples`); freed budget goes to the unsettled ones. The answer is the majority.
@@ -32,6 +39,7 @@ problem not yet started, so earlier savings flow to later problems.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,7 +54,7 @@ from tts.interfaces import Generator
 from tts.context import Verifier
 from tts.registry import lookup
 from tts.runner import TaskLike, solve
-from tts.types import Budget, Problem, Result, Trace, Usage
+from tts.types import Budget, GenRequest, Problem, Result, Trace, Usage
 
 POLICIES = ("uniform", "oracle", "predicted", "sequential")
 UNITS = ("total_tokens", "flops")
@@ -87,9 +95,12 @@ class AllocationSpec:
     batch: int = 2
     max_samples: int = 8
     confidence: float = 0.95
+    reuse_probe: bool = True
 
     def __post_init__(self) -> None:
         _check(self.policy, self.unit, self.total)
+        if not isinstance(self.reuse_probe, bool):
+            raise TTSError(f"allocation parameter reuse_probe must be true or false, got {self.reuse_probe!r}")
         _check_options(self.bins, self.probe_n, self.batch, self.max_samples, self.confidence)
         if self.policy != "sequential" and not self.candidates:
             raise TTSError(f"the '{self.policy}' policy needs at least one candidate configuration")
@@ -113,12 +124,15 @@ class AllocationSpec:
         """What the run's hash covers (a RunSpec's params)."""
         out = asdict(self)
         out["candidates"] = [c.label for c in self.candidates]
+        if self.policy != "predicted":
+            del out["reuse_probe"]  # only the predicted policy probes: the others keep their keys
         return out
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `allocate` these settings fix."""
         return {"policy": self.policy, "unit": self.unit, "bins": self.bins, "probe_n": self.probe_n,
-                "batch": self.batch, "max_samples": self.max_samples, "confidence": self.confidence}
+                "batch": self.batch, "max_samples": self.max_samples, "confidence": self.confidence,
+                "reuse_probe": self.reuse_probe}
 
 
 @dataclass
@@ -185,6 +199,50 @@ class Pool:
         await self._settled.wait()
 
 
+class ProbeSamples(Generator):
+    """One problem's generator around the shared one: while it probes (`serving` False) it keeps
+    the probe's samples and the shape of its request; then (`serving` True) it serves those
+    samples back to requests of the same shape (same messages and sampling, any n) before asking
+    the generator for the rest. Served samples cost nothing: the probe paid for them. Streams
+    and other requests go to the generator as they are."""
+
+    def __init__(self, inner: Generator):
+        self.inner = inner
+        self.model, self.num_params, self.markers = inner.model, inner.num_params, inner.markers
+        self.realtime, self.plans_streams = inner.realtime, inner.plans_streams
+        self.kept: list[Trace] = []
+        self.shape: GenRequest | None = None
+        self.serving = False
+        self.served = 0
+
+    @property
+    def identity(self) -> Any:
+        return self.inner.identity
+
+    async def count_prompt_tokens(self, req: GenRequest) -> int:
+        return await self.inner.count_prompt_tokens(req)
+
+    async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
+        if not self.serving:
+            traces, usage = await self.inner.generate(req)
+            self.shape = self.shape or req.replace(n=1)
+            self.kept += [copy.copy(t) for t in traces]
+            return traces, usage
+        if not self.kept or req.replace(n=1) != self.shape:
+            return await self.inner.generate(req)
+        k = min(req.n, len(self.kept))
+        mine, self.kept = [copy.copy(t) for t in self.kept[:k]], self.kept[k:]
+        self.served += k
+        traces, usage = await self.inner.generate(req.replace(n=req.n - k)) if req.n > k else ([], Usage())
+        return mine + traces, usage
+
+    def stream(self, req: GenRequest) -> Any:
+        return self.inner.stream(req)
+
+    def stream_plan(self, req: GenRequest) -> Any:
+        return self.inner.stream_plan(req)
+
+
 @dataclass
 class _Run:
     """What the solver needs besides the problem: one place for the solve call's arguments."""
@@ -201,15 +259,16 @@ class _Run:
     sample_worst: float = 0.0
     sample_mean: float = 0.0  # one sample's mean cost, from the profile
 
-    async def solve(self, problem: Problem, cand: Candidate, cap: float | None) -> Result:
+    async def solve(self, problem: Problem, cand: Candidate, cap: float | None,
+                    generator: Generator | None = None) -> Result:
         budget = None if cap is None else Budget(**{self.unit: cap if self.unit == "flops" else int(cap)})
         if cap is not None and cap < 1:
             return Result(problem.id, None, stopped_by="budget", strategy=cand.strategy)
         verifier = self.verifiers.get(cand.verifier) if cand.verifier else None
         if cand.verifier and verifier is None:
             raise TTSError(f"candidate '{cand.label}' needs verifier '{cand.verifier}'; pass it in verifiers=")
-        return await solve(problem, cand.build(), generator=self.generator, verifier=verifier, budget=budget,
-                           sampling=self.sampling, task=self.task, seed=self.seed)
+        return await solve(problem, cand.build(), generator=generator or self.generator, verifier=verifier,
+                           budget=budget, sampling=self.sampling, task=self.task, seed=self.seed)
 
     def fresh(self) -> None:
         """A new run of the generator: a replayed bank serves every problem's samples again."""
@@ -219,8 +278,10 @@ class _Run:
 
 
 async def profile(run: _Run, problems: Sequence[Problem], cands: Sequence[Candidate],
-                  concurrency: int) -> dict[Candidate, tuple[np.ndarray, np.ndarray]]:
-    """Per candidate, per problem: correct (0/1) and cost, measured without a budget."""
+                  concurrency: int, probe: Candidate | None = None) -> dict[Candidate, tuple[np.ndarray, np.ndarray]]:
+    """Per candidate, per problem: correct (0/1) and cost, measured without a budget. With
+    `probe`, each problem is probed first and the candidate served the probe's samples
+    (`ProbeSamples`): its cost is what it adds after the probe."""
     sem = asyncio.Semaphore(concurrency)
     out = {}
     for c in cands:
@@ -228,18 +289,26 @@ async def profile(run: _Run, problems: Sequence[Problem], cands: Sequence[Candid
 
         async def one(p: Problem, c: Candidate = c) -> Result:
             async with sem:
-                return await run.solve(p, c, None)
+                if probe is None:
+                    return await run.solve(p, c, None)
+                reused = ProbeSamples(run.generator)
+                await run.solve(p, probe, None, reused)
+                reused.serving = True
+                r = await run.solve(p, c, None, reused)
+                r.telemetry["probe_samples_reused"] = reused.served
+                return r
 
         rs = await asyncio.gather(*(one(p) for p in problems))
         out[c] = (np.array([float(bool(r.correct)) for r in rs]), np.array([cost(r.usage, run.unit) for r in rs]))
         max_tokens = (run.sampling or Sampling()).max_tokens
-        drawn = sum(len(r.traces) for r in rs)
+        drawn = sum(len(r.traces) - r.telemetry.get("probe_samples_reused", 0) for r in rs)
         if drawn:
             run.sample_mean = max(run.sample_mean, float(out[c][1].sum()) / drawn)
         for r in rs:
-            if r.traces and r.usage.total_tokens:
+            drawn = len(r.traces) - r.telemetry.get("probe_samples_reused", 0)  # the probe's cost none here
+            if drawn > 0 and r.usage.total_tokens:
                 per_token = cost(r.usage, run.unit) / r.usage.total_tokens
-                sample = max_tokens + r.usage.prompt_tokens / len(r.traces)
+                sample = max_tokens + r.usage.prompt_tokens / drawn
                 run.sample_worst = max(run.sample_worst, per_token * sample)
     run.fresh()
     return out
@@ -301,8 +370,12 @@ OnResult = Callable[[int, Result, str], Any]  # (index in problems, result, the 
 
 
 async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candidate], planned: Sequence[float],
-                   pool: Pool, concurrency: int, on_result: OnResult | None) -> list[Result]:
-    """Solve each problem with its planned candidate, caps drawn from the pool in input order."""
+                   pool: Pool, concurrency: int, on_result: OnResult | None,
+                   probed: Sequence[tuple[ProbeSamples, Result]] | None = None, reuse: bool = False) -> list[Result]:
+    """Solve each problem with its planned candidate, caps drawn from the pool in input order.
+    With `probed` (each problem's probe generator and result), a record carries its probe's
+    cost too (the pool paid it when the probe ran); with `reuse`, the candidate is served the
+    probe's samples and the pool is charged only what it adds."""
     rest = [sum(planned[i + 1:]) for i in range(len(planned))]  # planned cost of those after i
     sem = asyncio.Semaphore(concurrency)
     turn = asyncio.Lock()
@@ -317,8 +390,15 @@ async def _execute(run: _Run, problems: Sequence[Problem], plan: Sequence[Candid
                 while pool.free - rest[i] < need and pool.in_flight:
                     await pool.returned()
                 cap = pool.grant(keep=rest[i], most=need, least=run.sample_worst)
-            r = await run.solve(problems[i], plan[i], cap)
+            reused, probe_result = probed[i] if probed is not None else (None, None)
+            if reused is not None:
+                reused.serving = reuse
+            r = await run.solve(problems[i], plan[i], cap, reused if reuse else None)
             pool.settle(cap, cost(r.usage, run.unit))
+        if probe_result is not None:  # the probe was paid from the pool when it ran; the record shows both
+            r.usage = r.usage + probe_result.usage
+            if reuse:
+                r.telemetry["probe_samples_reused"] = reused.served
         if on_result is not None:
             await _maybe_await(on_result(i, r, plan[i].label))
         return r
@@ -398,6 +478,7 @@ async def allocate(
     batch: int = 2,
     max_samples: int = 8,
     confidence: float = 0.95,
+    reuse_probe: bool = True,
     seed: int = 0,
     concurrency: int = 8,
     on_result: OnResult | None = None,
@@ -439,7 +520,9 @@ async def allocate(
         raise TTSError("allocation needs at least one candidate configuration")
     if not train:
         raise TTSError(f"the '{policy}' policy learns its choice on a held-out split: pass train=[...] problems")
-    stats = await profile(run, train, candidates, concurrency)
+    probe = Candidate("self_consistency", probe_n)
+    reuse = policy == "predicted" and reuse_probe
+    stats = await profile(run, train, candidates, concurrency, probe if reuse else None)
     mean_acc = {c: float(stats[c][0].mean()) for c in candidates}
     mean_cost = {c: float(stats[c][1].mean()) for c in candidates}
     cheapest = min(candidates, key=lambda c: mean_cost[c])
@@ -468,15 +551,14 @@ async def allocate(
             d_train = np.array([oracle_pass1[p.id] for p in train])
             d_test = np.array([oracle_pass1[p.id] for p in problems])
         else:
-            probe = Candidate("self_consistency", probe_n)
             p_stats = await profile(run, train, [probe], concurrency)
             probe_cost = float(p_stats[probe][1].mean())
             if probe_cost * len(problems) > total:
                 raise TTSError(f"the total {total:.4g} {unit} is less than one probe per problem: the probe "
                                f"('{probe.label}') costs {probe_cost:.4g} per problem, at least "
                                f"{probe_cost * len(problems):.4g} in all")
-            d_train = await _agreement(run, train, probe, None, concurrency)
-            d_test = await _agreement(run, problems, probe, pool, concurrency)
+            d_train, _ = await _agreement(run, train, probe, None, concurrency)
+            d_test, probed = await _agreement(run, problems, probe, pool, concurrency, keep=reuse)
             telemetry["probe_spent"] = pool.spent
         b_train, b_test, edges = quantile_bins(d_train, d_test, bins)
         nbins = len(edges) + 1
@@ -501,28 +583,36 @@ async def allocate(
         planned = [cost_b[b][choice[b]] for b in b_test]
         telemetry.update({"edges": [float(e) for e in edges], "bin_sizes": sizes,
                           "per_bin": [candidates[k].label for k in choice]})
-    results = await _execute(run, problems, plan, planned, pool, concurrency, on_result)
+    results = await _execute(run, problems, plan, planned, pool, concurrency, on_result,
+                             probed if policy == "predicted" else None, reuse)
+    if policy == "predicted" and reuse:
+        telemetry["probe_samples_reused"] = sum(r.telemetry.get("probe_samples_reused", 0) for r in results)
     return Allocation(policy, total, unit, results, [c.label for c in plan], pool.spent, telemetry)
 
 
 async def _agreement(run: _Run, problems: Sequence[Problem], probe: Candidate, pool: Pool | None,
-                     concurrency: int) -> np.ndarray:
-    """The probe's largest vote share per problem (1 = all samples agree: an easy problem)."""
+                     concurrency: int, keep: bool = False) -> tuple[np.ndarray, list[tuple[ProbeSamples, Result]]]:
+    """The probe's largest vote share per problem (1 = all samples agree: an easy problem), and
+    each problem's probe generator and result. `keep`: the probes' samples will be reused, so a
+    replayed bank is not reset after them (the configuration then draws the samples after the
+    probe's, never the probe's again)."""
     sem = asyncio.Semaphore(concurrency)
     run.fresh()
 
-    async def one(i: int) -> float:
+    async def one(i: int) -> tuple[float, ProbeSamples, Result]:
         async with sem:
             cap = pool.grant(keep=pool.free * (len(problems) - 1 - i) / max(1, len(problems) - i)) if pool else None
-            r = await run.solve(problems[i], probe, cap)
+            reused = ProbeSamples(run.generator)
+            r = await run.solve(problems[i], probe, cap, reused)
             if pool is not None:
                 pool.settle(cap, cost(r.usage, run.unit))
         votes = r.telemetry.get("votes") or {}
-        return max(votes.values()) / probe.n if votes else 0.0
+        return (max(votes.values()) / probe.n if votes else 0.0), reused, r
 
-    out = np.array(await asyncio.gather(*(one(i) for i in range(len(problems)))))
-    run.fresh()
-    return out
+    got = await asyncio.gather(*(one(i) for i in range(len(problems))))
+    if not keep:
+        run.fresh()
+    return np.array([a for a, _, _ in got]), [(g, r) for _, g, r in got]
 
 
 async def _maybe_await(x: Any) -> None:

@@ -347,6 +347,8 @@ def summarize(
     if any("thinking_tokens" in r["usage"] for r in records):  # a reasoning model's split
         out["mean_thinking_tokens"] = sum(r["usage"].get("thinking_tokens", 0) for r in records) / k
         out["mean_answer_tokens"] = out["mean_completion_tokens"] - out["mean_thinking_tokens"]
+    if any("exec_seconds" in r["usage"] for r in records):  # sandboxed runs of a verifier or strategy
+        out["mean_exec_seconds"] = sum(r["usage"].get("exec_seconds", 0.0) for r in records) / k
     if all("pass_at_n" in r for r in records):
         out["pass_at_n"] = sum(r["pass_at_n"] for r in records) / k
         out["maj_at_n"] = sum(r["maj_at_n"] for r in records) / k

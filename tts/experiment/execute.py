@@ -91,9 +91,12 @@ async def execute(jobs: Sequence[Job], plan: Plan, store: Any, on_result: OnResu
                 sampling = Sampling(first.temperature, first.top_p, first.max_tokens)  # type: ignore[arg-type]
                 await record_bank(problems, generator, job.bank, n=job.record_n, task=lookup("task", first.task)(),
                                   sampling=sampling, logprobs=job.logprobs, seed=0, concurrency=first.concurrency)
-                gen = ReplayGenerator(job.bank, sampling=sampling)
+                # what the bank does not hold (a repair turn, a probe) is generated live
+                gen = ReplayGenerator(job.bank, sampling=sampling, continuation=generator)
             for run in runs:
-                _, chash, _ = await bench(run.cfg, generator=gen, verifier=await verifier_for(run, gen), store=sink,
+                # A verifier that calls a model (a judge, generated tests) calls the live one: a bank
+                # holds the strategy's samples, not the verifier's requests.
+                _, chash, _ = await bench(run.cfg, generator=gen, verifier=await verifier_for(run, generator), store=sink,
                                           problems=plan.problems[run.task_index])
                 if chash != run.config_hash:  # the plan and bench must agree, or resume would break
                     raise TTSError(f"internal: run {run.label} hashed {chash}, planned {run.config_hash}")

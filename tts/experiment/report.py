@@ -31,8 +31,8 @@ from tts.experiment.store import is_failed, load_records
 from tts.experiment.ttspm import saturation_points
 
 COLUMNS = ("task", "config", "strategy", "n", "thinking_budget", "source", "seeds", "records", "failed", "accuracy", "ci_low",
-           "ci_high", "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "cop_tokens",
-           "cop_flops", "cost_usd", "cop_usd", "config_hash")
+           "ci_high", "gen_tokens", "completion_tokens", "verifier_tokens", "flops", "wall_seconds", "exec_seconds",
+           "pass_at_k", "cop_tokens", "cop_flops", "cost_usd", "cop_usd", "config_hash")
 PARETO = "Pareto frontier"
 
 
@@ -101,6 +101,7 @@ def grouped(plan: dict[str, Any], records: Sequence[dict[str, Any]], prices: dic
             "verifier_tokens": mean(lambda u: u["verifier_tokens"]),
             "flops": mean(lambda u: u["generator_flops"] + u["verifier_flops"]),
             "wall_seconds": mean(lambda u: u["wall_seconds"]), "config_hash": run["config_hash"],
+            "exec_seconds": mean(lambda u: u.get("exec_seconds", 0.0)), "pass_at_k": pass_at_k(recs),
         }
         row["cop_tokens"] = stats.cost_of_pass(row["gen_tokens"] + row["verifier_tokens"], acc)
         row["cop_flops"] = stats.cost_of_pass(row["flops"], acc)
@@ -116,6 +117,14 @@ def grouped(plan: dict[str, Any], records: Sequence[dict[str, Any]], prices: dic
             row["cop_usd"] = stats.cost_of_pass(row["cost_usd"], acc)
         table.append((row, recs))
     return table
+
+
+def pass_at_k(recs: Sequence[dict[str, Any]]) -> str:
+    """The mean unbiased pass@k of records, for every k all of them have: "1:0.400 2:0.550 ..."
+    ("" when any record has none: a math run recorded before pass@k, or a failed grading)."""
+    tables = [r.get("pass_at_k") or {} for r in recs]
+    ks = sorted(set.intersection(*(set(t) for t in tables)), key=int) if tables else []
+    return " ".join(f"{k}:{sum(t[k] for t in tables) / len(tables):.3f}" for k in ks)
 
 
 def frontier_cost_of_pass(table: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -354,14 +363,16 @@ def print_table(table: Sequence[dict[str, Any]]) -> None:
     from rich.table import Table
 
     t = Table(title="accuracy vs compute (per problem means)")
+    code = any(r.get("exec_seconds") or r.get("pass_at_k") for r in table)  # columns only code runs fill
     for c in ("task", "config", "n", "source", "records", "failed", "accuracy", "95% CI", "gen tokens",
-              "verifier tokens", "FLOPs", "wall s", "cop tokens", "cop $"):
-        t.add_column(c, justify="left" if c in ("task", "config", "source") else "right")
+              "verifier tokens", "FLOPs", "wall s", *(("exec s", "pass@k") if code else ()), "cop tokens", "cop $"):
+        t.add_column(c, justify="left" if c in ("task", "config", "source", "pass@k") else "right")
     for r in table:
         t.add_row(r["task"], r["config"], str(r["n"]), r["source"], str(r["records"]), str(r["failed"]),
                   f"{r['accuracy']:.3f}",
                   f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['gen_tokens']:.0f}", f"{r['verifier_tokens']:.0f}",
-                  f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}", f"{r['cop_tokens']:.0f}",
+                  f"{r['flops']:.3g}", f"{r['wall_seconds']:.2f}",
+                  *((f"{r['exec_seconds']:.2f}", str(r["pass_at_k"])) if code else ()), f"{r['cop_tokens']:.0f}",
                   "" if r["cop_usd"] is None else f"{r['cop_usd']:.4g}")
     console = Console(width=220)
     console.print(t)

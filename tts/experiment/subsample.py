@@ -1,6 +1,8 @@
 """One generation for many N: a sweep's runs of a subsamplable strategy (one that declares
 `subsamplable`: it only selects among independent samples) that differ only in `n` (and seed)
-form a group, sampled once at the largest n into a bank and replayed for every run.
+form a group, sampled once at the largest n into a bank and replayed for every run. Groups
+whose samples would be the same (same model, task, sampling, largest n and logprobs: they
+differ in strategy or verifier) share one bank and one job, so the samples are drawn once.
 
 A replayed run's spec names the replay backend and the bank's folder (so it never shares a
 key with a live run), and its records the model `replay:<model>@<bank>`.
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tts.experiment.build import backend_id, build_strategy
-from tts.options import BenchConfig
+from tts.options import BenchConfig, ModelOptions, SamplingOptions, TaskOptions
 from tts.registry import lookup
 from tts.spec import BackendId
 
@@ -50,29 +52,43 @@ def group_jobs(sw: Any, runs: list[Any], out: Path) -> list[Any]:
             key = json.dumps({**r.cfg.model_dump(exclude={"n", "seed"}), "task_index": r.task_index},
                              sort_keys=True, default=str)
             groups.setdefault(hashlib.sha256(key.encode()).hexdigest()[:12], []).append(r)
-    member_of = {id(r): gid for gid, members in groups.items() for r in members}
+    # Groups drawing the same samples share a bank, recorded at the largest n any of them needs.
+    keys = {gid: _samples_key(ms[0], logprobs_needed(ms[0].cfg)) for gid, ms in groups.items()
+            if len({x.cfg.n for x in ms}) >= 2}
+    tops: dict[str, int] = {}
+    for gid, key in keys.items():
+        tops[key] = max(tops.get(key, 0), *(x.cfg.n for x in groups[gid]))
+    member_of = {id(r): gid for gid in keys for r in groups[gid]}
     jobs: list[Any] = []
-    placed: set[int] = set()
+    shared: dict[str, Job] = {}  # samples key -> the job recording its bank
     for r in runs:
-        if id(r) in placed:
-            continue
         gid = member_of.get(id(r))
-        members = groups.get(gid, []) if gid else []
-        if len({x.cfg.n for x in members}) < 2:
+        if gid is None:
             jobs.append(Job([r]))
-            placed.add(id(r))
             continue
-        top = max(x.cfg.n for x in members)
-        bank = out / "banks" / f"{gid}-n{top}"
+        key = keys[gid]
+        bank = out / "banks" / f"{key}-n{tops[key]}"
         model = backend_id(r.cfg).model  # the model the bank will be recorded with
-        for x in members:
-            # Keyed as a replay of this bank (which does not exist yet: named here).
-            x.spec = x.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
-            x.cfg = x.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
-            x.group = bank.name
-            placed.add(id(x))
-        jobs.append(Job(members, bank, top, logprobs_needed(members[0].cfg)))
+        # Keyed as a replay of this bank (which does not exist yet: named here).
+        r.spec = r.spec.model_copy(update={"backend": BackendId(kind="replay", model=model, bank=bank.name)})
+        r.cfg = r.cfg.model_copy(update={"backend": "replay", "bank": str(bank)})
+        r.group = bank.name
+        if key in shared:
+            shared[key].runs.append(r)
+        else:
+            shared[key] = Job([r], bank, tops[key], logprobs_needed(r.cfg))
+            jobs.append(shared[key])
     return jobs
+
+
+_SAMPLES = (*ModelOptions.model_fields, *SamplingOptions.model_fields, *TaskOptions.model_fields)
+
+
+def _samples_key(run: Any, logprobs: int | None) -> str:
+    """What a group's recorded samples depend on (not its strategy, verifier, n or seed)."""
+    key = json.dumps({**run.cfg.model_dump(include=set(_SAMPLES)), "task_index": run.task_index,
+                      "logprobs": logprobs}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def logprobs_needed(cfg: BenchConfig) -> int | None:
