@@ -185,3 +185,29 @@ def test_search_file_errors_are_one_line(tmp_path):
     f.write_text(yaml.safe_dump({"tasks": [{"name": "gsm8k"}], "search": {"budget": 5, "methd": "bayes"}}))
     with pytest.raises(TTSError, match="methd"):
         read_file(f)
+
+
+async def test_a_fault_stops_the_search_and_a_rerun_retries_it(tmp_path, shared_data, gold):
+    from tts.errors import BackendError
+
+    class Dying(ScriptedGenerator):
+        """FAKE: the engine dies at the first fuse call."""
+
+        async def generate(self, req):
+            if "Synthesize" in req.messages[-1]["content"]:
+                raise BackendError("the engine died")
+            return await super().generate(req)
+
+    f = search_file(tmp_path, shared_data / "gsm8k_test.jsonl", budget=10_000)
+    with pytest.raises(TTSError, match="failed .*the engine died.*run the same command again"):
+        await run_search(f, generator=Dying(["w \\boxed{-1}"]))
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    kept = [r for r in lines if r["status"] == "finished"]
+    assert len(kept) == 3 * 4 and {r["strategy"] for r in kept} == {"self_consistency"}  # 3 runs x 4 dev problems
+    assert sum(r["status"] == "failed" for r in lines) == 4  # the first pipeline's 4 dev problems
+    good = ScriptedGenerator(["w \\boxed{-1}"], route=fused_gets_it_right(gold))
+    s = await run_search(f, generator=good)
+    assert len(s.dev) == 5 and {m.label: m.accuracy for m in s.dev}["mixture_of_agents n=2 layers=2"] == 1.0
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    finished = [(r["problem_id"], r["config_hash"]) for r in lines if r["status"] == "finished"]
+    assert len(finished) == len(set(finished)) == 5 * 8  # every configuration on both splits, none twice

@@ -76,7 +76,7 @@ async def test_architecture_search_runs_end_to_end_on_the_engine(vllm_generator,
     }))
     s = await run_search(f, generator=vllm_generator)
     assert {m.label for m in s.dev} == {"self_consistency n=1", "self_consistency n=2", "archon n=2"}
-    assert all(m.problems == 2 and m.failed == 0 and m.cost > 0 for m in s.dev + s.test)
+    assert all(m.problems == 2 and m.cost > 0 for m in s.dev + s.test)
     assert s.chosen is not None and s.baseline is not None and len(s.test) == 3
     assert s.reused_samples >= 2 * 2  # archon's 2 samples per dev problem are self-consistency's
     records = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]

@@ -90,7 +90,6 @@ class Measured:
     problems: int
     accuracy: float
     cost: float
-    failed: int = 0
 
 
 @dataclass
@@ -218,10 +217,13 @@ class Searcher:
         await bench(run.cfg, generator=self.gen, store=self.store, problems=problems)
         ids = {q.id for q in problems}
         recs = [r for r in self.store.for_config(run.config_hash, run.cfg.seed) if r["problem_id"] in ids]
-        done = [r for r in recs if not is_failed(r)]
-        acc = sum(bool(r.get("correct")) for r in done) / len(done) if done else 0.0
-        mean = sum(cost(Usage.from_dict(r["usage"]), self.options.unit) for r in done) / len(done) if done else math.inf
-        return Measured(run.label, run.config_hash, len(done), acc, mean, failed=len(recs) - len(done))
+        failed = [r for r in recs if is_failed(r)]
+        if failed:  # a fault (a dead engine) must not become a measurement: stop, a rerun retries them
+            raise TTSError(f"{len(failed)} of {len(recs)} problems of '{run.label}' failed ({failed[0].get('error')}); "
+                           "run the same command again to retry them (the measured ones are kept)")
+        acc = sum(bool(r.get("correct")) for r in recs) / len(recs) if recs else 0.0
+        mean = sum(cost(Usage.from_dict(r["usage"]), self.options.unit) for r in recs) / len(recs) if recs else math.inf
+        return Measured(run.label, run.config_hash, len(recs), acc, mean)
 
     async def dev(self, runs: Sequence[PlannedRun], dev: Sequence[Problem], progress: Any) -> dict[str, Measured]:
         o = self.options
@@ -352,13 +354,8 @@ def main(args: argparse.Namespace) -> int:
 
     def progress(m: Measured) -> None:
         print(f"  measured {m.label}: accuracy {m.accuracy:.3f}, {m.cost:,.0f} {options.unit} per problem "
-              f"({m.problems} problems{f', {m.failed} failed' if m.failed else ''})", file=sys.stderr)
+              f"({m.problems} problems)", file=sys.stderr)
 
     result = asyncio.run(run_search(args.file, args.out, progress))
     print(report(result, p))
-    failed = sum(m.failed for m in result.dev + result.test)
-    if failed:
-        print(f"{failed} problem runs failed (backend faults); run the same command again to retry them",
-              file=sys.stderr)
-        return 1
     return 0
