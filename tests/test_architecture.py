@@ -211,3 +211,16 @@ async def test_a_fault_stops_the_search_and_a_rerun_retries_it(tmp_path, shared_
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     finished = [(r["problem_id"], r["config_hash"]) for r in lines if r["status"] == "finished"]
     assert len(finished) == len(set(finished)) == 5 * 8  # every configuration on both splits, none twice
+
+
+async def test_memo_samples_survive_a_restart_and_a_torn_tail(tmp_path, capsys):
+    path = tmp_path / "samples.jsonl"
+    inner = ScriptedGenerator(["a \\boxed{1}", "b \\boxed{2}"])
+    first, _ = await MemoGenerator(inner, path).generate(GenRequest(MSG, n=2, max_tokens=10))
+    with open(path, "ab") as f:
+        f.write(b'{"key": "torn')  # a crash mid-append
+    again = MemoGenerator(inner, path)  # a resumed search
+    assert path.read_bytes().endswith(b"}\n")  # the writer cut the torn tail
+    served, usage = await again.generate(GenRequest(MSG, n=2, max_tokens=10))
+    assert inner.calls == 1 and [t.text for t in served] == [t.text for t in first]
+    assert usage.completion_tokens == 4 and again.served == 2

@@ -17,19 +17,28 @@ have cost live, through the usual context; `served`/`generated` count what came 
 
 Streams are passed through live and not recorded (a streamed strategy aborts samples part-way:
 not whole samples to reuse). One run at a time: `reset()` between configurations, not during.
+
+`path`: a JSONL file the samples are also appended to (one line per sample: its key, prompt
+tokens and trace; `tts.jsonl`'s crash-safe appends, its torn tail cut on opening) and read back
+from when the generator is made again, so a resumed search serves the samples the interrupted
+one recorded. The caller holds the folder's lock (one writer).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from tts import jsonl
 from tts.interfaces import Generator
 from tts.spec import BackendId
-from tts.types import GenRequest, Trace, Usage
+from tts.types import GenRequest, Step, Trace, Usage
 
 
 @dataclass(slots=True)
@@ -49,7 +58,7 @@ def request_key(req: GenRequest) -> str:
 class MemoGenerator(Generator):
     """Serves repeated requests from the samples recorded for them; the rest from `inner`."""
 
-    def __init__(self, inner: Generator):
+    def __init__(self, inner: Generator, path: str | Path | None = None):
         self.inner = inner
         self.model = inner.model
         self.num_params = inner.num_params
@@ -58,6 +67,13 @@ class MemoGenerator(Generator):
         self._taken: dict[str, int] = {}
         self.served = 0  # samples reused
         self.generated = 0  # samples the inner generator made
+        self.path = None if path is None else Path(path)
+        if self.path is not None:
+            loaded = jsonl.load(self.path, _sample_of)
+            jsonl.report_skipped(self.path, loaded.skipped, "a recorded sample")
+            for _, (key, sample) in loaded.records:
+                self._samples.setdefault(key, []).append(sample)
+            jsonl.repair_tail(self.path, loaded)
 
     @property
     def identity(self) -> BackendId:
@@ -89,7 +105,11 @@ class MemoGenerator(Generator):
                 self._taken[key] = min(self._taken[key], len(have))  # what failed was never served
                 raise
             per = live.prompt_tokens // max(len(fresh), 1)
-            have.extend(_Sample(copy.deepcopy(t), per) for t in fresh)
+            for t in fresh:
+                have.append(_Sample(copy.deepcopy(t), per))
+                if self.path is not None:
+                    line = {"key": key, "prompt_tokens": per, "trace": dataclasses.asdict(t)}
+                    jsonl.append_line(self.path, (json.dumps(line, ensure_ascii=False) + "\n").encode())
             traces += fresh
             usage = usage + live
             self.generated += len(fresh)
@@ -106,3 +126,12 @@ class MemoGenerator(Generator):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def _sample_of(rec: Any) -> tuple[str, _Sample]:
+    """A line of a samples file back as (key, sample); a line that is not one is a ValueError."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("trace"), dict):
+        raise ValueError("not a recorded sample")
+    t = dict(rec["trace"])
+    t["steps"] = [Step(**x) for x in t.get("steps", [])]
+    return rec["key"], _Sample(Trace(**t), int(rec["prompt_tokens"]))

@@ -10,7 +10,8 @@ The file is a sweep file (every sweep key: model, tasks, sampling, strategy bloc
 and zip axes; `tts.experiment.schema`) plus a `search:` block (`SearchOptions`): the budget
 per problem and its unit, the dev share, the method, and which strategies count as "single"
 baselines. Each configuration is measured as a `tts bench` run of its own (same record, same
-config hash), on the dev problems, into `OUTPUT/results.jsonl`; a rerun skips what is measured.
+config hash), on the dev problems, into `OUTPUT/results.jsonl`; a rerun skips what is measured
+and serves the samples recorded so far from `OUTPUT/samples.jsonl`.
 
 How it chooses (`method`):
 - "exhaustive": measure every configuration on the dev split, then choose by the allocation
@@ -64,6 +65,7 @@ from tts.options import Cap, Count, one_line
 from tts.types import Problem, Usage
 
 RESULTS = "results.jsonl"
+SAMPLES = "samples.jsonl"  # the memo's recorded samples: a resumed search serves them again
 
 
 class SearchOptions(BaseModel):
@@ -296,7 +298,7 @@ async def run_search(path: str | Path, out: str | Path | None = None, progress: 
     dev, test = split(problems, options.dev, seed)
     p.out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(p.out / RESULTS, writer=True)
-    gen = MemoGenerator(generator or p.build_generator())
+    gen = MemoGenerator(generator or p.build_generator(), p.out / SAMPLES)
     say = progress or (lambda m: None)
     try:
         s = Searcher(p, options, store, gen)
