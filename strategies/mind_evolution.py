@@ -1,19 +1,19 @@
 """Mind Evolution (Lee et al. 2025, "Evolving Deeper LLM Thinking", arXiv 2501.09891): a genetic
 search whose population is written, recombined and refined by the model itself.
 
-Per generation, on each of `islands` islands, `conversations` conversations each start from
-parents drawn from that island (none in the first generation, and with probability
-`no_parents` later: a fresh sample; else 1..`parents` of them by Boltzmann tournament on
-fitness) and run `turns` turns of Refinement through Critical Conversation: turn 1 the author
-writes a solution (a plain sample with no parents, a recombination of the parents in one
-prompt otherwise: crossover by the model); every later turn a critic reviews the last solution
-with its fitness and the author refines it (mutation). Every solution is evaluated and joins
-its island. After each generation the best `emigrants` of island i are copied to island i+1;
-every `reset_interval` generations the `resets` islands of lowest mean fitness are emptied and
-restarted from the best `emigrants` of the `reset_candidates` best solutions overall (the
-paper picks that set with the model, for diversity; here the fittest distinct answers). The
-search stops at `generations` or when a solution reaches fitness `stop_at`; the answer is the
-fittest solution's.
+Per generation (`n` of them; `generations` in a sweep or `--param`: the paper's N_gens), on
+each of `islands` islands, `conversations` conversations each start from parents drawn from
+that island (none in the first generation, and with probability `no_parents` later: a fresh
+sample; else 1..`parents` of them by Boltzmann tournament on fitness) and run `turns` turns of
+Refinement through Critical Conversation: turn 1 the author writes a solution (a plain sample
+with no parents, a recombination of the parents in one prompt otherwise: crossover by the
+model); every later turn a critic reviews the last solution with its fitness and the author
+refines it (mutation). Every solution is evaluated and joins its island. After each generation
+the best `emigrants` of island i are copied to island i+1; every `reset_interval` generations
+the `resets` islands of lowest mean fitness are emptied and restarted from the best
+`emigrants` of the `reset_candidates` best solutions overall (the paper picks that set with the
+model, for diversity; here the fittest distinct answers). The search stops after `n`
+generations or when a solution reaches fitness `stop_at`; the answer is the fittest solution's.
 
 Fitness (`fitness`): "agreement" (math with no gold answer: the share of all solutions so far
 that give this one's answer, grouped by math equivalence; recomputed as the population grows;
@@ -48,13 +48,14 @@ SELECTION_TEMPERATURE = 0.1  # Boltzmann tournament: weights exp(fitness / T), f
 
 class MindEvolution(Strategy):
     name = "mind_evolution"
+    aliases = {"generations": "n"}  # the paper's N_gens is the size `-n` sets
 
-    def __init__(self, generations: Count = 10, islands: Count = 4, conversations: Count = 5, turns: Count = 4,
+    def __init__(self, n: Count = 10, islands: Count = 4, conversations: Count = 5, turns: Count = 4,
                  parents: Count = 5, no_parents: Probability = 1 / 6, emigrants: NonNegative = 5,
                  reset_interval: Count = 3, resets: NonNegative = 2, reset_candidates: Count = 15,
                  fitness: Literal["agreement", "verifier"] = "agreement", verifier: str | None = None,
                  stop_at: Probability = 1.0):
-        self.generations, self.islands, self.conversations, self.turns = generations, islands, conversations, turns
+        self.generations, self.islands, self.conversations, self.turns = n, islands, conversations, turns
         self.parents, self.no_parents, self.emigrants = parents, no_parents, emigrants
         self.reset_interval, self.resets, self.reset_candidates = reset_interval, resets, reset_candidates
         self.fitness, self.stop_at = fitness, stop_at

@@ -180,7 +180,7 @@ def _composed(which: int, n: int):
         Pipeline([gen, Verify("self_eval", threshold=0.5)]),
         Pipeline([gen, Vote(top=1)]),
         Pipeline([gen, Verify("self_eval"), Revise(n=2), Verify("self_eval")]),
-        MindEvolution(generations=2, islands=2, conversations=1, turns=2),
+        MindEvolution(n=2, islands=2, conversations=1, turns=2),
     ][which]
 
 

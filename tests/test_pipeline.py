@@ -225,7 +225,7 @@ async def test_mind_evolution_islands_migrate_and_record_generations():
     gen.route = lambda req: ("Verdict: incorrect" if "Review this solution" in user_text(req)
                              else "\\boxed{5}" if ("Feedback on it" in user_text(req)
                                                    or "Combine the strengths" in user_text(req)) else None)
-    me = MindEvolution(generations=3, islands=2, conversations=2, turns=2, parents=2, no_parents=0.0,
+    me = MindEvolution(n=3, islands=2, conversations=2, turns=2, parents=2, no_parents=0.0,
                        emigrants=1, reset_interval=2, resets=1)
     r = await tts.solve(P, me, generator=gen, sampling=SAMPLING)
     gens = r.telemetry["generations"]
@@ -243,6 +243,6 @@ async def test_mind_evolution_stops_when_the_verifier_is_satisfied():
     gen = ScriptedGenerator(["\\boxed{4}", "\\boxed{5}"])
     gen.route = lambda req: "Verdict: incorrect" if "Review this solution" in user_text(req) else None
     v = ByAnswer({"5": 1.0, "4": 0.0})
-    me = MindEvolution(generations=5, islands=1, conversations=2, turns=1, fitness="verifier")
+    me = MindEvolution(n=5, islands=1, conversations=2, turns=1, fitness="verifier")
     r = await tts.solve(P, me, generator=gen, verifier=v, sampling=SAMPLING)
     assert r.telemetry["stopped"] == "fitness" and len(r.telemetry["generations"]) == 1 and r.answer == "5"

@@ -51,7 +51,7 @@ async def test_a_three_operator_pipeline_costs_what_the_engine_counted(vllm_gene
 
 async def test_mind_evolution_runs_on_the_engine_within_its_counters(vllm_generator):
     p = Problem("me", "What is 6 * 7? Explain briefly.")
-    me = MindEvolution(generations=2, islands=2, conversations=1, turns=2, emigrants=1)
+    me = MindEvolution(n=2, islands=2, conversations=1, turns=2, emigrants=1)
     before = engine_counters(vllm_generator)
     r = await tts.solve(p, me, generator=vllm_generator, sampling=tts.Sampling(max_tokens=12, temperature=1.0))
     await asyncio.sleep(1.0)

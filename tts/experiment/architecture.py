@@ -74,7 +74,8 @@ class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     budget: Cap = Field(description="per problem: the dev split's mean cost a configuration may have, in `unit`")
     unit: Literal["total_tokens", "flops"] = "total_tokens"
-    dev: Annotated[float, Field(gt=0, lt=1)] = Field(0.5, description="the share of the problems searched on (seeded); the rest is held out")
+    dev: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.5, description="the share of the problems searched on (seeded); the rest is held out")
     method: Literal["exhaustive", "bayes"] = "exhaustive"
     evaluations: Count | None = Field(None, description="bayes: configurations measured (default: all)")
     init: Count = Field(3, description="bayes: configurations measured at random before the model guides")
@@ -120,8 +121,8 @@ class Search:
             t = test.get(m.label)
             mark = "chosen" if m.label == self.chosen else "baseline at equal cost" if m.label == self.baseline else \
                 ("over budget" if m.cost > self.budget else "")
-            rows.append(f"| {m.label} | {m.accuracy:.3f} | {m.cost:,.0f} | "
-                        f"{'' if t is None else f'{t.accuracy:.3f}'} | {'' if t is None else f'{t.cost:,.0f}'} | {mark} |")
+            held = ("", "") if t is None else (f"{t.accuracy:.3f}", f"{t.cost:,.0f}")
+            rows.append(f"| {m.label} | {m.accuracy:.3f} | {m.cost:,.0f} | {held[0]} | {held[1]} | {mark} |")
         return "\n".join(rows)
 
 

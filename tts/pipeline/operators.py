@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import re
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
@@ -210,12 +209,12 @@ class Calls(Op):
 
 class Generate(Op):
     """Candidates from any registered strategy (its traces; the answer it chose first):
-    `Generate(SelfConsistency(8))`, or `{op: generate, strategy: beam_search, n: 4, params: {...}}`.
-    Another generate stage adds to the pool (an ensemble of sources)."""
+    `Generate(SelfConsistency(8))`, or `{op: generate, strategy: beam_search, n: 4, params: {...}}`;
+    without `n`, the pipeline's `n`. Another generate stage adds to the pool (an ensemble)."""
 
     op: Literal["generate"] = "generate"
     strategy: str = "self_consistency"
-    n: Count | None = 8  # the strategy's size (None: its own default)
+    n: Count | None = None  # the strategy's size (None: the pipeline's n)
     params: dict[str, Any] = Field(default_factory=dict)
     temperature: Temperature | None = None
     max_tokens: Count | None = None
@@ -549,8 +548,9 @@ class Revise(Calls):
             work.pool = ([best] if self.keep_best else []) + work.made(out, "revise")
 
 
+OPERATORS = {cls.model_fields["op"].default: cls
+             for cls in (Generate, Critique, Refine, Fuse, Rank, Verify, Vote, Revise)}  # name -> operator
 Stage = Annotated[Generate | Critique | Refine | Fuse | Rank | Verify | Vote | Revise, Field(discriminator="op")]
-OPERATORS = {cls.model_fields["op"].default: cls for cls in (Generate, Critique, Refine, Fuse, Rank, Verify, Vote, Revise)}
 
 
 def _parse(value: Any) -> Any:
@@ -584,21 +584,15 @@ Stages = Annotated[list[Stage], BeforeValidator(_parse), AfterValidator(_check_o
 
 
 def describe(stages: Sequence[Op]) -> str:
-    """A short human label: `generate(self_consistency n=8) > critique > fuse(top=3)`."""
+    """A short human label: `generate(self_consistency n=8) > critique > fuse(top=3)`; the
+    settings that differ from the defaults, prompts left out."""
     parts = []
     for s in stages:
-        dump = s.model_dump(exclude_defaults=True, exclude={"op"})
+        shown = {k: v for k, v in s.model_dump(exclude_defaults=True, exclude={"op"}).items()
+                 if not k.endswith("prompt")}
         if isinstance(s, Generate):
-            dump = {"n": s.n, **dump}
-            name = dump.pop("strategy", s.strategy)
-            dump = {k: v for k, v in dump.items() if k != "params"} | dict(s.params)
-            inner = " ".join(f"{k}={v}" for k, v in dump.items())
-            parts.append(f"generate({name}{' ' + inner if inner else ''})")
-            continue
-        dump = {k: v for k, v in dump.items() if not k.endswith("prompt")}
-        parts.append(s.op + (f"({' '.join(f'{k}={v}' for k, v in dump.items())})" if dump else ""))
+            shown = {"n": s.n, **{k: v for k, v in shown.items() if k not in ("strategy", "n", "params")}, **s.params}
+            parts.append(f"generate({' '.join([s.strategy, *(f'{k}={v}' for k, v in shown.items())])})")
+        else:
+            parts.append(s.op + (f"({' '.join(f'{k}={v}' for k, v in shown.items())})" if shown else ""))
     return " > ".join(parts)
-
-
-def to_json(stages: Sequence[Op]) -> str:
-    return json.dumps([s.model_dump(mode="json") for s in stages])
