@@ -87,7 +87,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import os
 import random
 import re
@@ -202,12 +201,14 @@ def _its_hub_judges(judge, problems):
     (steps="last"); problems are found by their question, the prompt its_hub passes."""
     from its_hub.api import AbstractOutcomeRewardModel, AbstractProcessRewardModel
 
+    from tts.context import Accountant, Context
     from tts.types import Trace
 
     by_question = {p.question: p for p in problems}
 
     async def scores(question: str, texts: list[str]) -> list[float]:
-        got = await judge.score(by_question[question], [Trace(t, 0) for t in texts])
+        ctx = Context(by_question[question], judge.generator, Accountant(), verifier=judge)  # its own, uncapped
+        got = await judge.score(ctx, [Trace(t, 0) for t in texts])
         return [s.value for s in got]
 
     class _ItsHubPRM(AbstractProcessRewardModel):

@@ -102,9 +102,7 @@ class ESC(_StopRule):
     name = "esc"
 
     def __init__(self, n: Count = 40, window: Count = 5, no_answer: NoAnswer = "votes"):
-        self.n = n
-        self.window = window
-        self.no_answer = no_answer
+        self.n, self.window, self.no_answer = n, window, no_answer
 
     @property
     def step(self) -> int:
@@ -144,10 +142,7 @@ class AdaptiveConsistency(_StopRule):
 
     def __init__(self, n: Count = 40, confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95,
                  criterion: Criterion = "beta", batch: Count = 1):
-        self.n = n
-        self.confidence = confidence
-        self.criterion = criterion
-        self.batch = batch
+        self.n, self.confidence, self.criterion, self.batch = n, confidence, criterion, batch
 
     @property
     def step(self) -> int:

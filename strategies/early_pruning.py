@@ -23,7 +23,7 @@ from tts.context import Context
 from tts.errors import BudgetExceeded
 from tts.options import Count, Share
 from tts.strategy import Strategy
-from tts.types import Problem, Result, StoppedBy, Trace
+from tts.types import Problem, Result, Trace
 
 Select = Literal["self_eval", "vote"]
 

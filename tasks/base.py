@@ -48,6 +48,9 @@ class Task:
             if not isinstance(row, dict):
                 raise TTSError(f"{where_row}: expected a JSON object, got {type(row).__name__}")
             problems.append(self.to_problem(i, row, where_row))
+        if not problems and limit != 0:  # an empty file would run nothing and say so with exit 0
+            raise TTSError(f"{where} holds no problems (no JSON object on any line); pass a data file with "
+                           f"the task's rows, one JSON object per line")
         return problems
 
     def default_rows(self) -> Iterable[dict[str, Any]]:
@@ -145,12 +148,18 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
         raise TTSError(f"data file {path} not found; pass an existing JSONL file "
                        "(one JSON object per line) or leave it out to load from the hub")
     opener = gzip.open if path.suffix == ".gz" else open  # HumanEval ships as .jsonl.gz
-    with opener(path, "rt", encoding="utf-8", newline="\n") as f:  # lines end at "\n" only, as tts.jsonl's
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TTSError(f"{path}, line {n}: not valid JSON ({e.msg}); "
-                               "fix or remove that line") from None
+    n = 0
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="\n") as f:  # lines end at "\n" only, as tts.jsonl's
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TTSError(f"{path}, line {n}: not valid JSON ({e.msg}); "
+                                   "fix or remove that line") from None
+    except UnicodeDecodeError:
+        raise TTSError(f"{path}, line {n + 1}: not UTF-8 text; convert the file to UTF-8") from None
+    except (OSError, EOFError) as e:  # unreadable, or a .gz that is not gzip
+        raise TTSError(f"cannot read data file {path}: {e}") from None

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from tts.interfaces import Generator
 from tts.context import Context, Verifier
-from tts.types import GenRequest, Problem, Score, Trace, Usage
+from tts.types import GenRequest, Score, Trace, Usage
 
 DELIM = "\n\n"
 

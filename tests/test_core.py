@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -16,7 +15,7 @@ from strategies import BestOfN, SelfConsistency, weighted_majority
 from tts.context import Accountant, Context
 from tts.errors import BudgetExceeded, TTSError
 from tts.experiment.store import ResultStore
-from tts.types import Budget, GenRequest, Problem, Usage
+from tts.types import Budget, Problem, Usage
 from verifiers import Confidence
 
 P = Problem("p1", "What is one half?", answer="1/2")

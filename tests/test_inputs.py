@@ -200,15 +200,19 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 def test_every_experiment_dry_runs_offline_in_seconds(path, shared_data, math100_bank, tmp_path):
     """`tts sweep FILE --dry-run` validates everything and prints the plan without the network
     (failed before for the GPU files: 40 s of dataset-hub retries, then an error). Run where the
-    files' relative paths resolve (../shared/data, banks/math100), with the hub NOT set offline,
-    so any attempt to reach it would show as retries and time."""
+    files' relative paths resolve (relative to the file's folder: ../../shared/data,
+    ../banks/math100) in a copy of the repository's layout, run from another folder, with the hub
+    NOT set offline, so any attempt to reach it would show as retries and time."""
     (tmp_path / "shared").symlink_to(shared_data.parent)
     work = tmp_path / "work"
     (work / "banks").mkdir(parents=True)
     (work / "banks" / "math100").symlink_to(math100_bank.path)
+    (work / "experiments").mkdir()
+    copy = work / "experiments" / path.name
+    copy.write_text(path.read_text())
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tts.cli", "sweep", str(path), "--dry-run"], cwd=work,
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", "sweep", str(copy), "--dry-run"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=env)
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -238,3 +242,82 @@ def test_unreachable_hub_fails_fast_and_says_what_it_waited_for(tmp_path):
     assert proc.returncode == 2 and time.perf_counter() - t0 < 15, proc.stderr[-2000:]
     assert "loading HuggingFaceH4/MATH-500 from the dataset hub (127.0.0.1" in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith(f"error: cannot reach the dataset hub at 127.0.0.1:{port}")
+
+
+# -- round 3: the cases a demanding user hit (each a traceback, a minute of retries or a silent
+# wrong run before; one `error:` line now) --------------------------------------------------------
+def test_bench_cases_that_crashed_or_ran_nothing(data, tmp_path, capsys, math100_bank):
+    bench = ["bench", "--task", "gsm8k", "--strategy", "self_consistency", "--data", str(data)]
+    assert "cannot write" in one_line(capsys, *bench, "--out", "/proc/no/such/r.jsonl")  # special filesystem
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "holds no problems" in one_line(capsys, "bench", "--task", "gsm8k", "--strategy", "self_consistency",
+                                           "--data", str(empty), "--out", str(tmp_path / "e.jsonl"))
+    t0 = time.perf_counter()
+    err = one_line(capsys, *bench, "--backend", "openai", "--model", "m", "--base-url", "notaurl")
+    assert "--base-url: 'notaurl' is not a server URL" in err and time.perf_counter() - t0 < 5  # not 10 s of retries
+    err = one_line(capsys, *bench, "--backend", "openai", "--model", "m", "--base-url", "http://u:s3cret@h:99999/v1")
+    assert "is not a server URL" in err and "s3cret" not in err
+    assert "--verifier-model" in one_line(capsys, *bench, "--verifier", "qwen_prm")  # not a minute of hub retries
+    replay = ["bench", "--task", "math500", "--backend", "replay", "--bank", str(math100_bank.path),
+              "--strategy", "self_consistency", "--out", str(tmp_path / "r.jsonl")]
+    # the bank's max_tokens is its longest sample (714 here): a smaller cap bought nothing, exit 0
+    err = one_line(capsys, *replay, "--budget", "completion_tokens=500")
+    assert "completion_tokens=500 cannot buy one sample of max_tokens 714" in err
+    # the advice was to pass the thinking markers, which then failed the same way
+    assert "live backend" in one_line(capsys, *replay, "--thinking-budget", "8", "--think-open", "<think>",
+                                      "--think-close", "</think>")
+
+
+def test_serve_port_out_of_range_is_one_line(capsys):
+    assert "--port: Input should be less than or equal to 65535" in one_line(capsys, "serve", "--port", "99999")
+
+
+def test_a_deeply_nested_sweep_file_is_one_line(tmp_path, capsys):
+    f = tmp_path / "deep.yaml"
+    f.write_text("x: " + "[" * 3000 + "]" * 3000 + "\n")  # a RecursionError, 3,000 lines of it
+    assert "nested deeper than 50 levels" in one_line(capsys, "sweep", str(f), "--dry-run")
+
+
+def test_sweep_paths_are_relative_to_the_file(data, tmp_path, monkeypatch):
+    from tts.experiment import sweep
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "d.jsonl").write_text(data.read_text())
+    f = folder / "s.yaml"
+    f.write_text(yaml.safe_dump({"tasks": [{"name": "gsm8k", "data": "d.jsonl"}],
+                                 "strategy": {"name": "self_consistency"}, "output": "out"}))
+    monkeypatch.chdir(tmp_path)  # elsewhere: the file's paths still mean its own folder's
+    p = sweep.plan(f, offline=True)
+    assert p.out == folder / "out" and len(p.problems[0]) == 3
+
+
+def test_report_of_a_corrupt_plan_or_record_is_one_line_or_a_named_skip(math100_bank, tmp_path, capsys):
+    from tts.experiment import sweep
+
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"model": {"backend": "replay", "bank": str(math100_bank.path)},
+                                 "tasks": [{"name": "math500", "limit": 3}], "strategy": {"name": "self_consistency"},
+                                 "output": str(tmp_path / "out")}))
+    sweep.run_sweep(sweep.plan(f))
+    results = tmp_path / "out" / "results.jsonl"
+    lines = results.read_text().splitlines()
+    bad = json.loads(lines[0])
+    bad["usage"]["completion_tokens"] = "12"  # string-typed usage: a traceback in the report before
+    results.write_text("\n".join([json.dumps(bad), *lines[1:]]) + "\n")
+    assert main(["report", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 line" in err and "usage is not a mapping of numbers" in err and "Traceback" not in err
+    (tmp_path / "out" / "plan.json").write_text('{"runs": [')
+    assert "plan.json is not a sweep plan" in one_line(capsys, "report", str(tmp_path / "out"))
+
+
+def test_a_data_file_that_is_not_utf8_is_one_line_from_python_too(tmp_path):
+    from tasks import get_task
+    from tts.errors import TTSError
+
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes(json.dumps({"question": "caf\u00e9?", "answer": "#### 1"}, ensure_ascii=False).encode("latin-1") + b"\n")
+    with pytest.raises(TTSError, match="line 1: not UTF-8"):
+        get_task("gsm8k").load(p)

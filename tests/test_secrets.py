@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from servers import FakeOpenAIServer, StubServer, free_port  # noqa: E402
 
-from tts.backends.common import redact, split_credentials  # noqa: E402
+from tts.secrets import redact, split_credentials  # noqa: E402
 from tts.backends.openai import OpenAIGenerator  # noqa: E402
 from tts.errors import BackendError  # noqa: E402
 from tts.types import GenRequest  # noqa: E402

@@ -88,7 +88,7 @@ async def test_budget_forcing_on_the_engine_matches_its_counters(thinking_genera
     problems = [Problem(f"t{i}", f"Compute {i} + {i}. " * 4, answer="5") for i in range(3)]
     budget = 24
     before = engine_counters(gen)
-    rs = await tts.run_many(problems, BudgetForcing(n=2, budget=budget, extensions=1), generator=gen,
+    rs = await tts.run_many(problems, BudgetForcing(n=2, thinking_budget=budget, extensions=1), generator=gen,
                             sampling=tts.Sampling(max_tokens=40, temperature=1.0), task=boxed_task())
     await asyncio.sleep(1.0)
     after = engine_counters(gen)
@@ -152,7 +152,7 @@ def test_servers_with_and_without_a_reasoning_parser(tiny_thinking_dir, shared_d
         gen = OpenAIGenerator(str(tiny_thinking_dir), f"http://127.0.0.1:{port}/v1")
         try:
             r = await tts.solve(Problem("p", "Compute 2 + 2.", answer="5"),
-                                BudgetForcing(n=2, budget=16, extensions=1), generator=gen,
+                                BudgetForcing(n=2, thinking_budget=16, extensions=1), generator=gen,
                                 sampling=tts.Sampling(max_tokens=32, temperature=1.0), task=boxed_task())
             plain, usage = await gen.generate(GenRequest(MSG, n=2, max_tokens=24, temperature=1.0,
                                                          prefix="<think>\nlet me see</think>\n\n"))

@@ -13,7 +13,6 @@ save screenshots in the test's temporary folder.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -114,12 +113,10 @@ def sweep(math100_bank, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("sweep")
     (work / "banks").mkdir()
     (work / "banks" / "math100").symlink_to(math100_bank.path)
-    here = os.getcwd()
-    os.chdir(work)
-    try:
-        assert main(["sweep", str(EXPERIMENTS / "math100_replay_cpu.yaml"), "--out", "out"]) == 0
-    finally:
-        os.chdir(here)
+    (work / "experiments").mkdir()  # the file's paths are relative to its folder: ../banks/math100
+    copy = work / "experiments" / "math100_replay_cpu.yaml"
+    copy.write_text((EXPERIMENTS / "math100_replay_cpu.yaml").read_text())
+    assert main(["sweep", str(copy), "--out", str(work / "out")]) == 0
     return work / "out"
 
 

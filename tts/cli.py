@@ -104,30 +104,28 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "bench":
-            return _bench(args)
-        if args.cmd == "record":
-            return _record(args)
-        if args.cmd == "sweep":
-            return _sweep(args)
-        if args.cmd == "report":
-            return _report(args)
-        if args.cmd == "serve":
-            from tts.serve import main as serve
-
-            return serve(args)
-        if args.cmd == "view":
-            from tts.view import main as view
-
-            return view(args)
-        if args.cmd == "itas":
-            from tts.experiment.architecture import main as itas
-
-            return itas(args)
-        return _models(args)
+        return COMMANDS[args.cmd](args)
     except TTSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tts.serve import main as serve  # the app (FastAPI) loads only when serving
+
+    return serve(args)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from tts.view import main as view
+
+    return view(args)
+
+
+def _itas(args: argparse.Namespace) -> int:
+    from tts.experiment.architecture import main as itas
+
+    return itas(args)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -345,6 +343,10 @@ def _record(args: argparse.Namespace) -> int:
     from tts.experiment.record import run_record_command
 
     return run_record_command(args)
+
+
+COMMANDS = {"bench": _bench, "record": _record, "sweep": _sweep, "report": _report, "serve": _serve,
+            "view": _view, "models": _models, "itas": _itas}
 
 
 if __name__ == "__main__":

@@ -163,8 +163,12 @@ class OutputLock:
 
         fd, count = self._held.get(self.path, (None, 0))
         if fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            out = self.path.with_suffix("")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:  # a read-only or special filesystem, a file where a folder should be
+                raise TTSError(f"cannot write {out}: {e.strerror or e}; choose another output path") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -189,3 +193,18 @@ class OutputLock:
             return
         del self._held[self.path]
         os.close(fd)  # closing the only descriptor releases the flock
+
+
+class LockHolder:
+    """A writer that holds its file's OutputLock (`_lock`) until it is closed, or dropped."""
+
+    _lock: OutputLock | None = None
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self.close()

@@ -22,11 +22,13 @@ import os
 import typing
 from pathlib import Path
 from types import UnionType
+from urllib.parse import urlsplit
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tts.errors import TTSError
+from tts.secrets import redact
 from tts.types import Budget, Sampling
 
 
@@ -80,6 +82,18 @@ class Flag:
         self.name, self.metavar, self.hidden = name, metavar, hidden
 
 
+def check_url(url: str) -> str:
+    """A server's base URL: http(s)://host[:port][/path] (a typo fails now, not after retries)."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(f"{redact(url)!r} is not a server URL; give one like http://127.0.0.1:8000/v1")
+    return url
+
+
 Count = Annotated[int, Field(ge=1)]  # a size, a number of problems or samples: at least one
 NonNegative = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -102,7 +116,7 @@ class ModelOptions(Options):
                               "(default: the embedded model)")
     backend: str = Field("vllm", description="a registered backend: vllm (in process), openai (a server), "
                          "replay (a trace bank)")
-    base_urls: Annotated[list[str], Flag("--base-url", "URL")] = Field(
+    base_urls: Annotated[list[Annotated[str, AfterValidator(check_url)]], Flag("--base-url", "URL")] = Field(
         default_factory=list, description="--backend openai: server URL (repeat for replicas)")
     bank: str | None = Field(None, description="--backend replay: the trace bank folder (from `tts record`)")
     max_model_len: Count = Field(4096, description="longest prompt + completion (vllm backend)")
@@ -267,7 +281,7 @@ def one_line(e: ValidationError, name: Any = None) -> str:
     loc = [str(x) for x in err["loc"]]
     where = name(loc) if name else ".".join(loc)
     msg = err["msg"].removeprefix("Value error, ")
-    got = f" (got {err['input']!r:.60})" if "input" in err and not isinstance(err["input"], dict) else ""
+    got = f" (got {redact(repr(err['input'])):.60})" if "input" in err and not isinstance(err["input"], dict) else ""
     more = f" (and {len(errs) - 1} more problem{'s' * (len(errs) > 2)})" if len(errs) > 1 else ""
     return f"{where + ': ' if where else ''}{' '.join(msg.split())}{got}{more}"
 
@@ -278,4 +292,4 @@ def option_name(loc: list[str]) -> str:
         return ""
     info = BenchConfig.model_fields.get(loc[0])
     flag = _flag(loc[0], info).name if info is not None else "--" + loc[0].replace("_", "-")
-    return " ".join([flag, *loc[1:]])  # a K=V option names its key: `--budget total_tokens`
+    return " ".join([flag, *(x for x in loc[1:] if not x.isdigit())])  # a K=V option names its key

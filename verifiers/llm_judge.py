@@ -74,7 +74,7 @@ class LLMJudgePRM(ProcessVerifier):
             raise TTSError("LLMJudgePRM needs top_k >= 1 to read P(Yes)")
         if not delimiter:
             raise TTSError("LLMJudgePRM needs a non-empty step delimiter (default '\\n\\n')")
-        self._judge = generator
+        self.generator = generator
         self.model = generator.model
         self.steps = steps
         self.aggregate = check_aggregate(aggregate, AGGREGATES)
@@ -111,7 +111,7 @@ class LLMJudgePRM(ProcessVerifier):
         if not self._steps(trace):
             return Score(0.0)
         keys, known, reqs, todo = self._plan(ctx.problem, trace)
-        outs = await asyncio.gather(*(ctx.judge(self._judge, r) for r in reqs))
+        outs = await asyncio.gather(*(ctx.judge(self.generator, r) for r in reqs))
         rewards = list(known)
         for i, traces in zip(todo, outs):
             rewards[i] = self.p_yes(traces[0])
@@ -125,4 +125,4 @@ class LLMJudgePRM(ProcessVerifier):
 
     async def close(self) -> None:
         if self._owns_generator:
-            await self._judge.close()
+            await self.generator.close()

@@ -17,10 +17,9 @@ from verifiers.prm import AGGREGATES, ProcessVerifier, check_aggregate, softmax_
 MATH_SHEPHERD_DEFAULT = "peiyi9979/math-shepherd-mistral-7b-prm"
 
 
-def math_shepherd_prm(
-    model: str | None = None, generator: Generator | None = None, **options: Any
-) -> "MathShepherdPRM":
-    """Registry factory: a MathShepherdPRM on `model` (default math-shepherd-mistral-7b-prm)."""
+def math_shepherd_prm(model: str, generator: Generator | None = None, **options: Any) -> "MathShepherdPRM":
+    """Registry factory: a MathShepherdPRM on `model` (a folder or hub id, e.g.
+    peiyi9979/math-shepherd-mistral-7b-prm: named, never fetched by default)."""
     return MathShepherdPRM(model, **options)
 
 

@@ -24,9 +24,10 @@ def _reward(row: Any) -> float:
     return softmax_pair(b, a)
 
 
-def qwen_prm(model: str | None = None, generator: Generator | None = None, **options: Any) -> "QwenPRM":
-    """Registry factory: a QwenPRM on `model` (default Qwen2.5-Math-PRM-7B); `generator` unused."""
-    return QwenPRM(model or QWEN_PRM_DEFAULT, **options)
+def qwen_prm(model: str, generator: Generator | None = None, **options: Any) -> "QwenPRM":
+    """Registry factory: a QwenPRM on `model` (a folder or hub id, e.g. Qwen/Qwen2.5-Math-PRM-7B:
+    named, never fetched by default); `generator` unused."""
+    return QwenPRM(model, **options)
 
 
 class QwenPRM(ProcessVerifier):

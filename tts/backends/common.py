@@ -1,17 +1,14 @@
 """What the backends and the model-backed verifiers share, written once: loading a tokenizer,
 a chat prompt's token ids, the byte bound on a prompt's tokens when no tokenizer is at hand, the
 small LRU cache the prompt caches use (step-level search asks for the same prompts again and
-again), and keeping credentials out of everything shown or stored (`split_credentials`,
-`redact`)."""
+again). Keeping credentials out of what is shown or stored: `tts.secrets`."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tts.errors import TTSError
 from tts.types import GenRequest
@@ -41,33 +38,6 @@ class LRU(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """`url` without the `user:password@` in it, and those credentials (None when there are
-    none). Backends connect to the clean URL and send the credentials as an Authorization
-    header, so no URL any library builds, logs or puts in an exception holds the password; the
-    clean URL is what messages, logs and metrics show."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user, _, password = userinfo.partition(":")
-    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
-
-
-_USERINFO = re.compile(r"(?<=://)[^/\s@'\"<>]+@")
-
-
-def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` with the credentials of every URL in it (`scheme://user:password@`) and each of
-    `secrets` (an API key) replaced by "***": for messages built from what a server or a
-    library said, which may echo them."""
-    text = _USERINFO.sub("***@", text)
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
 
 
 def load_tokenizer(model: str) -> Any:

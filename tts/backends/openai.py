@@ -39,7 +39,8 @@ from typing import Any
 import httpx
 import openai
 
-from tts.backends.common import LRU, byte_bound, prompt_key, split_credentials
+from tts.backends.common import LRU, byte_bound, prompt_key
+from tts.secrets import split_credentials
 from tts.backends.retry import BadResponse, RetryPolicy
 from tts.errors import BackendError, TTSError
 from tts.interfaces import Generator

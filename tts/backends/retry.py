@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 
-from tts.backends.common import redact
+from tts.secrets import redact
 from tts.errors import BackendError
 
 log = logging.getLogger("tts.backends.openai")

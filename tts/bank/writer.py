@@ -13,7 +13,7 @@ from tts.bank.format import (
     COMPAT_KEYS, FORMAT, INDEX, MAGIC, MANIFEST, RECORDS, STEP_DELIMITER, VERSION, BankRecord, _read_manifest,
     encode_record, index_line, read_index,
 )
-from tts.jsonl import OutputLock, append_line, repair_tail
+from tts.jsonl import LockHolder, OutputLock, append_line, repair_tail
 from tts.bank.reader import check, damaged_error
 from tts.errors import TTSError
 
@@ -28,7 +28,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 
-class BankWriter:
+class BankWriter(LockHolder):
     """Appends records to a bank, creating it with `manifest` or resuming an existing one
     (which must have been recorded with the same configuration). Holds the bank's `OutputLock`
     (on its index) until `close()`: one writer per bank, and only it repairs an interrupted
@@ -62,15 +62,6 @@ class BankWriter:
             self.keys: set[str] = set()
         self.delimiter = self.manifest.get("step_delimiter", STEP_DELIMITER)
         self.logprob_dtype = self.manifest.get("logprob_dtype", "float32")
-
-    def close(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def __del__(self) -> None:
-        if getattr(self, "_lock", None) is not None:
-            self.close()
 
     def _recover(self) -> None:
         """Drop what an interrupted write left (a torn tail of the index, record bytes whose index

@@ -7,7 +7,7 @@ cost.
     tts itas experiments/itas_gsm8k_cpu.yaml        # resumable; --dry-run validates and lists
 
 The file is a sweep file (every sweep key: model, tasks, sampling, strategy blocks with grid
-and zip axes; `tts.experiment.schema`) plus a `search:` block (`SearchOptions`): the budget
+and zip axes, paths relative to the file's folder; `tts.experiment.schema`) plus a `search:` block (`SearchOptions`): the budget
 per problem and its unit, the dev share, the method, and which strategies count as "single"
 baselines. Each configuration is measured as a `tts bench` run of its own (same record, same
 config hash), on the dev problems, into `OUTPUT/results.jsonl`; a rerun skips what is measured
@@ -58,7 +58,7 @@ from tts.experiment.allocate import cost, knapsack
 from tts.experiment.evaluate import bench
 from tts.experiment.inputs import load_yaml
 from tts.experiment.plan import Plan, PlannedRun, plan
-from tts.experiment.schema import SweepError, SweepFile
+from tts.experiment.schema import SweepError, SweepFile, paths_from
 from tts.experiment.store import ResultStore, is_failed
 from tts.interfaces import Generator
 from tts.options import Cap, Count, one_line
@@ -139,7 +139,7 @@ def read_file(path: str | Path) -> tuple[SweepFile, SearchOptions]:
     except ValidationError as e:
         raise SweepError(path, "search", one_line(e)) from None
     try:
-        sweep = SweepFile.model_validate({**raw, "subsample": False})
+        sweep = SweepFile.model_validate({**paths_from(path.parent, raw), "subsample": False})
     except ValidationError as e:
         raise SweepError(path, "", one_line(e)) from None
     if len(sweep.tasks) != 1 or len(sweep.seeds) != 1:

@@ -38,11 +38,21 @@ def build_strategy(name: str, n: int | None, params: dict[str, Any]) -> Any:
         raise TTSError(f"strategy '{name}': {e}") from None
 
 
+def check_verifier(name: str, verifier_model: str | None) -> Any:
+    """The named verifier's factory, refused now (cheap) when it loads a reward model and none
+    is named (a default hub model would be fetched, or retried for a minute offline)."""
+    factory = lookup("verifier", name)
+    model = inspect.signature(factory).parameters.get("model")
+    if model is not None and model.default is inspect.Parameter.empty and not verifier_model:
+        raise TTSError(f"the {name} verifier loads a reward model: pass --verifier-model (a folder or hub id)")
+    return factory
+
+
 def build_verifier(name: str | None, verifier_model: str | None, generator: Generator) -> Any:
     """The named verifier; a reward model gets `verifier_model`, a judge the generator."""
     if name is None:
         return None
-    factory = lookup("verifier", name)
+    factory = check_verifier(name, verifier_model)
     accepted = inspect.signature(factory).parameters
     kwargs = {k: v for k, v in (("model", verifier_model), ("generator", generator)) if k in accepted}
     return factory(**kwargs)

@@ -20,7 +20,7 @@ from tts.answers import mathverify
 from tts.answers.voting import vote
 from tts.backends.replay import ReplayGenerator
 from tts.errors import TTSError
-from tts.experiment.build import backend_id, build_generator, build_strategy, build_verifier
+from tts.experiment.build import backend_id, build_generator, build_strategy, build_verifier, check_verifier
 from tts.experiment.details import DETAILS, details_of
 from tts.experiment.stats import pass_at_k_table
 from tts.experiment.store import ResultStore, is_failed
@@ -90,12 +90,23 @@ def prepare(cfg: BenchConfig, problems: Sequence[Problem] | None = None) -> Prep
     verifier_name = cfg.verifier or type(strategy).default_verifier
     if bank is not None and not cfg.verifier and verifier_name == "confidence" and bank.manifest.get("outcome"):
         verifier_name = "recorded"  # a bank with outcome scores (math100) selects by them
-    if verifier_name is not None:
-        lookup("verifier", verifier_name)  # an unknown name fails now, before the engine starts
+    if verifier_name is not None:  # an unknown name, or a reward model not named, fails now
+        check_verifier(verifier_name, cfg.verifier_model)
     budget = cfg.caps()
     sampling = cfg.resolve(bank.sampling if bank is not None else None)
     if bank is not None:
         ReplayGenerator(bank, sampling=sampling)  # a sampling mismatch fails now (cheap: no decoding)
+        if sampling.thinking_budget is not None or getattr(strategy, "forcing", None) is not None:
+            raise TTSError("a thinking budget (budget forcing) continues each sample from its own prefix, which "
+                           "a replayed bank cannot: run it on a live backend (--backend vllm or openai)")
+    for cap in ("completion_tokens", "total_tokens"):
+        value = getattr(budget, cap) if budget is not None else None
+        if value is not None and value < sampling.max_tokens:  # it could never send one sample
+            why = "replay's max_tokens is the bank's longest sample" if bank is not None else "see --max-tokens"
+            need = f"{sampling.max_tokens}{' plus the prompt' if cap == 'total_tokens' else ''}"
+            raise TTSError(f"--budget {cap}={value:g} cannot buy one sample of max_tokens {sampling.max_tokens} "
+                           f"(a sample's worst case is reserved before it is sent; {why}): raise the cap to at "
+                           f"least {need}, or lower --max-tokens")
     if problems is None:
         if bank is not None and cfg.data is None:
             problems = bank.problems()[: cfg.limit]  # the recorded problems, in recording order

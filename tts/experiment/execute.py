@@ -6,7 +6,6 @@ Callbacks are named `on_result`: they get each fresh result record (a dict) as i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any

@@ -33,6 +33,7 @@ def load_yaml(path: Path) -> Any:
         raise TTSError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     loader = yaml.SafeLoader(text)
     try:
+        _check_depth(path, text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -44,6 +45,19 @@ def load_yaml(path: Path) -> Any:
         raise TTSError(f"{path}: {where}not valid YAML ({getattr(e, 'problem', None) or e})") from None
     finally:
         loader.dispose()
+
+
+def _check_depth(path: Path, text: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH from the parser's events (iterative), before the
+    composer, which recurses once per level (a file 3,000 levels deep was a RecursionError)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise TTSError(f"{path}: nested deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _check_graph(path: Path, root: yaml.Node) -> None:

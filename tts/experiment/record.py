@@ -164,30 +164,18 @@ async def record_run(
         writer.close()
 
 
-async def record_bank(
-    problems: Sequence[Problem],
-    generator: Generator,
-    out: str | Path,
-    *,
-    n: int,
-    task: TaskLike | None = None,
-    sampling: Sampling | None = None,
-    logprobs: int | None = None,
-    seed: int | None = 0,
-    prm: Verifier | None = None,
-    prm_name: str | None = None,
-    concurrency: int = 64,
-    on_bank_record: Any = None,
-) -> Bank:
-    """Record `n` independent samples of each problem into the bank at `out` (resumable)."""
+async def record_bank(problems: Sequence[Problem], generator: Generator, out: str | Path, *, n: int,
+                      **options: Any) -> Bank:
+    """Record `n` independent samples of each problem into the bank at `out` (resumable);
+    `options` are `record_run`'s (task, sampling, logprobs, seed, prm, prm_name, concurrency,
+    on_bank_record)."""
     if n < 1:
         raise TTSError(f"-n must be >= 1, got {n}")
-    sampling = sampling or Sampling()
-    manifest = bank_manifest(generator.model, generator.num_params, task, sampling, logprobs, seed, n=n,
-                             prm=prm_name)
-    await record_run(problems, _Sample(n, logprobs), generator, out, task=task, sampling=sampling,
-                     logprobs=logprobs, seed=seed, prm=prm, prm_name=prm_name, concurrency=concurrency,
-                     on_bank_record=on_bank_record, manifest=manifest)
+    sampling = options.setdefault("sampling", Sampling())
+    logprobs = options.get("logprobs")
+    manifest = bank_manifest(generator.model, generator.num_params, options.get("task"), sampling, logprobs,
+                             options.get("seed", 0), n=n, prm=options.get("prm_name"))
+    await record_run(problems, _Sample(n, logprobs), generator, out, manifest=manifest, **options)
     return Bank(out)
 
 

@@ -45,7 +45,16 @@ def _grouped(out: str | Path, prices: dict[str, stats.Price] | None) -> list[tup
     out = Path(out)
     if not (out / PLAN).exists():
         raise TTSError(f"{out} has no {PLAN}: it is not a sweep folder (run `tts sweep FILE` first)")
-    return grouped(json.loads((out / PLAN).read_text()), load_records(out), prices, str(out))
+    try:
+        plan = json.loads((out / PLAN).read_text(encoding="utf-8"))
+        runs = [(r["config_hash"], r["seed"], r["task_index"]) for r in plan["runs"]]
+        tasks = [set(t["problems"]) for t in plan["tasks"]]
+        if not all(isinstance(i, int) and 0 <= i < len(tasks) for _, _, i in runs):
+            raise ValueError("a run's task_index names no task")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise TTSError(f"{out / PLAN} is not a sweep plan ({type(e).__name__}: {e}); run the sweep again "
+                       "(`tts sweep FILE`) to rewrite it") from None
+    return grouped(plan, load_records(out), prices, str(out))
 
 
 def grouped(plan: dict[str, Any], records: Sequence[dict[str, Any]], prices: dict[str, stats.Price] | None = None,

@@ -4,15 +4,17 @@ reading of the YAML, and one-line errors `FILE: field.path: problem`.
 Its blocks are `tts bench`'s option blocks (`tts.options`): the model, sampling, strategy and
 task options are declared once, so the CLI and a sweep take the same options with the same
 checks (a block's main option is written `name:` here, `--model` / `--strategy` / `--task` there).
+Relative paths in a file (`data`, `bank`, `output`) are relative to the file's own folder.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -140,6 +142,25 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def paths_from(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """The file's relative paths (tasks' `data`, the model's `bank`, `output`) resolved against
+    the file's folder, so a sweep file means the same from wherever `tts sweep` runs."""
+
+    def at(value: Any) -> Any:
+        relative = isinstance(value, str) and value and not Path(value).is_absolute()
+        return os.path.normpath(folder / value) if relative else value
+
+    raw = dict(raw)
+    if isinstance(raw.get("tasks"), list):
+        raw["tasks"] = [{**t, "data": at(t["data"])} if isinstance(t, dict) and "data" in t else t
+                        for t in raw["tasks"]]
+    if isinstance(raw.get("model"), dict) and "bank" in raw["model"]:
+        raw["model"] = {**raw["model"], "bank": at(raw["model"]["bank"])}
+    if "output" in raw:
+        raw["output"] = at(raw["output"])
+    return raw
+
+
 def parse_file(path: str | Path) -> SweepFile:
     """Read (bounded) and validate the file's structure (names and parameters: `plan`)."""
     path = Path(path)
@@ -148,7 +169,7 @@ def parse_file(path: str | Path) -> SweepFile:
         raise SweepError(path, "", f"a sweep file is a YAML mapping (model, tasks, strategy, grid, ...), "
                          f"got {type(raw).__name__}")
     try:
-        return SweepFile.model_validate(raw)
+        return SweepFile.model_validate(paths_from(path.parent, raw))
     except ValidationError as e:
         errs = e.errors()
         err = errs[0]

@@ -21,7 +21,7 @@ from typing import Any
 
 from tts import jsonl
 from tts.experiment.details import DETAILS, DetailsWriter, is_details_file
-from tts.jsonl import OutputLock
+from tts.jsonl import LockHolder, OutputLock
 
 __all__ = ["RESULTS", "Key", "OutputLock", "ResultStore", "SweepStore", "is_failed", "load_records", "record_key"]
 
@@ -42,10 +42,14 @@ def _as_record(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"a JSON {type(value).__name__}, not an object")
     record_key(value)
+    usage = value.get("usage", {})
+    if not isinstance(usage, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in usage.values()):
+        raise ValueError("its usage is not a mapping of numbers")
     return value
 
 
-class ResultStore:
+class ResultStore(LockHolder):
     """`writer=True`: this store appends, so it holds the file's `OutputLock` until it is closed
     (or dropped), and only it repairs the file's torn tail (`tts.jsonl`); a reader (another
     shard's file, `tts report`) never changes the file. Lines that are not records are skipped
@@ -80,15 +84,6 @@ class ResultStore:
             self._details.append(key, details)
         jsonl.append_line(self.path, (json.dumps(rec, ensure_ascii=False) + "\n").encode())
         self.records[key] = rec
-
-    def close(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def __del__(self) -> None:
-        if getattr(self, "_lock", None) is not None:
-            self.close()
 
     def for_config(self, config_hash: str, seed: int) -> list[dict[str, Any]]:
         return [r for (_, h, s), r in self.records.items() if h == config_hash and s == seed]

@@ -32,6 +32,9 @@ from tts.experiment.store import Key, ResultStore, is_failed, load_records, resu
 
 PAGE = 100  # problems per list page
 ASSETS = Path(__file__).parent / "assets"
+TEMPLATE = "page.html.in"  # every page: the same head (the CSP), its name and its scripts
+PAGES = {"index": ("overview", ["overview.js"]), "problems": ("problems", ["problems.js"]),
+         "problem": ("problem", ["views.js", "problem.js"]), "compare": ("compare", ["compare.js"])}
 
 
 def build(source: str | Path, out: str | Path | None = None) -> Path:
@@ -48,7 +51,12 @@ def build(source: str | Path, out: str | Path | None = None) -> Path:
         shutil.rmtree(data / sub, ignore_errors=True)  # a rebuild leaves no stale problem
         (data / sub).mkdir(parents=True)
     for f in ASSETS.iterdir():
-        shutil.copy(f, out / f.name)
+        if f.name != TEMPLATE:
+            shutil.copy(f, out / f.name)
+    template = (ASSETS / TEMPLATE).read_text(encoding="utf-8")
+    for name, (page, scripts) in PAGES.items():
+        tags = "".join(f'<script src="{js}"></script>' for js in scripts)
+        (out / f"{name}.html").write_text(template.replace("{page}", page).replace("{scripts}", tags), encoding="utf-8")
 
     plan = runs.plan
     problems: list[tuple[int, str]] = []  # (task index, id), task by task in plan order
