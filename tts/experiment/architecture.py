@@ -31,7 +31,8 @@ How it chooses (`method`):
   are always measured (the comparison needs them).
 
 The held-out report: the chosen configuration and the baseline at equal cost (the most accurate
-baseline on dev whose dev cost is at most the chosen one's) are measured on the held-out split;
+baseline on dev whose dev cost is at most the chosen one's; of equals, the costlier) are
+measured on the held-out split;
 `test_all: true` measures every configuration there (the full table). Written to
 `OUTPUT/search.json` and `OUTPUT/search.md`, and printed.
 """
@@ -106,23 +107,38 @@ class Search:
     dev: list[Measured]
     chosen: str | None
     baseline: str | None
+    baselines: list[str] = field(default_factory=list)  # the labels of the single-strategy configurations
     test: list[Measured] = field(default_factory=list)
     dev_problems: int = 0
     test_problems: int = 0
     reused_samples: int = 0
     generated_samples: int = 0
 
+    def baseline_within(self, cost: float) -> Measured | None:
+        """The baseline at equal cost: the most accurate baseline on dev whose dev cost is at most
+        `cost` (ties: the costlier, the closest to equal), else the cheapest baseline; None when
+        there is none."""
+        bases = [m for m in self.dev if m.label in self.baselines]
+        fits = [m for m in bases if m.cost <= cost + 1e-9]
+        if fits:
+            return max(fits, key=lambda m: (m.accuracy, m.cost))
+        return min(bases, key=lambda m: m.cost, default=None)
+
     def table(self) -> str:
-        """Markdown: every configuration measured, dev and held-out side by side."""
+        """Markdown: every configuration measured, dev and held-out side by side, each with the
+        baseline at its cost (held-out accuracy, where measured there)."""
         test = {m.label: m for m in self.test}
-        rows = ["| configuration | dev acc | dev cost | held-out acc | held-out cost | |",
-                "|---|---|---|---|---|---|"]
+        rows = ["| configuration | dev acc | dev cost | held-out acc | held-out cost | baseline at equal cost "
+                "(held-out acc) | |", "|---|---|---|---|---|---|---|"]
         for m in sorted(self.dev, key=lambda m: m.cost):
             t = test.get(m.label)
             mark = "chosen" if m.label == self.chosen else "baseline at equal cost" if m.label == self.baseline else \
                 ("over budget" if m.cost > self.budget else "")
             held = ("", "") if t is None else (f"{t.accuracy:.3f}", f"{t.cost:,.0f}")
-            rows.append(f"| {m.label} | {m.accuracy:.3f} | {m.cost:,.0f} | {held[0]} | {held[1]} | {mark} |")
+            b = None if m.label in self.baselines else self.baseline_within(m.cost)
+            bt = None if b is None else test.get(b.label)
+            base = "" if b is None else f"{b.label}{'' if bt is None else f' ({bt.accuracy:.3f})'}"
+            rows.append(f"| {m.label} | {m.accuracy:.3f} | {m.cost:,.0f} | {held[0]} | {held[1]} | {base} | {mark} |")
         return "\n".join(rows)
 
 
@@ -271,21 +287,15 @@ class Searcher:
     def _objective(self, m: Measured) -> float:
         return m.accuracy if m.cost <= self.options.budget else -1.0  # Archon: -1 for an infeasible config
 
-    def choose(self, measured: dict[str, Measured], runs: Sequence[PlannedRun]) -> tuple[str | None, str | None]:
-        """The knapsack's choice under the budget, and the baseline at equal cost."""
+    def baselines(self, runs: Sequence[PlannedRun]) -> list[str]:
+        return [r.label for r in runs if r.cfg.strategy in self.options.baselines]
+
+    def choose(self, measured: dict[str, Measured]) -> str | None:
+        """The knapsack's choice: the most accurate configuration within the budget."""
         labels = list(measured)
-        acc = [measured[k].accuracy for k in labels]
-        costs = [measured[k].cost for k in labels]
-        pick = knapsack([1], [acc], [costs], self.options.budget)
-        chosen = None if pick is None else labels[pick[0]]
-        base_labels = {r.label for r in runs if r.cfg.strategy in self.options.baselines}
-        bases = [measured[k] for k in labels if k in base_labels]
-        if chosen is None or not bases:
-            return chosen, None
-        cap = measured[chosen].cost
-        fits = [m for m in bases if m.cost <= cap + 1e-9]
-        best = max(fits, key=lambda m: (m.accuracy, -m.cost)) if fits else min(bases, key=lambda m: m.cost)
-        return chosen, best.label
+        pick = knapsack([1], [[measured[k].accuracy for k in labels]], [[measured[k].cost for k in labels]],
+                        self.options.budget)
+        return None if pick is None else labels[pick[0]]
 
 
 async def run_search(path: str | Path, out: str | Path | None = None, progress: Any = None,
@@ -304,12 +314,14 @@ async def run_search(path: str | Path, out: str | Path | None = None, progress: 
     try:
         s = Searcher(p, options, store, gen)
         measured = await s.dev(p.runs, dev, say)
-        chosen, baseline = s.choose(measured, p.runs)
-        result = Search(options.budget, options.unit, options.method, list(measured.values()), chosen, baseline,
-                        dev_problems=len(dev), test_problems=len(test))
+        result = Search(options.budget, options.unit, options.method, list(measured.values()), s.choose(measured),
+                        None, s.baselines(p.runs), dev_problems=len(dev), test_problems=len(test))
+        if result.chosen is not None:
+            base = result.baseline_within(measured[result.chosen].cost)
+            result.baseline = None if base is None else base.label
         by_label = {r.label: r for r in p.runs}
         held = [by_label[k] for k in measured] if options.test_all else \
-            [by_label[k] for k in dict.fromkeys(x for x in (chosen, baseline) if x is not None)]
+            [by_label[k] for k in dict.fromkeys(x for x in (result.chosen, result.baseline) if x is not None)]
         for r in held:
             result.test.append(await s.measure(r, test))
             say(result.test[-1])
