@@ -180,7 +180,8 @@ class MindEvolution(Strategy):
         best = [sorted(p, key=lambda c: -(c.score or 0.0))[: self.emigrants] for p in pop]
         for i, group in enumerate(best):
             dest = pop[(i + 1) % len(pop)]
-            dest += [c for c in group if c not in dest]
+            there = {id(c) for c in dest}
+            dest += [c for c in group if id(c) not in there]
         return sum(len(b) for b in best)
 
     def _reset(self, pop: list[list[Candidate]]) -> list[int]:
@@ -197,7 +198,8 @@ class MindEvolution(Strategy):
             if c.answer not in seen:
                 seen.add(c.answer)
                 seeds.append(c)
-        seeds += [c for c in pool if c not in seeds]
+        chosen = {id(c) for c in seeds}
+        seeds += [c for c in pool if id(c) not in chosen]
         for i in worst:
             pop[i] = seeds[: self.emigrants]
         return worst
