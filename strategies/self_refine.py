@@ -22,6 +22,6 @@ class SelfRefine(Pipeline):
         self.n, self.rounds = n, rounds
         stages: list = [Generate(strategy="self_consistency", n=n)]
         for _ in range(rounds):
-            stages += [Critique(), Refine(skip_correct=True)]
+            stages += [Critique(), Refine(keep_correct=True)]
         self._stages = stages
         self.answer = "vote"

@@ -172,7 +172,7 @@ def _composed(which: int, n: int):
     gen = Generate(strategy="self_consistency", n=n)
     return [
         Pipeline([gen, Critique()]),
-        Pipeline([gen, Critique(joint=True), Refine(skip_correct=False)]),
+        Pipeline([gen, Critique(joint=True), Refine(keep_correct=False)]),
         Pipeline([gen, Fuse(samples=2)]),
         Pipeline([gen, Rank(group=2, repeats=2)]),
         Pipeline([gen, Rank(method="order", top=2)]),

@@ -64,7 +64,7 @@ async def test_critique_then_refine_fixes_the_wrong_and_keeps_the_right():
     assert r.answer == "5" and r.stopped_by == "done"
     # 1 request for 4 samples, 4 critiques, 2 refinements (the two called correct are kept)
     assert gen.calls == 1 + 4 + 2 == r.usage.generator_calls
-    assert r.telemetry["refine_skipped_correct"] == 2
+    assert r.telemetry["refine_kept_correct"] == 2
     # 4 samples (the majority's first: a tie goes to the first seen, 3) + 2 refinements
     assert [t.answer for t in r.traces] == ["3", "3", "5", "5", "5", "5"]
     # each stage's usage is its share of the run's: they sum to the total
@@ -246,3 +246,24 @@ async def test_mind_evolution_stops_when_the_verifier_is_satisfied():
     me = MindEvolution(n=5, islands=1, conversations=2, turns=1, fitness="verifier")
     r = await tts.solve(P, me, generator=gen, verifier=v, sampling=SAMPLING)
     assert r.telemetry["stopped"] == "fitness" and len(r.telemetry["generations"]) == 1 and r.answer == "5"
+
+
+async def test_an_unfinished_solution_never_wins_a_ranking_nor_passes_as_correct():
+    # GenSelect's judge always names the first shown: without the answered-only rule a
+    # truncated sample (no final answer) would win half the time (measured on GSM8K, CPU)
+    gen = ScriptedGenerator(["cut off before the end", "\\boxed{5}", "also cut", "\\boxed{5}"])
+    gen.route = lambda req: "Judgment: [0]" if "Judgment" in user_text(req) else None
+    for seed in range(4):
+        r = await tts.solve(P, GenSelect(n=4, group=2), generator=gen, sampling=SAMPLING, seed=seed)
+        assert r.answer == "5" and r.telemetry["rank_unanswered_out"] == 2
+    order = Pipeline([Generate(SelfConsistency(3)), Rank(method="order", top=3)], answer="first")
+    gen3 = ScriptedGenerator(["cut", "\\boxed{1}", "\\boxed{2}"])
+    gen3.route = lambda req: "Answer: [2] > [1]" if "Rank all" in user_text(req) else None
+    r = await tts.solve(P, order, generator=gen3, sampling=SAMPLING)
+    assert r.answer == "2" and r.telemetry["rank_unanswered_out"] == 1  # ranked among the answered
+    # a critic that calls an unfinished solution correct does not stop its refinement
+    gen2 = ScriptedGenerator(["cut off before the end"])
+    gen2.route = lambda req: ("Verdict: correct" if "Review this solution" in user_text(req)
+                              else "\\boxed{5}" if "Feedback on it" in user_text(req) else None)
+    r = await tts.solve(P, SelfRefine(n=1, rounds=1), generator=gen2, sampling=SAMPLING)
+    assert r.answer == "5" and gen2.calls == 3 and r.telemetry["refine_kept_correct"] == 0

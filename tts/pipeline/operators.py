@@ -308,21 +308,25 @@ class Critique(Calls):
 
 class Refine(Calls):
     """A candidate and its critique -> a new candidate (Self-Refine's refine step, Mind
-    Evolution's author). `skip_correct`: a candidate its critique calls correct is kept as it is,
-    with no call (Self-Refine's stopping rule). `keep`: "replace" the candidate by its refinement,
-    or keep "both". Candidates without a critique (none ran, or the budget refused it) stay."""
+    Evolution's author). `keep_correct`: a candidate its critique calls correct is kept as it is,
+    with no call (Self-Refine's stopping rule), unless it has no final answer (an unfinished
+    solution is never correct, whatever the critic says). `keep`: "replace" the candidate by its
+    refinement, or keep "both". Candidates without a critique (none ran, or the budget refused
+    it) stay."""
 
     op: Literal["refine"] = "refine"
-    skip_correct: bool = True
+    keep_correct: bool = True
     keep: Literal["replace", "both"] = "replace"
     prompt: prompt_field("refine") = None  # type: ignore[valid-type]
+
+    def kept(self, c: Candidate) -> bool:
+        return self.keep_correct and c.verdict is True and c.answer is not None
 
     async def run(self, work: Work) -> None:
         text = self.prompt or prompts.REFINE
         q = work.problem.question
-        todo = [i for i, c in enumerate(work.pool) if (c.critique or work.note)
-                and not (self.skip_correct and c.verdict is True)]
-        work.count("refine_skipped_correct", sum(1 for c in work.pool if self.skip_correct and c.verdict is True))
+        todo = [i for i, c in enumerate(work.pool) if (c.critique or work.note) and not self.kept(c)]
+        work.count("refine_kept_correct", sum(1 for c in work.pool if self.kept(c)))
         outs = await together([work.ask(text.format(question=q, candidate=work.pool[i].text,
                                                     critique=work.pool[i].critique or work.note),
                                         candidate=True, **self.sampling()) for i in todo])
@@ -367,7 +371,9 @@ class Rank(Calls):
     of a group of candidates ("Judgment: [IDX]"); more than `group` candidates play a knockout
     tournament (group=2: pairwise), `repeats` tournaments over random orders vote, and the
     candidates whose answer won most come first. `method="order"`: Archon's ranker, one call
-    ordering all of them. Keeps the first `top`."""
+    ordering all of them. `answered`: only candidates with a final answer take part (when any
+    has one); the others follow, in their order: an unfinished solution never wins. Keeps the
+    first `top`."""
 
     op: Literal["rank"] = "rank"
     method: Literal["select", "order"] = "select"
@@ -375,42 +381,51 @@ class Rank(Calls):
     group: Annotated[int, Field(ge=2)] = 8
     repeats: Count = 1
     critiques: bool = True
+    answered: bool = True
     prompt: prompt_field("select") = None  # type: ignore[valid-type]
     order_prompt: prompt_field("order") = None  # type: ignore[valid-type]
 
     async def run(self, work: Work) -> None:
-        pool = work.pool
-        if len(pool) <= 1:
-            return
-        if self.method == "order":
-            text = (self.order_prompt or prompts.ORDER).format(
-                question=work.problem.question, candidates=numbered(pool, critiques=self.critiques), count=len(pool))
-            out = await work.ask(text, candidate=False, **self.sampling())
-            if not out:
-                return
-            order, complete = ranking_of(out[0].text, len(pool))
-            if not complete:
-                work.count("rank_unparsed")
-            work.pool = [pool[i] for i in order][: self.top]
-            return
+        everyone = work.pool
+        ranked = [c for c in everyone if c.answer is not None] if self.answered else list(everyone)
+        if not ranked:
+            ranked = list(everyone)
+        rest = [c for c in everyone if all(c is not r for r in ranked)]
+        work.count("rank_unanswered_out", len(rest))
+        if len(ranked) > 1:
+            ranked = await (self._order(work, ranked) if self.method == "order" else self._select(work, ranked))
+        work.pool = (ranked + rest)[: self.top]
+
+    async def _order(self, work: Work, pool: list[Candidate]) -> list[Candidate]:
+        text = (self.order_prompt or prompts.ORDER).format(
+            question=work.problem.question, candidates=numbered(pool, critiques=self.critiques), count=len(pool))
+        out = await work.ask(text, candidate=False, **self.sampling())
+        if not out:  # refused by the budget: the order stays
+            return pool
+        order, complete = ranking_of(out[0].text, len(pool))
+        if not complete:
+            work.count("rank_unparsed")
+        return [pool[i] for i in order]
+
+    async def _select(self, work: Work, pool: list[Candidate]) -> list[Candidate]:
         wins = [0] * len(pool)
-        for winner in await together([self._tournament(work, seed) for seed in range(self.repeats)]):
+        for winner in await together([self._tournament(work, pool) for _ in range(self.repeats)]):
             if winner is not None:
                 wins[winner] += 1
-        if not any(wins):  # every call refused by the budget: nothing learnt, the pool stays
-            return
+        if not any(wins):  # every call refused by the budget: nothing learnt, the order stays
+            return pool
         groups = await group_answers([c.answer for c in pool])
         by_group: dict[int | None, int] = {}
         for g, w in zip(groups, wins):
             by_group[g] = by_group.get(g, 0) + w
         key = lambda i: (-(by_group[groups[i]] if groups[i] is not None else wins[i]), -wins[i], i)  # noqa: E731
-        work.pool = [pool[i] for i in sorted(range(len(pool)), key=key)][: self.top]
         work.telemetry.setdefault("select_wins", []).append(wins)
+        return [pool[i] for i in sorted(range(len(pool)), key=key)]
 
-    async def _tournament(self, work: Work, seed: int) -> int | None:
-        """One knockout over a random order of the pool: each group's call picks one winner (an
+    async def _tournament(self, work: Work, pool: list[Candidate]) -> int | None:
+        """One knockout over a random order of `pool`: each group's call picks one winner (an
         unreadable judgment: the group's first, in the random order), winners meet next round."""
-        alive = list(range(len(work.pool)))
+        alive = list(range(len(pool)))
         work.ctx.rng.shuffle(alive)
         text = self.prompt or prompts.SELECT
         while len(alive) > 1:
@@ -419,7 +434,7 @@ class Rank(Calls):
             async def pick(g: list[int]) -> int | None:
                 if len(g) == 1:
                     return g[0]
-                cands = [work.pool[i] for i in g]
+                cands = [pool[i] for i in g]
                 out = await work.ask(text.format(question=work.problem.question, count=len(g), max_index=len(g) - 1,
                                                  candidates=numbered(cands, start=0, brackets=False,
                                                                      critiques=self.critiques)),
