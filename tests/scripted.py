@@ -7,7 +7,7 @@ honouring max_tokens and stop strings, and reports usage the way real backends d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from tts.interfaces import Generator
 from tts.thinking import Markers, mark_thinking, opens_thinking
@@ -23,8 +23,11 @@ class ScriptedGenerator(Generator):
         delay: float = 0.0,
         top: list[tuple[str, float]] | None = None,
         markers: Markers | None = None,
+        route: Callable[[GenRequest], str | None] | None = None,
     ):
         self.markers = markers  # a reasoning model's: traces split into thinking and answer
+        self.route = route  # a reply chosen from the request (its text) where it returns one
+        self.requests: list[GenRequest] = []  # every request, in order
         self.completions = completions
         self.logprob = logprob
         self.top = top  # (token, logprob) pairs every position reports as its top-k, if given
@@ -39,8 +42,12 @@ class ScriptedGenerator(Generator):
         return words + 2 * len(req.messages)
 
     def _one(self, req: GenRequest) -> Trace:
-        item = self.completions[self._next % len(self.completions)]
-        self._next += 1
+        routed = self.route(req) if self.route is not None else None
+        if routed is not None:
+            item: str | tuple[str, float | list[float]] = routed
+        else:
+            item = self.completions[self._next % len(self.completions)]
+            self._next += 1
         text, logprob = item if isinstance(item, tuple) else (item, self.logprob)
         finish, stop_reason = "stop", None
         for s in req.stop:
@@ -68,6 +75,7 @@ class ScriptedGenerator(Generator):
 
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
         self.calls += 1
+        self.requests.append(req)
         if self.delay:
             await asyncio.sleep(self.delay)
         traces = [self._one(req) for _ in range(req.n)]

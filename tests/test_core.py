@@ -163,6 +163,48 @@ def test_no_verifier_or_judge_call_ever_takes_a_run_over_its_budget(which, n, ma
     assert budget.exceeded_by(r.usage) is None, (budget, r.usage)
 
 
+def _composed(which: int, n: int):
+    """Each pipeline operator (and Mind Evolution), after a generate stage: the scripted model
+    (FAKE) answers every call, critiques and judgments included; verify uses a judge model."""
+    from strategies import MindEvolution, Pipeline
+    from tts.pipeline import Critique, Fuse, Generate, Rank, Refine, Revise, Verify, Vote
+
+    gen = Generate(strategy="self_consistency", n=n)
+    return [
+        Pipeline([gen, Critique()]),
+        Pipeline([gen, Critique(joint=True), Refine(keep_correct=False)]),
+        Pipeline([gen, Fuse(samples=2)]),
+        Pipeline([gen, Rank(group=2, repeats=2)]),
+        Pipeline([gen, Rank(method="order", top=2)]),
+        Pipeline([gen, Verify("self_eval", threshold=0.5)]),
+        Pipeline([gen, Vote(top=1)]),
+        Pipeline([gen, Verify("self_eval"), Revise(n=2), Verify("self_eval")]),
+        MindEvolution(n=2, islands=2, conversations=1, turns=2),
+    ][which]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 8),
+    n=st.integers(1, 4),
+    max_tokens=st.integers(1, 12),
+    cap=st.sampled_from(["completion_tokens", "total_tokens", "verifier_tokens", "calls", "flops"]),
+    value=st.integers(0, 300),
+)
+def test_no_pipeline_operator_ever_takes_a_run_over_its_budget(which, n, max_tokens, cap, value):
+    """Every operator calls the model through the context, so a cap holds across all of a
+    pipeline's stages by construction; a stage the budget stops ends the pipeline."""
+    gen = ScriptedGenerator(["a b \\boxed{1} Verdict: incorrect Judgment: [1] Answer: [2] > [1]", "c \\boxed{2}"],
+                            num_params=10, top=[("Yes", -0.4), ("No", -1.2)])
+    budget = Budget(**{cap: value * (20 if cap == "flops" else 1) if cap != "calls" else value % 12})
+    strategy = _composed(which, n)
+    r = tts.solve_sync(P, strategy, generator=gen, budget=budget, sampling=tts.Sampling(max_tokens=max_tokens))
+    assert budget.exceeded_by(r.usage) is None, (budget, r.usage)
+    if r.stopped_by != "budget":  # not stopped: every stage (every generation) ran
+        ran = r.telemetry["stages"] if "stages" in r.telemetry else r.telemetry["generations"]
+        assert len(ran) == (len(strategy.stages()) if "stages" in r.telemetry else 2)
+
+
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_the_judged_strategies_do_call_their_judges(which):
     gen = ScriptedGenerator(["a b\n\nc d \\boxed{1}", "e\n\nf g h \\boxed{2}"], num_params=10)

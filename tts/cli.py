@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     from tts.view import add_arguments as view_arguments
 
     view_arguments(sub.add_parser("view", help="a run as a static site: traces, votes, search trees, cost (browser)"))
+
+    it = sub.add_parser("itas", help="architecture search over pipelines (Archon's ITAS): a sweep file with a "
+                        "`search:` block; the best under a per-problem budget, on held-out problems (resumable)")
+    it.add_argument("file", help="a search file (see tts/experiment/architecture.py and experiments/)")
+    it.add_argument("--out", help="output folder (default: the file's `output`, else results/<file name>)")
+    it.add_argument("--dry-run", action="store_true", help="validate and list the configurations; run nothing")
     return p
 
 
@@ -114,6 +120,12 @@ def _view(args: argparse.Namespace) -> int:
     from tts.view import main as view
 
     return view(args)
+
+
+def _itas(args: argparse.Namespace) -> int:
+    from tts.experiment.architecture import main as itas
+
+    return itas(args)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -334,7 +346,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"bench": _bench, "record": _record, "sweep": _sweep, "report": _report, "serve": _serve,
-            "view": _view, "models": _models}
+            "view": _view, "models": _models, "itas": _itas}
 
 
 if __name__ == "__main__":

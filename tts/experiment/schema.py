@@ -142,7 +142,7 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _paths_from(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
+def paths_from(folder: Path, raw: dict[str, Any]) -> dict[str, Any]:
     """The file's relative paths (tasks' `data`, the model's `bank`, `output`) resolved against
     the file's folder, so a sweep file means the same from wherever `tts sweep` runs."""
 
@@ -169,7 +169,7 @@ def parse_file(path: str | Path) -> SweepFile:
         raise SweepError(path, "", f"a sweep file is a YAML mapping (model, tasks, strategy, grid, ...), "
                          f"got {type(raw).__name__}")
     try:
-        return SweepFile.model_validate(_paths_from(path.parent, raw))
+        return SweepFile.model_validate(paths_from(path.parent, raw))
     except ValidationError as e:
         errs = e.errors()
         err = errs[0]
