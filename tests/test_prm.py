@@ -302,6 +302,40 @@ class TestQwenPRMServer:
         assert prm.num_params == model_parameters(str(tiny_prm_dir))
 
 
+@pytest.mark.engine
+async def test_server_with_the_plugin_scores_incrementally(tiny_prm_dir, tmp_path):
+    """A vLLM server of the tiny PRM with ttscale's IO-processor plugin (verifiers/prm_plugin.py):
+    QwenPRM(base_url, incremental=True) gets the step rewards of a plain-torch forward pass of
+    the same weights, and a path grown by one step reads its scored prefix from the server's
+    prefix cache: it computes only what the cache did not hold (as in process), while the
+    full-prefix path of the same server would compute every token again. Failed before: a
+    server could not score incrementally (TTSError)."""
+    from transformers import AutoTokenizer
+
+    step_id = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
+    with vllm_server(tiny_prm_dir, tmp_path / "plugin_server.log", "--runner", "pooling", "--pooler-config",
+                     json.dumps({"tok_pooling_type": "ALL"}), "--enable-prefix-caching", "--io-processor-plugin",
+                     "ttscale_prm", timeout=420, name="vLLM PRM server with the ttscale_prm plugin") as port:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=f"http://127.0.0.1:{port}/v1", incremental=True)
+        try:
+            first, u1 = await scored(prm, PROBLEM, TRACES[2:])
+            grown = _trace(TRACES[2].text + "\n\nSo 144 it is, again and again and again and again.",
+                           prefix=TRACES[2].prefix)
+            [g], u2 = await scored(prm, PROBLEM, [grown])
+        finally:
+            await prm.close()
+    assert prm.scoring == "incremental" and first[0].path == g.path == "incremental"
+    ids = prm.prompt_ids(PROBLEM, prm.pieces(grown))
+    torch_rewards = _torch_step_rewards(tiny_prm_dir, ids, step_id)
+    assert list(g.steps) == pytest.approx(torch_rewards, abs=1e-3)
+    assert list(first[0].steps) == pytest.approx(torch_rewards[:4], abs=1e-3)
+    full = len(prm.prompt_ids(PROBLEM, prm.pieces(TRACES[2])))
+    assert u1.verifier_tokens + u1.verifier_cached_tokens == full
+    # the grown path: the whole prompt seen, most of it from the cache, at least the new step computed
+    assert seen(u2) == len(ids) and u2.verifier_cached_tokens > 0
+    assert len(ids) - full <= u2.verifier_tokens < len(ids)
+
+
 _POOLED = {
     "id": "pool-1", "object": "list", "created": 0, "model": "stub",
     "data": [{"index": 0, "object": "pooling", "data": [[0.0, math.log(3.0)], [math.log(4.0), 0.0]]}],
@@ -416,7 +450,7 @@ async def test_llm_judge_on_the_tiny_llama(vllm_generator):
     reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
     expected = sum([await vllm_generator.count_prompt_tokens(r) + 1 for r in reqs])
     assert seen(ctx.usage) == expected  # computed + served from the prefix cache
-    assert ctx.usage.verifier_calls == len(reqs) and ctx.usage.generator_calls == 0
+    assert ctx.usage.verifier_calls == 1 and ctx.usage.generator_calls == 0  # one batch (judge_many)
 
     last = LLMJudgePRM(vllm_generator, steps="last")
     scores, _ = await scored(last, PROBLEM, TRACES)

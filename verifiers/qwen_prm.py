@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from tts.backends.common import LRU, byte_bound, chat_prompt_ids
+from tts.backends.common import LRU, byte_bound, chat_prompt_ids, load_tokenizer
 from tts.errors import TTSError
 from tts.context import Context
 from tts.interfaces import Generator
@@ -19,8 +19,8 @@ QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
 
 
 def _reward(row: Any) -> float:
-    """The "correct" label's softmax share of one row of label logits."""
-    a, b = (float(x) for x in row.tolist())
+    """The "correct" label's softmax share of one row of label logits (a tensor or a list)."""
+    a, b = (float(x) for x in (row.tolist() if hasattr(row, "tolist") else row))
     return softmax_pair(b, a)
 
 
@@ -62,9 +62,15 @@ class QwenPRM(ProcessVerifier):
       Rewards of step prefixes already scored are remembered (`StepMemo`), so scoring a grown
       path sends one request, cut after its newest step, whose rows hold the rewards of all its
       new steps: about the new steps' tokens instead of the whole prefix.
+    - "incremental" behind a server (`incremental=True` with `base_url`): the same, through a
+      server started with ttscale's IO-processor plugin (`verifiers/prm_plugin.py`: `--runner
+      pooling --pooler-config '{"tok_pooling_type": "ALL"}' --enable-prefix-caching
+      --io-processor-plugin ttscale_prm`), which takes token ids (tokenized here with the
+      tokenizer at `model`, so `model` must be the model's folder or hub id, as the server
+      names it) and reads the prefix cache.
     - "full-prefix": the whole prompt, every step's row read (STEP pooling at the step token's
       id, or the step rows of ALL pooling without reading the cache). Used behind a vLLM
-      server (its /pooling route cannot ask to read the cache), on a shared engine started
+      server by default (its /pooling route cannot ask to read the cache), on a shared engine started
       with STEP pooling (vLLM 0.32 turns prefix caching off for STEP pooling:
       `ModelConfig.is_prefix_caching_supported`, and token_classify requests default to
       `skip_reading_prefix_cache=True`: `PoolingParams._merge_default_parameters`), or with
@@ -115,12 +121,10 @@ class QwenPRM(ProcessVerifier):
                 max_retries=max_retries, backoff=backoff, timeout=timeout,
             )
             self.num_params = num_params or model_parameters(model)
-            if incremental:
-                raise TTSError(
-                    "QwenPRM cannot score incrementally behind a vLLM server: its /pooling route "
-                    "never reads the prefix cache for token_classify; run the PRM in process"
-                )
-            self.incremental = False
+            self.incremental = bool(incremental)
+            if self.incremental:  # through the ttscale_prm plugin: token ids, tokenized here
+                self._tokenizer = load_tokenizer(model)
+                self._step_id = self._check_step_token(self._tokenizer)
             return
         if engine is None and incremental is not False:
             from vllm.config import PoolerConfig
@@ -242,15 +246,19 @@ class QwenPRM(ProcessVerifier):
     async def _rows(self, ctx: Context, ids: list[int]) -> tuple[Any, int]:
         """The label logits of the tokens of `ids` the engine computed (the prompt's last ones:
         with ALL pooling and the cache read, vLLM returns one row per computed token) and the
-        number of tokens served from the prefix cache."""
-        from vllm import PoolingParams
+        number of tokens served from the prefix cache; in process or through a server's
+        ttscale_prm plugin."""
+        if self._server is not None:
+            work = self._plugin_work(ids)
+        else:
+            from vllm import PoolingParams
 
-        params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
+            params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
 
-        async def work() -> tuple[tuple[Any, int], Usage]:
-            final = await self._final(ids, params)
-            hit = final.num_cached_tokens or 0
-            return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
+            async def work() -> tuple[tuple[Any, int], Usage]:
+                final = await self._final(ids, params)
+                hit = final.num_cached_tokens or 0
+                return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
 
         rows, hit = await ctx.verify(work, len(ids), self.num_params)
         if len(rows) + hit != len(ids) or len(rows) == 0:
@@ -259,6 +267,29 @@ class QwenPRM(ProcessVerifier):
                 "tokens cached; incremental scoring needs ALL token pooling (pass incremental=False)"
             )
         return rows, hit
+
+    def _plugin_work(self, ids: list[int]):
+        """`_rows`' server call: one prompt through the ttscale_prm plugin (verifiers/prm_plugin.py)."""
+        from tts.errors import BackendError
+
+        async def work() -> tuple[tuple[Any, int], Usage]:
+            try:
+                resp = await self._server.post("/pooling", {"model": self.model, "data": {"prompts": [ids]}})
+            except BackendError as e:
+                if "IOProcessor" in str(e) or "plugin" in str(e):
+                    raise TTSError(
+                        f"the server of {self.model} cannot score incrementally: start it with ttscale installed "
+                        "and --runner pooling --pooler-config '{\"tok_pooling_type\": \"ALL\"}' "
+                        "--enable-prefix-caching --io-processor-plugin ttscale_prm, or pass incremental=None") from e
+                raise
+            try:
+                out = resp["data"][0]
+                rows, hit = out["rows"], int(out["cached"])
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                raise TTSError(f"unexpected /pooling reply from the server of {self.model}: {str(resp)[:200]}") from e
+            return (rows, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
+
+        return work
 
     async def _pool_in_process(self, ctx: Context, steps: Sequence[str]) -> list:
         from vllm import PoolingParams
