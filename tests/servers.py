@@ -36,6 +36,8 @@ def vllm_server(
     log's tail."""
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    # one engine step can take minutes on a busy shared CPU; vLLM's default (300 s) kills the server
+    env.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
