@@ -315,25 +315,31 @@ async def test_server_with_the_plugin_scores_incrementally(tiny_prm_dir, tmp_pat
     step_id = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
     with vllm_server(tiny_prm_dir, tmp_path / "plugin_server.log", "--runner", "pooling", "--pooler-config",
                      json.dumps({"tok_pooling_type": "ALL"}), "--enable-prefix-caching", "--io-processor-plugin",
-                     "ttscale_prm", timeout=420, name="vLLM PRM server with the ttscale_prm plugin") as port:
+                     "ttscale_prm", "--block-size", "32", timeout=420,
+                     name="vLLM PRM server with the ttscale_prm plugin") as port:
         prm = QwenPRM(str(tiny_prm_dir), base_url=f"http://127.0.0.1:{port}/v1", incremental=True)
         try:
             first, u1 = await scored(prm, PROBLEM, TRACES[2:])
             grown = _trace(TRACES[2].text + "\n\nSo 144 it is, again and again and again and again.",
                            prefix=TRACES[2].prefix)
             [g], u2 = await scored(prm, PROBLEM, [grown])
+            # one score call's first prompts go as one request: one verifier call for three traces
+            batched, u3 = await scored(prm, OTHER, OTHER_TRACES + [_trace("x = 4.")] + OTHER_TRACES)
         finally:
             await prm.close()
+    assert u3.verifier_calls == 1 and batched[0] is batched[2] and len(batched[1].steps) == 1
     assert prm.scoring == "incremental" and first[0].path == g.path == "incremental"
     ids = prm.prompt_ids(PROBLEM, prm.pieces(grown))
     torch_rewards = _torch_step_rewards(tiny_prm_dir, ids, step_id)
     assert list(g.steps) == pytest.approx(torch_rewards, abs=1e-3)
     assert list(first[0].steps) == pytest.approx(torch_rewards[:4], abs=1e-3)
-    full = len(prm.prompt_ids(PROBLEM, prm.pieces(TRACES[2])))
-    assert u1.verifier_tokens + u1.verifier_cached_tokens == full
-    # the grown path: the whole prompt seen, most of it from the cache, at least the new step computed
-    assert seen(u2) == len(ids) and u2.verifier_cached_tokens > 0
-    assert len(ids) - full <= u2.verifier_tokens < len(ids)
+    # each prompt is cut just after its newest step's token (the template's closing tokens dropped)
+    before = prm.step_ends(prm.prompt_ids(PROBLEM, prm.pieces(TRACES[2])), 4)[-1]
+    cut = prm.step_ends(ids, 5)[-1]
+    assert seen(u1) == before
+    # the grown path: the whole cut prompt seen, most of it from the cache, at least the new step computed
+    assert seen(u2) == cut and u2.verifier_cached_tokens > 0
+    assert cut - before <= u2.verifier_tokens < cut
 
 
 _POOLED = {

@@ -227,11 +227,36 @@ class QwenPRM(ProcessVerifier):
         (always its last one), which hold the rewards of every step to score past the cached
         part. A step to score inside the cached part (rare: its prefix was computed but its
         reward not remembered) gets its own cut prompt, mostly served from the cache."""
-        ids, keys, known, todo = self._plan(ctx.problem, steps)
+        plan = self._plan(ctx.problem, steps)
+        first = _first_prompt(plan, self.step_ends(plan[0], len(steps))) if plan[3] else None
+        got = await self._rows(ctx, first) if first else None
+        return await self._finish(ctx, steps, plan, got)
+
+    async def _score_all(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        """Behind a server with the plugin, the first prompts of all the call's traces (one
+        expansion's candidates in a search) go as ONE request; otherwise one per trace."""
+        if self._server is None or not self.incremental:
+            return await super()._score_all(ctx, traces)
+        pieces = [self.pieces(t) for t in traces]
+        plans = [self._plan(ctx.problem, steps) if steps else None for steps in pieces]
+        firsts = [_first_prompt(plan, self.step_ends(plan[0], len(steps))) if plan and plan[3] else None
+                  for steps, plan in zip(pieces, plans)]
+        got = iter(await self._rows_many(ctx, [f for f in firsts if f]) if any(firsts) else ())
+        scores = []
+        for steps, plan, first in zip(pieces, plans, firsts):
+            scores.append(Score(0.0) if plan is None else await self._finish(ctx, steps, plan,
+                                                                              next(got) if first else None))
+        return scores
+
+    async def _finish(self, ctx: Context, steps: Sequence[str], plan: tuple, got: tuple[Any, int] | None) -> Score:
+        """The rewards of the steps to score, from the rows of the plan's first prompt (`got`:
+        rows and cached tokens; None when nothing was to score) and, for a step inside the
+        cached part, its own cut prompt."""
+        ids, keys, known, todo = plan
         rewards = list(known)
         if todo:
+            rows, hit = got
             ends = self.step_ends(ids, len(steps))
-            rows, hit = await self._rows(ctx, ids[: ends[todo[-1]]])
             inside = []
             for i in todo:
                 if ends[i] - 1 >= hit:
@@ -249,18 +274,20 @@ class QwenPRM(ProcessVerifier):
         number of tokens served from the prefix cache; in process or through a server's
         ttscale_prm plugin."""
         if self._server is not None:
-            work = self._plugin_work(ids)
-        else:
-            from vllm import PoolingParams
+            [got] = await self._rows_many(ctx, [ids])
+            return got
+        from vllm import PoolingParams
 
-            params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
+        params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
 
-            async def work() -> tuple[tuple[Any, int], Usage]:
-                final = await self._final(ids, params)
-                hit = final.num_cached_tokens or 0
-                return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
+        async def work() -> tuple[tuple[Any, int], Usage]:
+            final = await self._final(ids, params)
+            hit = final.num_cached_tokens or 0
+            return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
 
-        rows, hit = await ctx.verify(work, len(ids), self.num_params)
+        return self._checked(ids, *await ctx.verify(work, len(ids), self.num_params))
+
+    def _checked(self, ids: list[int], rows: Any, hit: int) -> tuple[Any, int]:
         if len(rows) + hit != len(ids) or len(rows) == 0:
             raise TTSError(
                 f"PRM {self.model} returned {len(rows)} rows for a {len(ids)}-token prompt with {hit} "
@@ -268,13 +295,14 @@ class QwenPRM(ProcessVerifier):
             )
         return rows, hit
 
-    def _plugin_work(self, ids: list[int]):
-        """`_rows`' server call: one prompt through the ttscale_prm plugin (verifiers/prm_plugin.py)."""
+    async def _rows_many(self, ctx: Context, prompts: list[list[int]]) -> list[tuple[Any, int]]:
+        """`_rows` of several prompts in ONE request to a server with the ttscale_prm plugin
+        (verifiers/prm_plugin.py), one verifier call."""
         from tts.errors import BackendError
 
-        async def work() -> tuple[tuple[Any, int], Usage]:
+        async def work() -> tuple[list[tuple[Any, int]], Usage]:
             try:
-                resp = await self._server.post("/pooling", {"model": self.model, "data": {"prompts": [ids]}})
+                resp = await self._server.post("/pooling", {"model": self.model, "data": {"prompts": prompts}})
             except BackendError as e:
                 if "IOProcessor" in str(e) or "plugin" in str(e):
                     raise TTSError(
@@ -283,13 +311,15 @@ class QwenPRM(ProcessVerifier):
                         "--enable-prefix-caching --io-processor-plugin ttscale_prm, or pass incremental=None") from e
                 raise
             try:
-                out = resp["data"][0]
-                rows, hit = out["rows"], int(out["cached"])
+                got = [(out["rows"], int(out["cached"])) for out in resp["data"]]
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 raise TTSError(f"unexpected /pooling reply from the server of {self.model}: {str(resp)[:200]}") from e
-            return (rows, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
+            if len(got) != len(prompts):
+                raise TTSError(f"the server of {self.model} answered {len(got)} of {len(prompts)} prompts")
+            return got, Usage(prompt_tokens=sum(map(len, prompts)), cached_tokens=sum(hit for _, hit in got))
 
-        return work
+        got = await ctx.verify(work, sum(map(len, prompts)), self.num_params)
+        return [self._checked(ids, rows, hit) for ids, (rows, hit) in zip(prompts, got)]
 
     async def _pool_in_process(self, ctx: Context, steps: Sequence[str]) -> list:
         from vllm import PoolingParams
@@ -333,3 +363,9 @@ class QwenPRM(ProcessVerifier):
         server, self._server = self._server, None
         if server is not None:
             await server.close()
+
+
+def _first_prompt(plan: tuple, ends: list[int]) -> list[int]:
+    """A plan's prompt cut just after the newest step to score."""
+    ids, _, _, todo = plan
+    return ids[: ends[todo[-1]]]
