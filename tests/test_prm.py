@@ -361,6 +361,18 @@ async def test_server_retries_then_scores(tiny_prm_dir):
     assert s.steps == pytest.approx((0.75, 0.2)) and s.value == pytest.approx(0.2) and u.verifier_tokens == 42
 
 
+async def test_incremental_scoring_against_a_server_without_the_plugin_says_how_to_start_one(tiny_prm_dir):
+    """FAKE server: vLLM's answer to a plugin request when no IO-processor plugin is loaded."""
+    no_plugin = (400, {"error": {"message": "No IOProcessor plugin installed. Please refer to the documentation",
+                                 "type": "BadRequestError", "code": 400}})
+    with StubServer([no_plugin]) as stub:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url, incremental=True)
+        with pytest.raises(TTSError, match="--io-processor-plugin ttscale_prm"):
+            await scored(prm, PROBLEM, TRACES[1:2])
+        await prm.close()
+    assert stub.paths == ["/pooling"]
+
+
 async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
     empty = dict(_POOLED, data=[{"index": 0, "object": "pooling", "data": []}])
     with StubServer([(200, empty)]) as stub:
@@ -564,8 +576,8 @@ def test_qwen_prm_chooses_its_scoring_path(tiny_prm_dir):
     with pytest.raises(TTSError, match="tok_pooling_type='ALL'"):
         QwenPRM(model, engine=_FakeEngine(model, "STEP"), incremental=True)
     assert QwenPRM(model, base_url="http://127.0.0.1:9/v1").scoring == "full-prefix"
-    with pytest.raises(TTSError, match="server"):
-        QwenPRM(model, base_url="http://127.0.0.1:9/v1", incremental=True)
+    # behind a server: incremental only when asked (the server needs the ttscale_prm plugin)
+    assert QwenPRM(model, base_url="http://127.0.0.1:9/v1", incremental=True).scoring == "incremental"
 
 
 def test_usage_splits_verifier_cached_tokens():
