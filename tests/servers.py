@@ -62,6 +62,8 @@ def vllm_server(
     log's tail."""
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    # one engine step can take minutes on a busy shared CPU; vLLM's default (300 s) kills the server
+    env.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "2048",
@@ -166,7 +168,9 @@ class FakeOpenAIServer:
     or not. `mode` is what every request gets, or only the first `fail_first` requests (then
     "ok", to prove a retry survived):
 
-    - "ok": a completion of `text` (streamed in word chunks, with usage);
+    - "ok": a completion of `text` (streamed in word chunks, with usage); `n` choices for a
+      request with `n`, one per conversation on the batch route (`.../chat/completions/batch`,
+      vLLM's; 404 when `batch_route` is False), with `token_ids` (one per word) when asked;
     - "http500" / "http400": that error status with an OpenAI-style error body;
     - "ratelimit": 429 with a `Retry-After: retry_after` header;
     - "hang": accepts, reads the request, never answers (bounded: held at most `hang_s`, and
@@ -199,6 +203,8 @@ class FakeOpenAIServer:
         self.retry_after, self.hang_s = retry_after, hang_s
         self.hits, self.times = 0, []
         self.report_usage = True  # False: a server that reports no token counts
+        self.batch_route = True  # False: POST .../batch answers 404 (a server without vLLM's batch route)
+        self.requests: list[tuple[str, int]] = []  # (path, choices) of each completed non-streamed request
         self._stop = threading.Event()
         fake = self
 
@@ -285,11 +291,25 @@ class FakeOpenAIServer:
                 words = text.split(" ")
                 lp = logprobs and body.get("logprobs")
                 if not body.get("stream"):
-                    msg = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    if lp:
-                        msg["logprobs"] = {"content": [self._logprob(w if i == 0 else " " + w)
-                                                       for i, w in enumerate(words)]}
-                    return self._send(200, json.dumps(self._completion([msg])).encode())
+                    batch = self.path.endswith("/batch")
+                    if batch and not fake.batch_route:
+                        return self._error(404, "FAKE: no such route")
+                    k = len(body["messages"]) if batch else body.get("n") or 1
+                    choices = []
+                    for i in range(k):
+                        msg = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        if body.get("return_token_ids"):
+                            msg["token_ids"] = list(range(len(words)))
+                        if lp:
+                            msg["logprobs"] = {"content": [self._logprob(w if j == 0 else " " + w)
+                                                           for j, w in enumerate(words)]}
+                        choices.append(msg)
+                    out = self._completion(choices)
+                    if out["usage"]:
+                        out["usage"]["completion_tokens"] = len(words) * k
+                        out["usage"]["prompt_tokens"] *= k if batch else 1  # n samples: the prompt once
+                    fake.requests.append((self.path, k))
+                    return self._send(200, json.dumps(out).encode())
                 chunks = [self._chunk(w if i == 0 else " " + w, None, usage=True, k=i + 1) for i, w in enumerate(words)]
                 if lp:
                     for c, w in zip(chunks, words):

@@ -176,6 +176,48 @@ async def test_cached_tokens_on_repeat(gen):
     assert second.cached_tokens > 0 and second.cached_tokens >= first.cached_tokens
 
 
+def _engine(port: int) -> dict[str, float]:
+    """The server's own prompt, generation and finished-request counters."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    out = {}
+    for name in ("prompt_tokens", "generation_tokens", "request_success"):
+        values = re.findall(rf"^vllm:{name}_total(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+        out[name] = sum(float(v) for v in values)
+    return out
+
+
+async def test_share_prompt_and_the_batch_route_charge_what_the_engine_did(server):
+    """Issue 29's two cheaper calls against the real server's own counters: n = 3 samples in
+    one request (share_prompt) are 3 engine requests, each prefilling the prompt, which our
+    usage charges 3 times; three judge requests through the batch route are 3 engine requests
+    whose prompt and generated tokens our usage matches, with the verdicts single requests
+    give (greedy)."""
+    model, port = server
+    g = OpenAIGenerator(model, f"http://127.0.0.1:{port}/v1", share_prompt=True)
+    before = _engine(port)
+    traces, u = await g.generate(GenRequest(QUESTION, n=3, max_tokens=8, temperature=0.8))
+    after = _engine(port)
+    assert len(traces) == 3 and u.completion_tokens == sum(t.num_tokens for t in traces)
+    assert after["generation_tokens"] - before["generation_tokens"] == u.completion_tokens
+    assert after["prompt_tokens"] - before["prompt_tokens"] == u.prompt_tokens == 3 * await g.count_prompt_tokens(
+        GenRequest(QUESTION))
+    assert after["request_success"] - before["request_success"] == 3
+
+    reqs = [GenRequest([{"role": "user", "content": f"Is {i} even? Answer Yes or No."}], max_tokens=1,
+                       temperature=0.0, logprobs=5) for i in range(3)]
+    before = _engine(port)
+    out, u = await g.generate_many(reqs)
+    after = _engine(port)
+    assert g._can_batch and [len(o) for o in out] == [1, 1, 1]
+    assert u.prompt_tokens == sum([await g.count_prompt_tokens(r) for r in reqs]) == (
+        after["prompt_tokens"] - before["prompt_tokens"])
+    assert u.completion_tokens == 3 == after["generation_tokens"] - before["generation_tokens"]
+    assert after["request_success"] - before["request_success"] == 3
+    single = [(await g.generate(r))[0][0] for r in reqs]
+    assert [o[0].top_tokens[0] for o in out] == [t.top_tokens[0] for t in single]
+    await g.close()
+
+
 async def test_stream_snapshots_and_final_usage(gen):
     req = GenRequest(messages=QUESTION, max_tokens=40, logprobs=0)
     seen = []

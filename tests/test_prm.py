@@ -302,6 +302,46 @@ class TestQwenPRMServer:
         assert prm.num_params == model_parameters(str(tiny_prm_dir))
 
 
+@pytest.mark.engine
+async def test_server_with_the_plugin_scores_incrementally(tiny_prm_dir, tmp_path):
+    """A vLLM server of the tiny PRM with ttscale's IO-processor plugin (verifiers/prm_plugin.py):
+    QwenPRM(base_url, incremental=True) gets the step rewards of a plain-torch forward pass of
+    the same weights, and a path grown by one step reads its scored prefix from the server's
+    prefix cache: it computes only what the cache did not hold (as in process), while the
+    full-prefix path of the same server would compute every token again. Failed before: a
+    server could not score incrementally (TTSError)."""
+    from transformers import AutoTokenizer
+
+    step_id = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
+    with vllm_server(tiny_prm_dir, tmp_path / "plugin_server.log", "--runner", "pooling", "--pooler-config",
+                     json.dumps({"tok_pooling_type": "ALL"}), "--enable-prefix-caching", "--io-processor-plugin",
+                     "ttscale_prm", "--block-size", "32", timeout=420,
+                     name="vLLM PRM server with the ttscale_prm plugin") as port:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=f"http://127.0.0.1:{port}/v1", incremental=True)
+        try:
+            first, u1 = await scored(prm, PROBLEM, TRACES[2:])
+            grown = _trace(TRACES[2].text + "\n\nSo 144 it is, again and again and again and again.",
+                           prefix=TRACES[2].prefix)
+            [g], u2 = await scored(prm, PROBLEM, [grown])
+            # one score call's first prompts go as one request: one verifier call for three traces
+            batched, u3 = await scored(prm, OTHER, OTHER_TRACES + [_trace("x = 4.")] + OTHER_TRACES)
+        finally:
+            await prm.close()
+    assert u3.verifier_calls == 1 and batched[0] is batched[2] and len(batched[1].steps) == 1
+    assert prm.scoring == "incremental" and first[0].path == g.path == "incremental"
+    ids = prm.prompt_ids(PROBLEM, prm.pieces(grown))
+    torch_rewards = _torch_step_rewards(tiny_prm_dir, ids, step_id)
+    assert list(g.steps) == pytest.approx(torch_rewards, abs=1e-3)
+    assert list(first[0].steps) == pytest.approx(torch_rewards[:4], abs=1e-3)
+    # each prompt is cut just after its newest step's token (the template's closing tokens dropped)
+    before = prm.step_ends(prm.prompt_ids(PROBLEM, prm.pieces(TRACES[2])), 4)[-1]
+    cut = prm.step_ends(ids, 5)[-1]
+    assert seen(u1) == before
+    # the grown path: the whole cut prompt seen, most of it from the cache, at least the new step computed
+    assert seen(u2) == cut and u2.verifier_cached_tokens > 0
+    assert cut - before <= u2.verifier_tokens < cut
+
+
 _POOLED = {
     "id": "pool-1", "object": "list", "created": 0, "model": "stub",
     "data": [{"index": 0, "object": "pooling", "data": [[0.0, math.log(3.0)], [math.log(4.0), 0.0]]}],
@@ -319,6 +359,18 @@ async def test_server_retries_then_scores(tiny_prm_dir):
             await prm.close()
     assert stub.hits == 3 and stub.paths == ["/pooling"] * 3  # at the root, not under /v1
     assert s.steps == pytest.approx((0.75, 0.2)) and s.value == pytest.approx(0.2) and u.verifier_tokens == 42
+
+
+async def test_incremental_scoring_against_a_server_without_the_plugin_says_how_to_start_one(tiny_prm_dir):
+    """FAKE server: vLLM's answer to a plugin request when no IO-processor plugin is loaded."""
+    no_plugin = (400, {"error": {"message": "No IOProcessor plugin installed. Please refer to the documentation",
+                                 "type": "BadRequestError", "code": 400}})
+    with StubServer([no_plugin]) as stub:
+        prm = QwenPRM(str(tiny_prm_dir), base_url=stub.url, incremental=True)
+        with pytest.raises(TTSError, match="--io-processor-plugin ttscale_prm"):
+            await scored(prm, PROBLEM, TRACES[1:2])
+        await prm.close()
+    assert stub.paths == ["/pooling"]
 
 
 async def test_server_step_count_mismatch_and_dead_server(tiny_prm_dir):
@@ -416,7 +468,7 @@ async def test_llm_judge_on_the_tiny_llama(vllm_generator):
     reqs = [r for t in TRACES for r in judge.requests(PROBLEM, t)]
     expected = sum([await vllm_generator.count_prompt_tokens(r) + 1 for r in reqs])
     assert seen(ctx.usage) == expected  # computed + served from the prefix cache
-    assert ctx.usage.verifier_calls == len(reqs) and ctx.usage.generator_calls == 0
+    assert ctx.usage.verifier_calls == 1 and ctx.usage.generator_calls == 0  # one batch (judge_many)
 
     last = LLMJudgePRM(vllm_generator, steps="last")
     scores, _ = await scored(last, PROBLEM, TRACES)
@@ -524,8 +576,8 @@ def test_qwen_prm_chooses_its_scoring_path(tiny_prm_dir):
     with pytest.raises(TTSError, match="tok_pooling_type='ALL'"):
         QwenPRM(model, engine=_FakeEngine(model, "STEP"), incremental=True)
     assert QwenPRM(model, base_url="http://127.0.0.1:9/v1").scoring == "full-prefix"
-    with pytest.raises(TTSError, match="server"):
-        QwenPRM(model, base_url="http://127.0.0.1:9/v1", incremental=True)
+    # behind a server: incremental only when asked (the server needs the ttscale_prm plugin)
+    assert QwenPRM(model, base_url="http://127.0.0.1:9/v1", incremental=True).scoring == "incremental"
 
 
 def test_usage_splits_verifier_cached_tokens():

@@ -205,6 +205,58 @@ async def test_pipelining_scores_each_expansion_at_once_and_keeps_the_same_beams
     assert shape(on) == shape(off)
 
 
+# Four paths finish by iteration 3 while two stay open for three more (a2y..., b2y...).
+DECIDED_TREE = {
+    k(): ["a", "b", "c", "d"],
+    k("a"): ["a1 \\boxed{1}", "a2"], k("b"): ["b1 \\boxed{2}", "b2"],
+    k("a", "a2"): ["a2x \\boxed{3}", "a2y"], k("b", "b2"): ["b2x \\boxed{4}", "b2y"],
+    k("a", "a2", "a2y"): ["a3"], k("b", "b2", "b2y"): ["b3"],
+    k("a", "a2", "a2y", "a3"): ["a4 \\boxed{5}"], k("b", "b2", "b2y", "b3"): ["b4 \\boxed{6}"],
+}
+DECIDED_REWARDS = {"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.2, "a1 \\boxed{1}": 0.4, "b1 \\boxed{2}": 0.7,
+                   "a2x \\boxed{3}": 0.6, "b2x \\boxed{4}": 0.5, "a4 \\boxed{5}": 0.99, "b4 \\boxed{6}": 0.99}
+
+
+async def test_beam_search_stops_once_its_answer_is_decided():
+    """With sort_completed=False the answer comes from the first n finished paths: here 1, 2
+    (iteration 2), 3, 4 (iteration 3). search-and-learn goes on expanding a2y and b2y for two
+    more iterations (8 more samples, 4 more requests) whose paths (5, scored .99) can never be
+    picked; stop_when_decided (the default) stops after iteration 3 with the same answer,
+    the same returned paths and their scores. Failed before: the search ran to the end."""
+    early, gen_e, prm_e = await run(BeamSearch(4, beam_width=2), DECIDED_TREE, DECIDED_REWARDS)
+    full, gen_f, prm_f = await run(BeamSearch(4, beam_width=2, stop_when_decided=False), DECIDED_TREE,
+                                   DECIDED_REWARDS)
+    assert early.answer == full.answer == "2"
+    assert [(t.text, t.score) for t in early.traces] == [(t.text, t.score) for t in full.traces]
+    assert [t.answer for t in full.traces] == ["1", "2", "3", "4"] and full.telemetry["finished"] == 8
+    assert (gen_e.samples, gen_f.samples) == (12, 20) and (len(gen_e.requests), len(gen_f.requests)) == (5, 9)
+    assert len(prm_e.scored) == 12 and len(prm_f.scored) == 20
+    # sort_completed=True reads every finished path: nothing is decided early.
+    best, gen_s, _ = await run(BeamSearch(4, beam_width=2, sort_completed=True), DECIDED_TREE, DECIDED_REWARDS)
+    assert gen_s.samples == 20 and best.answer == "5"
+
+
+async def test_beam_search_first_samples_beam_width_is_its_hubs_first_iteration():
+    """first_samples="beam_width": the problem is one beam, expanded beam_width (2) times as
+    its_hub's beam search does (budget // beam_width first candidates), not n (4) times."""
+    r, gen, _ = await run(BeamSearch(4, beam_width=2, first_samples="beam_width"))
+    assert gen.requests[0][:2] == ("", 2)
+    assert texts(r, r.telemetry["kept"][0]) == ["s2", "s1"]  # both first steps kept (keep = 2), best first
+    default, gen_d, _ = await run(BeamSearch(4, beam_width=2))
+    assert gen_d.requests[0][:2] == ("", 4)
+
+
+def test_beam_search_parameters_added_later_keep_the_old_configuration_key():
+    """first_samples and stop_when_decided at their defaults are not in the configuration (so
+    a run keyed before they existed keeps its key); set otherwise, they are."""
+    base = BeamSearch(4, beam_width=2).config()
+    assert "first_samples" not in base and "stop_when_decided" not in base
+    assert BeamSearch(4, beam_width=2, first_samples="beam_width").config()["first_samples"] == "beam_width"
+    assert BeamSearch(4, beam_width=2, stop_when_decided=False).config() == {**base, "stop_when_decided": False}
+    with pytest.raises(tts.errors.ParameterError, match="first_samples"):
+        BeamSearch(4, beam_width=2, first_samples="all")
+
+
 async def test_search_without_a_verifier_is_a_user_error():
     with pytest.raises(TTSError, match="verifier"):
         await tts.solve(P, BeamSearch(4, 2), generator=TreeGenerator(BEAM_TREE))

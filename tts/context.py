@@ -454,6 +454,21 @@ class Context:
         worst = await judge.count_prompt_tokens(req) + req.n * req.max_tokens
         return await self.verify(work, worst, judge.num_params)
 
+    async def judge_many(self, judge: Generator, reqs: Sequence[GenRequest]) -> list[list[Trace]]:
+        """Several judge requests as ONE verifier call (`Generator.generate_many`: a server
+        that takes a batch gets one HTTP request), reserved at the sum of their worst cases and
+        charged from what the backend reported for all of them, as `judge` charges one."""
+        if not reqs:
+            return []
+        batch = list(reqs)
+
+        async def work() -> tuple[list[list[Trace]], Usage]:
+            return await judge.generate_many(batch)
+
+        prompts = await asyncio.gather(*(judge.count_prompt_tokens(r) for r in batch))
+        worst = sum(prompts) + sum(r.n * r.max_tokens for r in batch)
+        return await self.verify(work, worst, judge.num_params)
+
 
     async def execute(self, sandbox: "Sandbox", source: str, *, limits: "Limits | None" = None,
                       **run: Any) -> "ExecResult":

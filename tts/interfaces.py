@@ -7,6 +7,7 @@ every call. The other two roles work through the context: `tts.context.Verifier`
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -45,6 +46,13 @@ class Generator(ABC):
     @abstractmethod
     async def generate(self, req: GenRequest) -> tuple[list[Trace], Usage]:
         """`req.n` finished traces, and the prompt / cached / completion tokens they took."""
+
+    async def generate_many(self, reqs: list[GenRequest]) -> tuple[list[list[Trace]], Usage]:
+        """Several requests at once: each one's traces, and what they took together. A backend
+        that can send them as one call (a server's batch route) overrides this; here they go
+        out together as separate calls."""
+        done = await asyncio.gather(*(self.generate(r) for r in reqs))
+        return [t for t, _ in done], sum((u for _, u in done), Usage())
 
     @abstractmethod
     def stream(self, req: GenRequest) -> AsyncIterator[tuple[Trace, Usage]]:

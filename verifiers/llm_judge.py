@@ -51,6 +51,11 @@ class LLMJudgePRM(ProcessVerifier):
     judged are remembered (`verifiers.prm.StepMemo`), so a grown path sends only its new steps
     (`Score.path` "incremental"); False judges every step each time ("full-prefix").
     `steps="last"` judges only the newest step anyway ("incremental").
+
+    `batch` (default True): the judge requests of one `score` call (every trace, every step to
+    judge, one expansion's candidates in a search) go to the judge as one call
+    (`Context.judge_many`: one HTTP request on a vLLM server's batch route), each distinct
+    prompt once; False sends one request per step, as many calls.
     """
 
     name = "llm_judge"
@@ -67,6 +72,7 @@ class LLMJudgePRM(ProcessVerifier):
         top_k: int = 20,
         system_prompt: str | None = None,
         incremental: bool | None = True,
+        batch: bool = True,
     ):
         if steps not in ("all", "last"):
             raise TTSError(f"LLMJudgePRM steps must be 'all' or 'last', not '{steps}'")
@@ -84,6 +90,7 @@ class LLMJudgePRM(ProcessVerifier):
         self.system_prompt = system_prompt
         self.num_params = generator.num_params
         self.incremental = incremental is not False and steps == "all"
+        self.batch = batch
 
     def requests(self, problem: Problem, trace: Trace) -> list[GenRequest]:
         """One judge request per step to judge (all, or the last), none remembered."""
@@ -107,6 +114,30 @@ class LLMJudgePRM(ProcessVerifier):
         todo = [i for i, r in enumerate(known) if r is None]
         return keys, known, [self._request(problem, steps, i) for i in todo], todo
 
+    async def _score_all(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        if not self.batch:
+            return await super()._score_all(ctx, traces)
+        plans = [self._plan(ctx.problem, t) if self._steps(t) else None for t in traces]
+        prompts: dict[tuple, int] = {}  # a prompt -> its place in `reqs`: each judged once
+        reqs: list[GenRequest] = []
+        for plan in plans:
+            for r in plan[2] if plan is not None else ():
+                if prompts.setdefault(_prompt(r), len(reqs)) == len(reqs):
+                    reqs.append(r)
+        verdicts = [self.p_yes(traces[0]) for traces in await ctx.judge_many(self.generator, reqs)]
+        scores = []
+        for plan in plans:
+            if plan is None:
+                scores.append(Score(0.0))
+                continue
+            keys, known, todo_reqs, todo = plan
+            rewards = list(known)
+            for i, r in zip(todo, todo_reqs):
+                rewards[i] = verdicts[prompts[_prompt(r)]]
+            self._remember(keys, rewards)
+            scores.append(self._score(rewards, "incremental" if self.steps == "last" else self.scoring))
+        return scores
+
     async def _score_one(self, ctx: Context, trace: Trace) -> Score:
         if not self._steps(trace):
             return Score(0.0)
@@ -126,3 +157,8 @@ class LLMJudgePRM(ProcessVerifier):
     async def close(self) -> None:
         if self._owns_generator:
             await self.generator.close()
+
+
+def _prompt(req: GenRequest) -> tuple:
+    """What a judge request's verdict depends on (its messages; the rest is the same for all)."""
+    return tuple((m["role"], m["content"]) for m in req.messages)

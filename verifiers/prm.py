@@ -31,6 +31,8 @@ step is scored again. The choice is automatic; `Context.score` counts it per tra
 
 All requests of a call (every trace, every step) go to the engine together and are gathered, so
 concurrent `score()` calls from many problems are batched by the engine; nothing is locked.
+Identical traces in one call (the same partial solution sampled twice, common for short steps)
+are scored once (`dedupe`, default True): a reward is a function of the question and the text.
 """
 
 from __future__ import annotations
@@ -182,7 +184,22 @@ class ProcessVerifier(Verifier):
     def _steps(self, trace: Trace) -> list[str]:
         return split_steps(trace.prefix + trace.text, self.delimiter)
 
+    dedupe: bool = True  # identical traces of one call scored once (see the module doc)
+
     async def score(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        if not self.dedupe:
+            return await self._score_all(ctx, traces)
+        index: dict[str, int] = {}  # text -> its first trace's place in `unique`
+        unique: list[Trace] = []
+        for t in traces:
+            if index.setdefault(t.prefix + t.text, len(unique)) == len(unique):
+                unique.append(t)
+        where = [index[t.prefix + t.text] for t in traces]
+        scores = await self._score_all(ctx, unique)
+        return [scores[i] for i in where]
+
+    async def _score_all(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        """One Score per trace (all distinct when `dedupe`)."""
         return list(await asyncio.gather(*(self._score_one(ctx, t) for t in traces)))
 
     async def _score_one(self, ctx: Context, trace: Trace) -> Score:  # pragma: no cover

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from tts.backends.common import LRU, byte_bound, chat_prompt_ids
+from tts.backends.common import LRU, byte_bound, chat_prompt_ids, load_tokenizer
 from tts.errors import TTSError
 from tts.context import Context
 from tts.interfaces import Generator
@@ -19,8 +19,8 @@ QWEN_PRM_DEFAULT = "Qwen/Qwen2.5-Math-PRM-7B"
 
 
 def _reward(row: Any) -> float:
-    """The "correct" label's softmax share of one row of label logits."""
-    a, b = (float(x) for x in row.tolist())
+    """The "correct" label's softmax share of one row of label logits (a tensor or a list)."""
+    a, b = (float(x) for x in (row.tolist() if hasattr(row, "tolist") else row))
     return softmax_pair(b, a)
 
 
@@ -62,9 +62,15 @@ class QwenPRM(ProcessVerifier):
       Rewards of step prefixes already scored are remembered (`StepMemo`), so scoring a grown
       path sends one request, cut after its newest step, whose rows hold the rewards of all its
       new steps: about the new steps' tokens instead of the whole prefix.
+    - "incremental" behind a server (`incremental=True` with `base_url`): the same, through a
+      server started with ttscale's IO-processor plugin (`verifiers/prm_plugin.py`: `--runner
+      pooling --pooler-config '{"tok_pooling_type": "ALL"}' --enable-prefix-caching
+      --io-processor-plugin ttscale_prm`), which takes token ids (tokenized here with the
+      tokenizer at `model`, so `model` must be the model's folder or hub id, as the server
+      names it) and reads the prefix cache.
     - "full-prefix": the whole prompt, every step's row read (STEP pooling at the step token's
       id, or the step rows of ALL pooling without reading the cache). Used behind a vLLM
-      server (its /pooling route cannot ask to read the cache), on a shared engine started
+      server by default (its /pooling route cannot ask to read the cache), on a shared engine started
       with STEP pooling (vLLM 0.32 turns prefix caching off for STEP pooling:
       `ModelConfig.is_prefix_caching_supported`, and token_classify requests default to
       `skip_reading_prefix_cache=True`: `PoolingParams._merge_default_parameters`), or with
@@ -115,12 +121,10 @@ class QwenPRM(ProcessVerifier):
                 max_retries=max_retries, backoff=backoff, timeout=timeout,
             )
             self.num_params = num_params or model_parameters(model)
-            if incremental:
-                raise TTSError(
-                    "QwenPRM cannot score incrementally behind a vLLM server: its /pooling route "
-                    "never reads the prefix cache for token_classify; run the PRM in process"
-                )
-            self.incremental = False
+            self.incremental = bool(incremental)
+            if self.incremental:  # through the ttscale_prm plugin: token ids, tokenized here
+                self._tokenizer = load_tokenizer(model)
+                self._step_id = self._check_step_token(self._tokenizer)
             return
         if engine is None and incremental is not False:
             from vllm.config import PoolerConfig
@@ -223,11 +227,36 @@ class QwenPRM(ProcessVerifier):
         (always its last one), which hold the rewards of every step to score past the cached
         part. A step to score inside the cached part (rare: its prefix was computed but its
         reward not remembered) gets its own cut prompt, mostly served from the cache."""
-        ids, keys, known, todo = self._plan(ctx.problem, steps)
+        plan = self._plan(ctx.problem, steps)
+        first = _first_prompt(plan, self.step_ends(plan[0], len(steps))) if plan[3] else None
+        got = await self._rows(ctx, first) if first else None
+        return await self._finish(ctx, steps, plan, got)
+
+    async def _score_all(self, ctx: Context, traces: list[Trace]) -> list[Score]:
+        """Behind a server with the plugin, the first prompts of all the call's traces (one
+        expansion's candidates in a search) go as ONE request; otherwise one per trace."""
+        if self._server is None or not self.incremental:
+            return await super()._score_all(ctx, traces)
+        pieces = [self.pieces(t) for t in traces]
+        plans = [self._plan(ctx.problem, steps) if steps else None for steps in pieces]
+        firsts = [_first_prompt(plan, self.step_ends(plan[0], len(steps))) if plan and plan[3] else None
+                  for steps, plan in zip(pieces, plans)]
+        got = iter(await self._rows_many(ctx, [f for f in firsts if f]) if any(firsts) else ())
+        scores = []
+        for steps, plan, first in zip(pieces, plans, firsts):
+            scores.append(Score(0.0) if plan is None else await self._finish(ctx, steps, plan,
+                                                                              next(got) if first else None))
+        return scores
+
+    async def _finish(self, ctx: Context, steps: Sequence[str], plan: tuple, got: tuple[Any, int] | None) -> Score:
+        """The rewards of the steps to score, from the rows of the plan's first prompt (`got`:
+        rows and cached tokens; None when nothing was to score) and, for a step inside the
+        cached part, its own cut prompt."""
+        ids, keys, known, todo = plan
         rewards = list(known)
         if todo:
+            rows, hit = got
             ends = self.step_ends(ids, len(steps))
-            rows, hit = await self._rows(ctx, ids[: ends[todo[-1]]])
             inside = []
             for i in todo:
                 if ends[i] - 1 >= hit:
@@ -242,7 +271,11 @@ class QwenPRM(ProcessVerifier):
     async def _rows(self, ctx: Context, ids: list[int]) -> tuple[Any, int]:
         """The label logits of the tokens of `ids` the engine computed (the prompt's last ones:
         with ALL pooling and the cache read, vLLM returns one row per computed token) and the
-        number of tokens served from the prefix cache."""
+        number of tokens served from the prefix cache; in process or through a server's
+        ttscale_prm plugin."""
+        if self._server is not None:
+            [got] = await self._rows_many(ctx, [ids])
+            return got
         from vllm import PoolingParams
 
         params = PoolingParams(task="token_classify", use_activation=False, skip_reading_prefix_cache=False)
@@ -252,13 +285,41 @@ class QwenPRM(ProcessVerifier):
             hit = final.num_cached_tokens or 0
             return (final.outputs.data, hit), Usage(prompt_tokens=len(ids), cached_tokens=hit)
 
-        rows, hit = await ctx.verify(work, len(ids), self.num_params)
+        return self._checked(ids, *await ctx.verify(work, len(ids), self.num_params))
+
+    def _checked(self, ids: list[int], rows: Any, hit: int) -> tuple[Any, int]:
         if len(rows) + hit != len(ids) or len(rows) == 0:
             raise TTSError(
                 f"PRM {self.model} returned {len(rows)} rows for a {len(ids)}-token prompt with {hit} "
                 "tokens cached; incremental scoring needs ALL token pooling (pass incremental=False)"
             )
         return rows, hit
+
+    async def _rows_many(self, ctx: Context, prompts: list[list[int]]) -> list[tuple[Any, int]]:
+        """`_rows` of several prompts in ONE request to a server with the ttscale_prm plugin
+        (verifiers/prm_plugin.py), one verifier call."""
+        from tts.errors import BackendError
+
+        async def work() -> tuple[list[tuple[Any, int]], Usage]:
+            try:
+                resp = await self._server.post("/pooling", {"model": self.model, "data": {"prompts": prompts}})
+            except BackendError as e:
+                if "IOProcessor" in str(e) or "plugin" in str(e):
+                    raise TTSError(
+                        f"the server of {self.model} cannot score incrementally: start it with ttscale installed "
+                        "and --runner pooling --pooler-config '{\"tok_pooling_type\": \"ALL\"}' "
+                        "--enable-prefix-caching --io-processor-plugin ttscale_prm, or pass incremental=None") from e
+                raise
+            try:
+                got = [(out["rows"], int(out["cached"])) for out in resp["data"]]
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                raise TTSError(f"unexpected /pooling reply from the server of {self.model}: {str(resp)[:200]}") from e
+            if len(got) != len(prompts):
+                raise TTSError(f"the server of {self.model} answered {len(got)} of {len(prompts)} prompts")
+            return got, Usage(prompt_tokens=sum(map(len, prompts)), cached_tokens=sum(hit for _, hit in got))
+
+        got = await ctx.verify(work, sum(map(len, prompts)), self.num_params)
+        return [self._checked(ids, rows, hit) for ids, (rows, hit) in zip(prompts, got)]
 
     async def _pool_in_process(self, ctx: Context, steps: Sequence[str]) -> list:
         from vllm import PoolingParams
@@ -302,3 +363,9 @@ class QwenPRM(ProcessVerifier):
         server, self._server = self._server, None
         if server is not None:
             await server.close()
+
+
+def _first_prompt(plan: tuple, ends: list[int]) -> list[int]:
+    """A plan's prompt cut just after the newest step to score."""
+    ids, _, _, todo = plan
+    return ids[: ends[todo[-1]]]

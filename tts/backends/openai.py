@@ -17,6 +17,14 @@ With `vllm=True` we use vLLM's server extensions:
 - `continuous_usage_stats`, so every streamed chunk carries the completion tokens so far;
 - `POST /tokenize` (at the server root, not under /v1) to count prompt tokens exactly.
 - `return_token_ids`, so a reasoning model's thinking tokens are counted from the generated ids.
+- `POST /v1/chat/completions/batch` (`generate_many`): several conversations with the same
+  sampling parameters in one HTTP request, one choice per conversation (a judge's requests of
+  one expansion). vLLM's batch route reports no cached prompt tokens, so such a call's prompt
+  is charged as computed (an upper bound). A server without the route (404) is asked request
+  by request from then on.
+- `n` (`share_prompt=True`): a request's n samples in one HTTP request instead of n, the prompt
+  rendered and tokenized once. vLLM still runs them as n engine requests, each prefilling the
+  prompt, and reports the prompt once: it is charged n times (its cached part n times).
 Cached prompt tokens come from `usage.prompt_tokens_details.cached_tokens`, which vLLM reports
 only when started with `--enable-prompt-tokens-details` (else they read as 0).
 
@@ -33,7 +41,7 @@ import itertools
 import logging
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -61,7 +69,9 @@ class OpenAIGenerator(Generator):
     clips each request's max_tokens to what fits after the prompt (with `vllm=True` it is read
     from the server's /v1/models when not given). `extra_body` holds
     extra server sampling parameters sent with every request (e.g. vLLM's `top_k`,
-    `ignore_eos`). Set `vllm=False` for servers without vLLM's extensions.
+    `ignore_eos`). Set `vllm=False` for servers without vLLM's extensions. `share_prompt`: send
+    a request's n samples as one request with `n` (default: n single-sample requests);
+    `batch`: send `generate_many`'s requests through vLLM's batch route (see the module doc).
     """
 
     kind = "openai"
@@ -91,6 +101,8 @@ class OpenAIGenerator(Generator):
         max_logprobs: int = 20,
         think_open: str | None = None,
         think_close: str | None = None,
+        share_prompt: bool = False,
+        batch: bool = True,
     ):
         if max_retries is not None:
             retries = max_retries - 1
@@ -133,6 +145,8 @@ class OpenAIGenerator(Generator):
         self.markers = markers_for(model, None, think_open, think_close)
         self._close_id: int | None | bool = False  # False: not looked up yet
         self._switch_checked = False
+        self.share_prompt = share_prompt
+        self._can_batch = batch and vllm  # False once a server answers the batch route with 404
 
     # -- plumbing ------------------------------------------------------------------------------
     def _auth(self, url: str) -> Any:
@@ -212,39 +226,120 @@ class OpenAIGenerator(Generator):
         """n samples as n single-sample requests, as VLLMGenerator does: the server prefills
         each sample's prompt anyway (its usage for n>1 counts the prompt once), single requests
         report every sample's prompt, cached and completion tokens exactly, and replicas share
-        one prompt's samples round-robin."""
+        one prompt's samples round-robin. With `share_prompt`, one request with `n`."""
+        if self.share_prompt and req.n > 1:
+            kw = await self._kwargs(req)
+            resp = await self._send(lambda client: client.chat.completions.create(**kw), req.n)
+            traces = [await self._trace(c, req, kw["max_tokens"]) for c in resp.choices]
+            u = resp.usage
+            if u is None:  # no usage: each sample's prompt counted, none of it cached
+                prompt = await self.count_prompt_tokens(req)
+                return traces, Usage(prompt_tokens=req.n * prompt, completion_tokens=sum(t.num_tokens for t in traces))
+            # n engine requests, each prefilling the prompt (its cached part from the cache)
+            return traces, Usage(prompt_tokens=req.n * u.prompt_tokens, cached_tokens=req.n * _cached(u),
+                                 completion_tokens=u.completion_tokens)
         one = req.replace(n=1)
         done = await asyncio.gather(*(self._sample(one) for _ in range(req.n)))
         return [t for t, _ in done], sum((u for _, u in done), Usage())
 
-    async def _sample(self, req: GenRequest) -> tuple[Trace, Usage]:
-        kw = await self._kwargs(req)
+    async def generate_many(self, reqs: list[GenRequest]) -> tuple[list[list[Trace]], Usage]:
+        """Requests that differ only in their conversation (single samples, the same sampling
+        parameters, all continuing a prefix or none) go to vLLM's batch route together, one
+        HTTP request per such group; the others as `generate` does."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(reqs):
+            key = (r.max_tokens, r.temperature, r.top_p, r.stop, r.logprobs, bool(r.prefix), r.enable_thinking)
+            groups.setdefault(key if r.n == 1 and self._can_batch else ("single", i), []).append(i)
+        out: list[list[Trace]] = [[] for _ in reqs]
+        usage = Usage()
+
+        async def one(idx: list[int]) -> None:
+            nonlocal usage
+            if len(idx) > 1 and self._can_batch:
+                got, u = await self._batch([reqs[i] for i in idx])
+            else:
+                got, u = [], Usage()
+                for traces, each in await asyncio.gather(*(self.generate(reqs[i]) for i in idx)):
+                    got.append(traces)
+                    u = u + each
+            for i, traces in zip(idx, got):
+                out[i] = traces
+            usage = usage + u
+
+        await asyncio.gather(*(one(idx) for idx in groups.values()))
+        return out, usage
+
+    async def _batch(self, reqs: list[GenRequest]) -> tuple[list[list[Trace]], Usage]:
+        """One POST to /v1/chat/completions/batch for single-sample requests that share their
+        sampling parameters; falls back to one request each where the server has no such route."""
+        kw = await self._kwargs(reqs[0])
+        kw["max_tokens"] = min([kw["max_tokens"]] + [await self._clip(r) for r in reqs[1:]])
+        kw["messages"] = [list(r.messages) + ([{"role": "assistant", "content": r.prefix}] if r.prefix else [])
+                          for r in reqs]
+        body = {**{k: v for k, v in kw.items() if k != "extra_body"}, **kw.get("extra_body", {})}
+        try:
+            resp = await self._send(lambda client: client.post(
+                "/chat/completions/batch", cast_to=openai.types.chat.ChatCompletion, body=body), len(reqs))
+        except BackendError as e:
+            if not isinstance(e.__cause__, openai.NotFoundError):
+                raise
+            log.warning("%s has no batch route (/v1/chat/completions/batch): sending requests one by one",
+                        self.base_urls[0])
+            self._can_batch = False
+            done = await asyncio.gather(*(self.generate(r) for r in reqs))
+            return [t for t, _ in done], sum((u for _, u in done), Usage())
+        choices = sorted(resp.choices, key=lambda c: c.index)
+        traces = [[await self._trace(c, r, kw["max_tokens"])] for c, r in zip(choices, reqs)]
+        u = resp.usage
+        if u is None:
+            prompt = sum([await self.count_prompt_tokens(r) for r in reqs])
+            return traces, Usage(prompt_tokens=prompt, completion_tokens=sum(t[0].num_tokens for t in traces))
+        return traces, Usage(prompt_tokens=u.prompt_tokens, cached_tokens=_cached(u),
+                             completion_tokens=u.completion_tokens)
+
+    async def _send(self, call: Callable[[Any], Awaitable[Any]], n: int) -> Any:
+        """`call(client)` under the concurrency limit and the retry policy over the replicas;
+        the response, which must hold `n` choices, each with a message and a finish reason."""
         tried: list[str] = []
         async with self._sem:
             for attempt in itertools.count():
                 url, client = self._pick()
                 try:
-                    resp = await client.chat.completions.create(**kw)
+                    resp = await call(client)
                     choices = getattr(resp, "choices", None)
-                    if not choices or getattr(choices[0], "message", None) is None:
+                    if not choices or any(getattr(c, "message", None) is None for c in choices):
                         raise BadResponse("no choices")
-                    if choices[0].finish_reason is None:
+                    if len(choices) != n:
+                        raise BadResponse(f"{len(choices)} choices for {n} samples")
+                    if any(c.finish_reason is None for c in choices):
                         raise BadResponse("a choice without a finish reason")
-                    break
+                    return resp
                 except Exception as e:  # noqa: BLE001  classify re-raises what is not a backend fault
                     await self._policy.after_failure(e, url, attempt, tried)
-        c, u = choices[0], resp.usage
+
+    async def _trace(self, c: Any, req: GenRequest, max_tokens: int, completion: int | None = None) -> Trace:
+        """One choice as a finished Trace. Its tokens: `completion` (the usage of a single
+        sample), else its token ids, else one logprob entry per token, else the UTF-8 byte
+        count (an upper bound for byte-level BPE: never an undercount), all bounded by the
+        server's max_tokens."""
         t = Trace(text=c.message.content or "", num_tokens=0, finish_reason=_finish(c.finish_reason), prefix=req.prefix,
                   token_ids=list(getattr(c, "token_ids", None) or ()), stop_reason=_stop_reason(c))
         content = _add_logprobs(t, c.logprobs, req.logprobs)
-        reasoning = _reasoning(c.message)
-        # usage is exact for one sample; without it, one logprob entry per token, else the
-        # UTF-8 byte count (an upper bound for byte-level BPE: never an undercount), which the
-        # server's max_tokens bounds too.
-        t.num_tokens = u.completion_tokens if u else min(len(content) if content is not None else len(t.text.encode()),
-                                                          kw["max_tokens"])
+        if completion is not None:
+            t.num_tokens = completion
+        elif t.token_ids:
+            t.num_tokens = len(t.token_ids)
+        else:
+            t.num_tokens = min(len(content) if content is not None else len(t.text.encode()), max_tokens)
+        await self._mark(t, req, _reasoning(c.message), c.message.content)
+        return t
+
+    async def _sample(self, req: GenRequest) -> tuple[Trace, Usage]:
+        kw = await self._kwargs(req)
+        resp = await self._send(lambda client: client.chat.completions.create(**kw), 1)
+        u = resp.usage
+        t = await self._trace(resp.choices[0], req, kw["max_tokens"], u.completion_tokens if u else None)
         prompt = u.prompt_tokens if u else await self.count_prompt_tokens(req)
-        await self._mark(t, req, reasoning, c.message.content)
         return t, Usage(prompt_tokens=prompt, cached_tokens=_cached(u), completion_tokens=t.num_tokens)
 
     # -- reasoning models --------------------------------------------------------------------------
