@@ -22,7 +22,6 @@ from strategies.particle_filter import ParticleFilter
 from strategies.phi_decoding import PhiDecoding
 from strategies.pipeline import Pipeline
 from strategies.rebase import REBASE
-from strategies.review_refine_repeat import ReviewRefineRepeat
 from strategies.self_consistency import SelfConsistency
 from strategies.self_refine import SelfRefine
 
@@ -31,5 +30,5 @@ __all__ = [
     "AStar", "AdaptiveConsistency", "BeamSearch", "BestOfN", "BudgetForcing", "CertaintyProbe", "DVTS", "DeepConf", "DeepPrune", "ESC",
     "FirstFinish", "ParticleFilter", "SelfConsistency", "weighted_majority",
     "ABMCTS", "MCTS", "PhiDecoding", "REBASE",
-    "Archon", "GenSelect", "MindEvolution", "MixtureOfAgents", "Pipeline", "ReviewRefineRepeat", "SelfRefine",
+    "Archon", "GenSelect", "MindEvolution", "MixtureOfAgents", "Pipeline", "SelfRefine",
 ]

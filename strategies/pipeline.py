@@ -4,8 +4,7 @@ critique}, {op: fuse, top: 3}]'` on the command line, a list under `params: {sta
 grid axis `stages:`) in a sweep file. The operators and their prompts are `tts.pipeline`'s; the
 stages are validated by their pydantic models and hashed into the run spec as plain JSON.
 
-The presets (`mixture_of_agents`, `genselect`, `archon`, `self_refine`,
-`review_refine_repeat`) are subclasses whose parameters build the stages (`stages()`), so a
+The presets (`mixture_of_agents`, `genselect`, `archon`, `self_refine`) are subclasses whose parameters build the stages (`stages()`), so a
 sweep varies a layer by one scalar (`grid: {layers: [2, 3]}`).
 """
 

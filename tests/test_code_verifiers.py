@@ -62,18 +62,6 @@ def add(task):
     return task.to_problem(0, ADD, "test")
 
 
-class Recording(ScriptedGenerator):
-    """The scripted FAKE, remembering the requests it got."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.requests: list[GenRequest] = []
-
-    async def generate(self, req):
-        self.requests.append(req)
-        return await super().generate(req)
-
-
 # -- what the task gives the verifiers ----------------------------------------------------------
 def test_docstring_examples_become_visible_tests_and_leave_the_spec(task, add):
     from tasks.humaneval import docstring_examples
@@ -158,7 +146,7 @@ async def test_a_test_that_loops_fails_alone_within_its_time_limit(task, add):
 
 async def test_codet_dual_agreement_by_hand(task, add):
     # Four generated tests (one written twice, one wrong): add(2,3)==5 (x2), add(0,0)==0, add(1,1)==3.
-    judge = Recording(["add(2, 3) == 5\nassert add(0, 0) == 0\n```", "add(2, 3) == 5\nassert add(1, 1) == 3\n"],
+    judge = ScriptedGenerator(["add(2, 3) == 5\nassert add(0, 0) == 0\n```", "add(2, 3) == 5\nassert add(1, 1) == 3\n"],
                       num_params=7)
     r = await tts.solve(add, BestOfN(4), generator=ScriptedGenerator([GOOD, FIVE, GOOD2, SUB]),
                         verifier=CodeT(judge, samples=2), task=task)
@@ -177,7 +165,7 @@ async def test_codet_dual_agreement_by_hand(task, add):
 async def test_codet_writes_its_tests_once_per_problem_and_seed(task, add):
     """Scored twice in one run, or in another run of the same problem and seed (a sweep's runs at
     several n): one generation; each run is charged it. Another seed writes its own."""
-    judge = Recording(["add(2, 3) == 5\n"], num_params=7)
+    judge = ScriptedGenerator(["add(2, 3) == 5\n"], num_params=7)
     v = CodeT(judge)
     charged = []
     for seed in (0, 0, 1):
@@ -204,7 +192,7 @@ async def test_behaviour_vote_clusters_by_outputs_on_generated_inputs(task, add)
 
 
 async def test_code_judge_reads_p_yes_per_distinct_program(task, add):
-    judge = Recording(["Yes"], top=[("Yes", math.log(0.8)), ("No", math.log(0.2))])
+    judge = ScriptedGenerator(["Yes"], top=[("Yes", math.log(0.8)), ("No", math.log(0.2))])
     r = await tts.solve(add, BestOfN(3), generator=ScriptedGenerator([GOOD, SUB, GOOD]),
                         verifier=CodeJudge(judge), task=task)
     assert [round(t.score, 6) for t in r.traces] == [0.8] * 3
@@ -214,7 +202,7 @@ async def test_code_judge_reads_p_yes_per_distinct_program(task, add):
 
 # -- refinement loops --------------------------------------------------------------------------
 async def test_self_debug_feeds_the_failure_back_until_the_tests_pass(task, add):
-    gen = Recording([SUB, FIVE, GOOD])
+    gen = ScriptedGenerator([SUB, FIVE, GOOD])
     r = await tts.solve(add, SelfDebug(1, rounds=3), generator=gen, verifier=VisibleTests(), task=task)
     assert r.correct and r.telemetry["rounds"] == [2] and r.telemetry["visible_passed"] == 1
     first_fix, second_fix = gen.requests[1], gen.requests[2]
@@ -228,7 +216,7 @@ async def test_self_debug_feeds_the_failure_back_until_the_tests_pass(task, add)
 
 
 async def test_self_debug_reflexion_reflects_first_and_chains_are_selected(task, add):
-    gen = Recording([SUB, "It subtracts instead of adding.", GOOD])
+    gen = ScriptedGenerator([SUB, "It subtracts instead of adding.", GOOD])
     r = await tts.solve(add, SelfDebug(1, rounds=1, reflect=True), generator=gen, verifier=VisibleTests(), task=task)
     reflect, fix = gen.requests[1], gen.requests[2]
     assert "assert add(2, 3) == 5 # output: -1" in reflect.messages[-1]["content"]
@@ -243,13 +231,13 @@ async def test_self_debug_reflexion_reflects_first_and_chains_are_selected(task,
 
 async def test_self_debug_stops_without_examples_to_test(task):
     p = task.to_problem(1, {**ADD, "task_id": "Toy/noex", "prompt": 'def add(a, b):\n    """Sum."""\n'}, "t")
-    gen = Recording([SUB])
+    gen = ScriptedGenerator([SUB])
     r = await tts.solve(p, SelfDebug(1), generator=gen, verifier=VisibleTests(), task=task)
     assert len(gen.requests) == 1 and r.usage.exec_seconds == 0 and not r.correct
 
 
 async def test_review_refine_reviews_the_best_and_contrasts_the_worst(task, add):
-    gen = Recording([SUB, FIVE, "It returns a constant.", GOOD, SUB])
+    gen = ScriptedGenerator([SUB, FIVE, "It returns a constant.", GOOD, SUB])
     r = await tts.solve(add, ReviewRefine(2, rounds=3), generator=gen, verifier=VisibleTests(), task=task)
     assert r.correct and r.telemetry == {"rounds": 1, "chosen_round": 1, "best_score": 1.0}
     assert [t.score for t in r.traces] == [0.0, 0.5, 1.0, 0.0]
@@ -341,7 +329,7 @@ async def test_a_sweep_draws_samples_once_and_its_judges_run_live(tmp_path):
         "grid": {"n": [1, 2]}, "sampling": {"max_tokens": 40}, "output": str(tmp_path / "out")}))
     p = sweep.plan(f)
     assert len(p.jobs) == 1 and len(p.jobs[0].runs) == 8 and p.jobs[0].record_n == 2
-    gen = Recording([SUB, GOOD], top=[("Yes", math.log(0.6)), ("No", math.log(0.4))])
+    gen = ScriptedGenerator([SUB, GOOD], top=[("Yes", math.log(0.6)), ("No", math.log(0.4))])
     gen.model = DEFAULT_MODEL  # the planned model: runs are keyed by it
     store = await sweep.run_local(p, generator=gen)
     samples = [r for r in gen.requests if len(r.messages) == 1 and r.logprobs is None]

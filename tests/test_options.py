@@ -25,7 +25,9 @@ def test_round2_record_keys_are_unchanged(math100_bank):
     """Config hashes computed by the round-2 code (before the options moved) for 24
     configurations across strategies, backends, sampling, thinking and budgets, replayed here:
     every stored record stays found by a resume. The budget_forcing case is keyed anew on
-    purpose: its parameter `budget` is now `thinking_budget` (one meaning per name)."""
+    purpose: its parameter `budget` is now `thinking_budget` (one meaning per name). The case
+    with every cap has max_tokens 512 (its hash from the round-2 code too): a completion cap of
+    1,000 below the default 1,024 could never buy one sample and is refused now."""
     for case in json.loads(ROUND2.read_text()):
         options = dict(case["options"])
         if options.get("bank") == "<math100_bank>":

@@ -11,7 +11,7 @@ import pytest
 from scripted import ScriptedGenerator
 
 import tts
-from strategies import (Archon, GenSelect, MindEvolution, MixtureOfAgents, Pipeline, ReviewRefineRepeat,
+from strategies import (Archon, GenSelect, MindEvolution, MixtureOfAgents, Pipeline,
                         SelfConsistency, SelfRefine)
 from tts.context import Verifier
 from tts.errors import ParameterError, TTSError
@@ -153,11 +153,11 @@ async def test_verify_sorts_filters_and_votes_weighted():
         await tts.solve(P, keep, generator=gen, sampling=SAMPLING)
 
 
-async def test_review_refine_repeat_feeds_back_best_and_worst_and_keeps_the_best():
+async def test_revise_feeds_back_best_and_worst_and_keeps_the_best():
     gen = ScriptedGenerator(["\\boxed{1}", "\\boxed{2}"])
     gen.route = lambda req: "\\boxed{5}" if "The best attempt" in user_text(req) else None
     v = ByAnswer({"1": 0.2, "2": 0.7, "5": 0.95})
-    r = await tts.solve(P, ReviewRefineRepeat(n=2, iterations=2), generator=gen, verifier=v, sampling=SAMPLING)
+    r = await tts.solve(P, Pipeline([Generate(SelfConsistency(2)), Verify(), Revise(n=2), Verify()], answer="first"), generator=gen, verifier=v, sampling=SAMPLING)
     revise = next(user_text(q) for q in gen.requests if "The best attempt" in user_text(q))
     assert "(score 0.70):\n\\boxed{2}" in revise and "(score 0.20):\n\\boxed{1}" in revise
     assert r.answer == "5"
