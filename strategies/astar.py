@@ -62,12 +62,7 @@ class AStar(StepStrategy):
         n = size_alias(n, k, "k", 4)
         self.n = n
         self.max_expansions = max_expansions
-        self.max_steps = max_steps
-        self.delimiter = delimiter
-        self.tokens_per_step = tokens_per_step
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        self.set_steps(max_steps, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = self.search(ctx)

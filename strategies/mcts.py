@@ -67,12 +67,7 @@ class MCTS(StepStrategy):
     ):
         self.n, self.k, self.evaluate, self.select = n, k, evaluate, select
         self.c_init, self.c_base, self.prior = c_init, c_base, prior
-        self.max_steps = max_steps
-        self.delimiter = delimiter
-        self.tokens_per_step = tokens_per_step
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        self.set_steps(max_steps, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = self.search(ctx, logprobs=0 if self.prior else None)

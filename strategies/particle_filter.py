@@ -89,17 +89,12 @@ class ParticleFilter(StepStrategy):
         if gibbs_iterations and n < 2:
             raise ValueError("particle Gibbs needs n >= 2 particles (one is the reference)")
         self.n = n
-        self.max_steps = max_steps
         self.gibbs_iterations = gibbs_iterations
         self.select = select
         self.softmax_temp = softmax_temp
-        self.delimiter = delimiter
-        self.tokens_per_step = tokens_per_step
         self.resample_inactive = resample_inactive
         self.single_step = single_step
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        self.set_steps(max_steps, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = self.search(ctx)

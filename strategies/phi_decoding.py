@@ -93,12 +93,8 @@ class PhiDecoding(StepStrategy):
         self.cluster_num, self.threshold, self.least_foresight_num = cluster_num, threshold, least_foresight_num
         self.sigma_rate, self.softmax_temp = sigma_rate, softmax_temp
         self.width_pruning, self.depth_pruning = width_pruning, depth_pruning
-        self.max_steps = num_foresight + 1  # the foresight steps, then the final response
-        self.delimiter = delimiter
-        self.tokens_per_step = tokens_per_step
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        # max_steps: the foresight steps, then the final response
+        self.set_steps(num_foresight + 1, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = self.search(ctx, logprobs=0, scored=False)

@@ -73,12 +73,7 @@ class REBASE(StepStrategy):
         self.softmax_temp = softmax_temp
         self.select = select
         self.agg = agg
-        self.max_steps = max_steps
-        self.delimiter = delimiter
-        self.tokens_per_step = tokens_per_step
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        self.set_steps(max_steps, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     async def solve(self, problem: Problem, ctx: Context) -> Result:
         s = self.search(ctx)

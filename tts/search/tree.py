@@ -126,6 +126,14 @@ class StepStrategy(Strategy):
     prune_equivalent: str | None = None
     prune_tau: float | None = None
 
+    def set_steps(self, max_steps: int, delimiter: str | None, tokens_per_step: int | None,
+                  prune_equivalent: str | None, prune_tau: float | None) -> None:
+        """Store the parameters every search declares (the step space and EquivPruner), then
+        check the whole configuration."""
+        self.max_steps, self.delimiter, self.tokens_per_step = max_steps, delimiter, tokens_per_step
+        self.prune_equivalent, self.prune_tau = prune_equivalent, prune_tau
+        self.check()
+
     def search(self, ctx: Context, logprobs: int | None = None, scored: bool = True) -> "StepSearch":
         """This problem's search state, under the step rules these parameters set (`logprobs`:
         ask each step's token logprobs, for a search that reads them; `scored`: whether it
@@ -194,16 +202,11 @@ class BeamStrategy(StepStrategy):
             raise ValueError(f"beam_width ({beam_width}) must divide n ({n})")
         self.n = n
         self.beam_width = beam_width
-        self.max_steps = max_steps
         self.lookahead = lookahead
-        self.delimiter = delimiter
         self.select = select
-        self.tokens_per_step = tokens_per_step
         self.agg = agg
         self.pipeline = pipeline
-        self.prune_equivalent = prune_equivalent
-        self.prune_tau = prune_tau
-        self.check()
+        self.set_steps(max_steps, delimiter, tokens_per_step, prune_equivalent, prune_tau)
 
     def value(self, c: Node) -> float:
         """A path's rank: its step rewards aggregated by `agg`."""
