@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tts.experiment.evaluate import BenchConfig, bench, summarize
+from tts.registry import names
 
 
 def tts_cli(*args, timeout=600):
@@ -30,7 +31,7 @@ def one_line_error(proc) -> str:
     "args, expected",
     [
         (["--task", "gsm9k", "--strategy", "best_of_n"], "valid: aime24, aime25, gsm8k, humaneval, math500, mbpp"),
-        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: ab_mcts, adaptive_consistency, adaptive_sampling, astar, beam_search, best_of_n, budget_forcing, certainty_probe, deepconf, deepprune, dvts, early_pruning, esc, first_finish, mcts, particle_filter, phi_decoding, rebase, self_consistency, weighted_majority"),
+        (["--task", "gsm8k", "--strategy", "best_of_m"], "valid: " + ", ".join(names("strategy"))),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--param", "beam=2"], "takes no parameter beam"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--budget", "tokens=5"], "unknown budget cap tokens"),
         (["--task", "gsm8k", "--strategy", "best_of_n", "--backend", "tgi"], "valid: openai, replay, vllm"),

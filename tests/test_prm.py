@@ -527,7 +527,7 @@ def test_openai_generator_fills_top_tokens():
     from tts.backends.openai import _add_logprobs
 
     entry = SimpleNamespace(
-        logprob=-0.2,
+        token="Yes", logprob=-0.2,
         top_logprobs=[SimpleNamespace(token=" No", logprob=-1.9), SimpleNamespace(token="Yes", logprob=-0.2),
                       SimpleNamespace(token="yes", logprob=-3.0)],
     )

@@ -122,7 +122,7 @@ def test_cli_total_budget_allocates_resumes_and_holds_the_total(math100_bank, tm
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--budget", "total_tokens=100"], "cannot be combined with --total-budget"),
+    (["--budget", "total_tokens=100000"], "cannot be combined with --total-budget"),
     (["--candidate", "self_consistency"], "must look like STRATEGY:N"),
     (["--candidate", "self_consistenc:2"], "did you mean"),
     (["--allocation", "even"], "unknown allocation policy 'even'"),
