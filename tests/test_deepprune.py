@@ -287,6 +287,8 @@ async def test_embedding_judge_on_minilm():
     assert same == pytest.approx(1.0, abs=1e-5) and 0.0 <= other < 0.5
     assert ctx.usage.verifier_calls == 3  # a, b, c embedded once each (a's cached)
     assert 3 * 10 < ctx.usage.verifier_tokens < 3 * 40 and ctx.usage.verifier_flops > 0
+    # keyed by what the user chose, not by where the bundled weights were installed
+    assert judge.config() == {"name": "embedding", "model": None, "max_length": 256}
 
 
 # -- on the real engine -------------------------------------------------------------------------

@@ -173,7 +173,8 @@ class EmbeddingJudge(EquivalenceJudge):
     default_tau = 0.9  # cosines of texts on one problem are high
 
     def __init__(self, model: str | None = None, max_length: int = 256):
-        self.model = model or _bundled_minilm()
+        self.model = model  # None: the bundled MiniLM, keyed so (its folder differs per install)
+        self._folder = model or _bundled_minilm()
         self.max_length = max_length
         self._loaded: tuple[Any, Any] | None = None
         self._lock = asyncio.Lock()
@@ -183,10 +184,10 @@ class EmbeddingJudge(EquivalenceJudge):
             try:
                 from transformers import AutoModel, AutoTokenizer
 
-                tok = AutoTokenizer.from_pretrained(self.model)
-                net = AutoModel.from_pretrained(self.model).eval()
+                tok = AutoTokenizer.from_pretrained(self._folder)
+                net = AutoModel.from_pretrained(self._folder).eval()
             except Exception as e:
-                raise TTSError(f"cannot load the embedding model {self.model}: {e}") from e
+                raise TTSError(f"cannot load the embedding model {self._folder}: {e}") from e
             self._loaded = tok, net
         return self._loaded
 
@@ -208,7 +209,7 @@ class EmbeddingJudge(EquivalenceJudge):
                 params = sum(w.numel() for w in net.parameters())
                 return await ctx.verify(lambda: asyncio.to_thread(self._embed, p.text), self.max_length, params)
 
-        return await p.once(f"embedding:{self.model}", make)
+        return await p.once(f"embedding:{self._folder}", make)
 
     async def probability(self, ctx: Context, a: Prefix, b: Prefix) -> float:
         ea, eb = await asyncio.gather(self.embedding(ctx, a), self.embedding(ctx, b))
