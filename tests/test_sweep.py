@@ -48,6 +48,16 @@ def replay_sweep(bank, out, ns=(1, 2, 4), seeds=(0, 1), limit=8) -> str:
     })
 
 
+def test_a_label_is_one_line_whatever_its_parameters(tmp_path, shared_data):
+    """A step delimiter "\n\n" in a run's label broke `tts report`'s markdown table (one run
+    over three rows); it is shown with its escapes."""
+    f = write(tmp_path, yaml.safe_dump({
+        "tasks": [{"name": "gsm8k", "data": str(shared_data / "gsm8k_test.jsonl"), "limit": 1}],
+        "strategy": {"name": "beam_search", "n": 4, "params": {"delimiter": "\n\n"}}, "output": str(tmp_path / "o")}))
+    run = sweep.plan(f).runs[0]
+    assert 'delimiter="\\n\\n"' in run.label and "\n" not in run.label and "\n" not in run.curve
+
+
 # -- bad input ----------------------------------------------------------------------------------
 GOOD = {"tasks": [{"name": "gsm8k", "data": "DATA", "limit": 2}], "strategy": {"name": "best_of_n"},
         "grid": {"n": [1, 2]}}

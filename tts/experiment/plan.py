@@ -8,6 +8,7 @@ once at the largest n, replay every run of the group).
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +108,16 @@ def _axes(spec: Axes | None, where: str, file: Path) -> list[list[tuple[str, Any
             for combo in itertools.product(*(spec[k] for k in keys))]
 
 
+def _shown(value: Any) -> Any:
+    """A label's value on one line: a string with line breaks or tabs (a step delimiter) quoted
+    with its escapes, so report tables and listings keep one row per run."""
+    return json.dumps(value) if isinstance(value, str) and any(c in value for c in "\n\r\t") else value
+
+
 def _label(strategy: str, n: int | None, params: dict[str, Any], verifier: str | None,
            sampling: dict[str, Any]) -> tuple[str, str]:
-    extra = [f"{k}={v}" for k, v in sorted(params.items())]
-    extra += [f"{k}={v}" for k, v in sampling.items() if v is not None]
+    extra = [f"{k}={_shown(v)}" for k, v in sorted(params.items())]
+    extra += [f"{k}={_shown(v)}" for k, v in sampling.items() if v is not None]
     curve = " ".join([strategy, *([f"verifier={verifier}"] if verifier else []), *extra])
     label = " ".join([strategy, f"n={n}", *([f"verifier={verifier}"] if verifier else []), *extra])
     return label, curve
