@@ -56,6 +56,11 @@ async def run(strategy, task, problems, gen, judge, sampling):
     return {"wall": wall, "usage": usage, "correct": sum(correct), "merged": merged, "calls": calls, "errors": errors}
 
 
+def saved(pruned: int, plain: int) -> str:
+    """1 - pruned / plain as a signed percentage; none to save (a search with no verifier): "-"."""
+    return f"{1 - pruned / plain:+.1%}" if plain else "-"
+
+
 async def main(args) -> None:
     import tts
     from tasks.gsm8k import GSM8K
@@ -81,9 +86,9 @@ async def main(args) -> None:
             for _, jn, r, base in rows[-1 - len(args.judges):]:
                 u, b = r["usage"], base["usage"]
                 total, base_total = u.total_tokens + u.verifier_tokens, b.total_tokens + b.verifier_tokens
-                print(f"{name:13s} {jn:6s} generated {u.completion_tokens:6d} ({1 - u.completion_tokens / max(b.completion_tokens, 1):+.1%} saved)"
-                      f"  verifier {u.verifier_tokens:6d} ({1 - u.verifier_tokens / max(b.verifier_tokens, 1):+.1%})"
-                      f"  all {total:7d} ({1 - total / max(base_total, 1):+.1%})  merged {r['merged']:3d}"
+                print(f"{name:13s} {jn:6s} generated {u.completion_tokens:6d} ({saved(u.completion_tokens, b.completion_tokens)} saved)"
+                      f"  verifier {u.verifier_tokens:6d} ({saved(u.verifier_tokens, b.verifier_tokens)})"
+                      f"  all {total:7d} ({saved(total, base_total)})  merged {r['merged']:3d}"
                       f"  judge calls {r['calls']:4d}  correct {r['correct']}/{len(problems)}  {r['wall']:.0f} s"
                       + (f"  errors {len(r['errors'])}" if r["errors"] else ""), flush=True)
     finally:
