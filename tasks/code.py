@@ -36,8 +36,9 @@ from tasks.base import Task
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem "
                "in a markdown code block:")
 HARNESS = Path(__file__).with_name("harness.py").read_text()  # runs inside the sandbox only
-# A complete fenced block: ```lang ... ``` (lang optional), the fences on lines of their own.
-_BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
+# A complete fenced block: ```lang ... ``` (lang optional), the fences on lines of their own, the
+# closing one bare (so an opening fence inside a block, "```markdown\n```python", is its content).
+_BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 _OPEN_BLOCK = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*)\Z", re.S)  # cut by max_tokens
 _PYTHON = {"", "python", "py", "python3"}
 _KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
@@ -50,17 +51,41 @@ def instruct_prompt(task_prompt: str) -> str:
     return f"{INSTRUCTION}\n```python\n{task_prompt.strip()}\n```\n"
 
 
+def python_blocks(text: str) -> list[str]:
+    """The bodies of the complete Python blocks in `text`, in order; a block in another language
+    that wraps fences (the CPU model's "```markdown\n```python ... ```\n```") is searched inside."""
+    found: list[str] = []
+    for lang, body in _BLOCK.findall(text):
+        if "```" not in body:
+            found += [body] if lang.lower() in _PYTHON else []
+        else:  # the wrapper's first bare fence closed the inner block: it is open inside the body
+            inner = python_blocks(body) or [unclosed_block(body)]
+            found += [b for b in inner if b is not None]
+    return found
+
+
+def unclosed_block(text: str) -> str | None:
+    """The body of a Python block whose fence opened last and never closed (cut by max_tokens).
+    A bare last fence opens a block only at an odd count (else it closed one); a ```python one
+    always opens."""
+    if "```" not in text:
+        return None
+    m = _OPEN_BLOCK.match(text[text.rindex("```"):])
+    if m is None or m.group(1).lower() not in _PYTHON or (not m.group(1) and text.count("```") % 2 == 0):
+        return None
+    return m.group(2)
+
+
 def extract_program(text: str) -> str | None:
     """The program in a completion: the first complete Python code block that defines something,
     else the first complete Python block, else an unclosed block (a completion cut by max_tokens),
     else the whole text (a model that answered with bare code). None for empty text."""
-    blocks = [body for lang, body in _BLOCK.findall(text) if lang.lower() in _PYTHON]
+    blocks = python_blocks(text)
     if blocks:
         return next((b for b in blocks if re.search(r"^\s*(def|class)\s", b, re.M)), blocks[0])
-    if text.count("```") % 2:  # the last fence opened a block that never closed
-        m = _OPEN_BLOCK.match(text[text.rindex("```"):])
-        if m is not None and m.group(1).lower() in _PYTHON:
-            return m.group(2)
+    cut = unclosed_block(text)
+    if cut is not None:
+        return cut
     return text if text.strip() else None
 
 

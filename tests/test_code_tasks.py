@@ -63,6 +63,11 @@ def test_extract_takes_the_first_python_block_that_defines_something():
     assert extract_program("```\nx = 1\n```") == "x = 1\n"  # an unlabelled fence is Python
     assert extract_program("Sure!\n```python\ndef f():\n    return [1,") == "def f():\n    return [1,"  # cut off
     assert extract_program("    return a + b\n") == "    return a + b\n"  # bare code: a completion
+    # the CPU model wraps its block in a markdown fence (162 of the first 1,000 code_cpu answers):
+    # read before as an empty block, so the whole text was graded and failed
+    wrapped = "```markdown\n```python\ndef f():\n    return 1\n```\n```"
+    assert extract_program(wrapped) == "def f():\n    return 1\n"
+    assert extract_program("```markdown\n```python\ndef f():\n    return 1\n") == "def f():\n    return 1\n"
     assert extract_program("  \n") is None
 
 
