@@ -88,7 +88,11 @@ async def test_search_strategies_on_the_engine(vllm_generator):
     assert budget.exceeded_by(budgeted.usage) is None and budgeted.stopped_by == "budget"
     scored = [r for name, r in zip([*searches, "budgeted"], results) if name != "phi_decoding"]  # φ: no PRM
     assert all(r.usage.verifier_tokens > 0 and r.telemetry["prm_passes"] > 0 for r in scored)
-    assert by_name["phi_decoding"].telemetry["rollout_samples"] > 0 and by_name["phi_decoding"].usage.verifier_tokens == 0
+    phi = by_name["phi_decoding"]
+    # Its foresight rolls out every open first step; the random tiny model sometimes ends every
+    # path in its first 16 tokens, leaving none to roll out (this flaked once in a full run).
+    first_only = max(d for _, d in phi.telemetry["tree"].nodes(data="depth")) <= 1
+    assert (phi.telemetry["rollout_samples"] > 0 or first_only) and phi.usage.verifier_tokens == 0
     assert by_name["mcts"].telemetry["simulations"] > 0 and by_name["rebase"].telemetry["widths"]
     pruning = by_name["beam_pruned"].telemetry["equivalent"]
     assert pruning["judge"] == "model" and pruning["judge_calls"] > 0  # charged: in the engine count below
