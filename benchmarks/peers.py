@@ -27,10 +27,12 @@ Modes:
   meet: at each accuracy both sides reach (the lower of the two best accuracies, and the
   highest accuracy each side's smallest n reaches), the wall each side needs to reach it
   (linear between its points, on its best-accuracy-for-the-wall envelope), theirs / ours.
-  Ours runs with this project's defaults there (beam search samples n first steps, as
-  search-and-learn); one point at one n can favour whichever side does less work.
+  Ours runs with this project's defaults there (beam search samples n first steps and
+  generates the last step to the end, as search-and-learn); one point at one n can favour
+  whichever side does less work.
 - levers: our side only, with every lever as configured, then with each lever flipped on its
-  own (`--share-prompt`, `--judge-batch`, `--dedupe`, `--stop-when-decided`, `--beam-first`),
+  own (`--share-prompt`, `--judge-batch`, `--dedupe`, `--stop-when-decided`, `--beam-first`,
+  `--last-step`),
   rounds alternating the order: what each one buys in wall, tokens and requests.
 
 Pairs (ours vs theirs):
@@ -46,8 +48,10 @@ Pairs (ours vs theirs):
   beam_width=keep)` (ours names the samples per kept beam beam_width, its_hub the kept beams),
   same judge on each new step, step delimiter "\\n\\n", <= max_tokens per step. In the pairs
   and levers modes ours samples n / keep first steps as its_hub does (`first_samples=
-  "beam_width"`, `--beam-first`), so both run the same algorithm; the curve mode runs our
-  default (n first steps, search-and-learn's).
+  "beam_width"`, `--beam-first`) and generates a path's last step as any other step, the path
+  ending there unfinished as its_hub's (`last_step="delimited"`, `--last-step`), so both run the
+  same algorithm; the curve mode runs our defaults (n first steps and the last step to the end
+  of sequence, search-and-learn's).
 - particle_filter: `ParticleFilter(n)` vs its_hub `ParticleFiltering(budget=n)`, multinomial
   resampling of all particles (finished ones too) by softmax(logit(r)), final argmax; both score
   the whole partial solution as one step (newline runs collapsed), the same judge.
@@ -160,7 +164,8 @@ SHARED = next((p / "shared" / "data" / "gsm8k_test.jsonl" for p in ROOT.parents[
 
 PAIRS = ("self_consistency", "best_of_n", "beam_search", "particle_filter", "optillm_sc", "optillm_bon")
 SEARCH = ("beam_search", "particle_filter")
-LEVERS = ("share_prompt", "judge_batch", "dedupe", "stop_when_decided", "beam_first")
+LEVERS = ("share_prompt", "judge_batch", "dedupe", "stop_when_decided", "beam_first", "last_step")
+CHOICES = {"beam_first": ("beam_width", "n"), "last_step": ("delimited", "to_end")}  # the two-valued levers
 
 
 def target(pair: str, prm: bool) -> float:
@@ -260,10 +265,11 @@ class Levers:
     dedupe: bool = True  # identical candidates scored once
     stop_when_decided: bool = True  # beam search stops once its first n paths have finished
     beam_first: str = "beam_width"  # beam search's first iteration: "beam_width" (its_hub) or "n"
+    last_step: str = "delimited"  # beam search's last step: "delimited" (its_hub) or "to_end"
 
     def flipped(self, lever: str) -> "Levers":
         value = getattr(self, lever)
-        new = {"n": "beam_width", "beam_width": "n"}[value] if lever == "beam_first" else not value
+        new = next(c for c in CHOICES[lever] if c != value) if lever in CHOICES else not value
         return Levers(**{**vars(self), lever: new})
 
     def label(self) -> str:
@@ -464,7 +470,7 @@ async def ours(pair: str, problems, args, url: str, n: int, levers: Levers, prm_
         "self_consistency": lambda: SelfConsistency(n),
         "best_of_n": lambda: BestOfN(n),
         "beam_search": lambda: BeamSearch(n, n // args.keep, max_steps=args.max_steps, first_samples=levers.beam_first,
-                                          stop_when_decided=levers.stop_when_decided),
+                                          stop_when_decided=levers.stop_when_decided, last_step=levers.last_step),
         "particle_filter": lambda: ParticleFilter(n, max_steps=args.max_steps),
     }[kind]()
     temperature = 1.0 if pair.startswith("optillm") else args.temperature
@@ -660,7 +666,7 @@ async def run_pairs(b: Bench, pairs: list[str], levers: Levers) -> None:
 
 
 async def run_curve(b: Bench, pairs: list[str], levers: Levers) -> None:
-    levers = Levers(**{**vars(levers), "beam_first": "n"})  # our defaults: search-and-learn's first iteration
+    levers = Levers(**{**vars(levers), "beam_first": "n", "last_step": "to_end"})  # our defaults (search-and-learn's)
     for r in range(b.args.rounds):
         for j, n in enumerate(b.args.ns):
             for i, pair in enumerate(pairs):
@@ -673,7 +679,7 @@ def lever_variants(pair: str, levers: Levers, prm: bool) -> list[tuple[str, Leve
     if pair not in ("self_consistency", "optillm_sc"):
         applies |= {"dedupe"} | (set() if prm and pair in SEARCH else {"judge_batch"})
     if pair == "beam_search":
-        applies |= {"stop_when_decided", "beam_first"}
+        applies |= {"stop_when_decided", "beam_first", "last_step"}
     out = [("as set", levers)]
     for lever in LEVERS:
         if lever in applies:
@@ -865,7 +871,8 @@ async def main(args) -> None:
     ns = args.ns if args.mode == "curve" else [args.n]
     if any(n % args.keep for n in ns) and "beam_search" in pairs:
         raise SystemExit("every n must be a multiple of --keep (its_hub's beam search needs it)")
-    levers = Levers(args.share_prompt, args.judge_batch, args.dedupe, args.stop_when_decided, args.beam_first)
+    levers = Levers(args.share_prompt, args.judge_batch, args.dedupe, args.stop_when_decided, args.beam_first,
+                    args.last_step)
     model_dir = str(resolve_model(args.model)) if not args.base_url or args.prm else None
     if args.prm:
         if args.prm_url and not args.prm_model:
@@ -933,8 +940,10 @@ if __name__ == "__main__":
     p.add_argument("--judge-batch", action=on_off, default=True, help="ours: a score call's judge requests batched")
     p.add_argument("--dedupe", action=on_off, default=True, help="ours: identical candidates scored once")
     p.add_argument("--stop-when-decided", action=on_off, default=True, help="ours: beam search stops once decided")
-    p.add_argument("--beam-first", choices=("beam_width", "n"), default="beam_width",
+    p.add_argument("--beam-first", choices=CHOICES["beam_first"], default="beam_width",
                    help="ours (pairs, levers): beam search's first samples (beam_width: its_hub's n / keep)")
+    p.add_argument("--last-step", choices=CHOICES["last_step"], default="delimited",
+                   help="ours (pairs, levers): beam search's last step (delimited: its_hub's; to_end: search-and-learn's)")
     p.add_argument("--prm", action="store_true", help="beam search and particle filtering scored by a served PRM")
     p.add_argument("--prm-model", help="the PRM's folder (default: a random PRM-shaped model, built)")
     p.add_argument("--prm-url", help="a running PRM server with the ttscale_prm plugin (see --prm-command)")

@@ -19,7 +19,9 @@ src/sal/search/beam_search.py; Snell et al., 2024, "Scaling LLM test-time comput
   for the other beams' (one verifier call per expansion); the kept beams are the same.
 - The last allowed step (the max_steps-th) is generated to the end of sequence, as
   search-and-learn's last iteration, so every path ends; the search also ends when no path is
-  open, or when the budget runs out (stopped_by "budget").
+  open, or when the budget runs out (stopped_by "budget"). `last_step="delimited"` (its_hub's
+  rule) generates it as any other step instead, cheaper: a path still open after it ends
+  there, finish "max_steps", usually without an answer.
 - `stop_when_decided` (default): with `sort_completed=False` the answer is read from the first n
   finished paths only, so once n paths have finished, no later path can change it: the search
   stops there (search-and-learn goes on until no path is open). The answer and the returned
@@ -37,7 +39,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from tts.context import Context
-from tts.search.tree import BeamStrategy, Node, spread
+from tts.search.tree import BeamStrategy, LastStep, Node, spread
 from tts.types import Problem, Result
 
 
@@ -45,14 +47,15 @@ class BeamSearch(BeamStrategy):
     name = "beam_search"
     # Parameters added after beam search results were keyed: in the configuration (and its
     # hash) only when set off their default, so every run keyed before keeps its key.
-    late_defaults: ClassVar[dict[str, Any]] = {"first_samples": "n", "stop_when_decided": True}
+    late_defaults: ClassVar[dict[str, Any]] = {"first_samples": "n", "stop_when_decided": True, "last_step": "to_end"}
 
     def __init__(self, *args: Any, sort_completed: bool = False, first_samples: Literal["n", "beam_width"] = "n",
-                 stop_when_decided: bool = True, **kwargs: Any):
+                 stop_when_decided: bool = True, last_step: LastStep = "to_end", **kwargs: Any):
         super().__init__(*args, **kwargs)  # BeamStrategy's parameters, which are this one's too
         self.sort_completed = sort_completed
         self.first_samples = first_samples
         self.stop_when_decided = stop_when_decided
+        self.last_step = last_step
 
     def config(self) -> dict:
         late = self.late_defaults

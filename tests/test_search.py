@@ -541,6 +541,22 @@ async def test_max_steps_finishes_paths_to_the_end_of_sequence(name):
         assert r.usage.completion_tokens == tokens and tokens > 0
 
 
+async def test_beam_search_last_step_delimited_ends_open_paths_at_max_steps():
+    """last_step="delimited" (its_hub's rule): the max_steps-th step stops at the delimiter as
+    any other. By hand: paths of 5 steps, max_steps 3: every request stops at the delimiter,
+    every path is three "more" steps, finish "max_steps", no answer; three iterations of
+    requests, as with "to_end", each asking a step, never the rest of the solution."""
+    r, gen, _ = await run(BeamSearch(4, beam_width=2, max_steps=3, last_step="delimited"), DeepTree(), {"more": 0.5})
+    assert gen.stops and all(stop == (DELIM,) for stop in gen.stops)
+    assert r.traces and all(t.finish_reason == "max_steps" and t.text == DELIM.join(["more"] * 3) for t in r.traces)
+    assert r.answer is None and r.telemetry["steps"] == 3 and r.stopped_by == "done"
+    assert max(p.count(DELIM) for p, _, _ in gen.requests) == 2
+    assert BeamSearch(4, beam_width=2, last_step="delimited").config()["last_step"] == "delimited"
+    assert "last_step" not in BeamSearch(4, beam_width=2).config()
+    with pytest.raises(tts.errors.ParameterError, match="last_step"):
+        BeamSearch(4, beam_width=2, last_step="cut")
+
+
 # An answered path (a, a1: \boxed{3}, 2 steps) against a deeper path without an answer whose
 # PRM scores are higher (b, b1, then b2, b3 to the end of sequence).
 COMPETE_TREE = {

@@ -19,6 +19,9 @@ Select = Literal["max", "weighted"]
 SELECT = get_args(Select)
 Aggregate = Literal["last", "min", "prod"]  # search-and-learn's agg_strategy
 AGGREGATES = get_args(Aggregate)
+# A path's max_steps-th step: generated to the end of sequence (search-and-learn's last
+# iteration) or delimited as any other, the path ending there unfinished (its_hub).
+LastStep = Literal["to_end", "delimited"]
 
 
 @dataclass(eq=False, slots=True)

@@ -36,7 +36,9 @@ end-of-sequence, and the stop string is not in the text, so the two cannot be to
 - the last step a path may take (its `max_steps`-th) is generated without the step stop, to the
   end of sequence (or `ctx.sampling.max_tokens`), as search-and-learn's last iteration does; it
   ends the path ("stop", or "length" when cut), charged as any other call. Such a node's text
-  may hold several steps; the verifier scores each of them.
+  may hold several steps; the verifier scores each of them. With `last_step="delimited"` (its_hub's
+  rule, cheaper) it is a step like any other, and a path still open after it ends there
+  unfinished ("max_steps").
 
 A step that ended at end-of-sequence without an answer is therefore continued once more; the
 model then usually stops at once (an empty step, complete), so the cost is one short call.
@@ -87,6 +89,7 @@ from tts.search.paths import (
     DEFAULT_DELIMITER,
     SELECT,
     Aggregate,
+    LastStep,
     Node,
     Select,
     aggregate,
@@ -101,7 +104,7 @@ from tts.search.paths import (
 from tts.types import Problem, Result, Step, StoppedBy, Trace
 
 __all__ = [  # what the strategies import from here (the shared rules live in tts.search.paths)
-    "AGGREGATES", "DEFAULT_DELIMITER", "SELECT", "Aggregate", "BeamStrategy", "Node", "Select", "StepSearch",
+    "AGGREGATES", "DEFAULT_DELIMITER", "SELECT", "Aggregate", "BeamStrategy", "LastStep", "Node", "Select", "StepSearch",
     "StepStrategy", "aggregate", "logit", "rank_key", "size_alias", "softmax", "spread", "step_finish",
     "validate_steps",
 ]  # fmt: skip
@@ -123,6 +126,7 @@ class StepStrategy(Strategy):
     max_steps: int
     delimiter: str | None
     tokens_per_step: int | None
+    last_step: LastStep = "to_end"  # a search that offers the choice sets it in its constructor
     prune_equivalent: str | None = None
     prune_tau: float | None = None
 
@@ -145,7 +149,8 @@ class StepStrategy(Strategy):
                 judge = self._judge = lookup("judge", self.prune_equivalent)()
             pruner = EquivalencePruner(judge, self.prune_tau)
         return StepSearch(ctx, delimiter=self.delimiter, max_steps=self.max_steps,
-                          tokens_per_step=self.tokens_per_step, pruner=pruner, logprobs=logprobs, scored=scored)
+                          tokens_per_step=self.tokens_per_step, pruner=pruner, logprobs=logprobs, scored=scored,
+                          last_step=self.last_step)
 
     def config(self) -> dict:
         """The configuration, keyed as before for what did not change: the pruning parameters
@@ -226,6 +231,7 @@ class StepSearch:
         pruner: EquivalencePruner | None = None,
         logprobs: int | None = None,
         scored: bool = True,
+        last_step: LastStep = "to_end",
     ):
         validate_steps(max_steps, delimiter, tokens_per_step)
         if scored and ctx.verifier is None:
@@ -236,6 +242,7 @@ class StepSearch:
         self.delimiter = delimiter
         self.max_steps = max_steps
         self.tokens_per_step = tokens_per_step
+        self.last_step = last_step
         self.pruner = pruner
         self.logprobs = logprobs
         self.nodes: list[Node] = []
@@ -282,13 +289,15 @@ class StepSearch:
                              after_cut=after_cut)
         if finish is None and final:
             finish = "stop"  # generated to the end of sequence (see `final`)
+        elif finish is None and parent.depth + 1 >= self.max_steps:
+            finish = "max_steps"  # last_step "delimited": no step left for this path
         child = self._add(parent, trace.text, trace.num_tokens, "" if finish else self.joint(trace), trace)
         child.finish_reason = finish
         return child
 
     def final(self, node: Node) -> bool:
-        """Whether `node`'s next step is its path's last: generated to the end of sequence."""
-        return node.depth + 1 >= self.max_steps
+        """Whether `node`'s next step is its path's last, generated to the end of sequence."""
+        return self.last_step == "to_end" and node.depth + 1 >= self.max_steps
 
     def answer(self, node: Node) -> str | None:
         return self.ctx.extract(node.solution) if node.solution else None
