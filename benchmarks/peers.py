@@ -5,7 +5,8 @@ several rounds over the same problems, the two sides alternating who goes first;
 prints the median over rounds of our speed / theirs (their wall / our wall; > 1 means we are
 faster) with its spread (min-max), the tokens generated, the verifier tokens (seen, and computed
 versus read from a prefix cache), the HTTP and engine requests, and the accuracy with its 95%
-interval (cluster bootstrap over problems). Targets (printed, not asserted): >= 1.0x for every
+interval (cluster bootstrap over problems). A wall covers the solving only: every side's
+answers are graded after it. Targets (printed, not asserted): >= 1.0x for every
 pair; >= 1.5x for beam search and particle filtering against its_hub with a separately served
 PRM (`--prm`).
 
@@ -152,7 +153,7 @@ import time
 import types
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -475,21 +476,25 @@ async def ours(pair: str, problems, args, url: str, n: int, levers: Levers, prm_
     }[kind]()
     temperature = 1.0 if pair.startswith("optillm") else args.temperature
     sampling = tts.Sampling(temperature=temperature, max_tokens=args.max_tokens)
+    task = get_task("gsm8k")
+    # Gold answers withheld while timed, so grading is after the wall, as on the peers' sides
+    unanswered = [replace(p, answer=None) for p in problems]
     try:
         t0 = time.perf_counter()
-        results = await tts.run_many(problems, strategy, generator=gen, verifier=verifier, sampling=sampling,
-                                     task=get_task("gsm8k"), concurrency=len(problems), seed=args.seed)
+        results = await tts.run_many(unanswered, strategy, generator=gen, verifier=verifier, sampling=sampling,
+                                     task=task, concurrency=len(problems), seed=args.seed)
         wall = time.perf_counter() - t0
     finally:
         await gen.close()
         if close is not None:
             await close()
+    correct = [bool(await task.grade(p, r.answer)) for p, r in zip(problems, results)]
     usage = sum((r.usage for r in results), tts.Usage())
     # tokens of the max_steps-th steps, generated to the end of sequence (search-and-learn's
     # last iteration; its_hub generates one more delimited step instead)
     last = sum(d["tokens"] for r in results if "tree" in r.telemetry
                for _, d in r.telemetry["tree"].nodes(data=True) if d["depth"] == args.max_steps)
-    return {"wall": wall, "correct": [bool(r.correct) for r in results], "last_step_generated": last,
+    return {"wall": wall, "correct": correct, "last_step_generated": last,
             "verifier_computed": usage.verifier_tokens, "verifier_cached": usage.verifier_cached_tokens,
             "http_gen": sum(gen.calls.values()), "http_verifier": usage.verifier_calls,
             "judge_prompts": jgen.prompts if jgen else 0, "judge_completion": jgen.completion if jgen else 0}
@@ -852,6 +857,7 @@ def build_prm(args, model_dir: str) -> str:
 
 async def main(args) -> None:
     from tasks import get_task
+    from tts.answers import mathverify
     from tts.models import resolve_model
 
     if args.report:
@@ -862,6 +868,9 @@ async def main(args) -> None:
               + " ".join(f"'{f}'" if f.startswith("{") else f for f in prm_flags()) + " --block-size 16")
         return
     problems = get_task("gsm8k").load(args.data, limit=args.problems)
+    # The math-verify workers (sympy imported) start once per process: started here, untimed,
+    # not inside whichever side first compares two non-integer answers.
+    await mathverify.grade("1/2", "0.5")
     pairs = list(args.pairs)
     if any(p.startswith("optillm") for p in pairs) and _optillm() is None:
         print("optillm is not installed (pip install --no-deps optillm==0.4.0): skipping its pairs", flush=True)
