@@ -490,8 +490,8 @@ async def ours(pair: str, problems, args, url: str, n: int, levers: Levers, prm_
             await close()
     correct = [bool(await task.grade(p, r.answer)) for p, r in zip(problems, results)]
     usage = sum((r.usage for r in results), tts.Usage())
-    # tokens of the max_steps-th steps, generated to the end of sequence (search-and-learn's
-    # last iteration; its_hub generates one more delimited step instead)
+    # tokens of the max_steps-th steps: generated to the end of sequence with last_step
+    # "to_end" (search-and-learn's last iteration), one delimited step with "delimited" (its_hub's)
     last = sum(d["tokens"] for r in results if "tree" in r.telemetry
                for _, d in r.telemetry["tree"].nodes(data=True) if d["depth"] == args.max_steps)
     return {"wall": wall, "correct": correct, "last_step_generated": last,
